@@ -1,0 +1,2 @@
+//! crier — a real-time connection hub.
+pub mod hub;

@@ -1,0 +1,109 @@
+//! What /proc says about the hub process and the kernel: resident memory, peak memory, CPU
+//! time, and TCP socket buffer memory. Every reader returns `None` where the file is absent
+//! or unreadable (another user's process, a container without /proc).
+
+use std::fs;
+
+/// The kernel's USER_HZ: the unit of utime/stime in /proc/PID/stat. It is 100 on every Linux
+/// architecture that matters here (it is fixed by the ABI, not the kernel's HZ).
+const CLOCK_TICKS_PER_SEC: f64 = 100.0;
+const PAGE_SIZE: u64 = 4096;
+
+/// A `/proc/PID/status` field in kB (`VmRSS`, `VmHWM`), as bytes.
+pub fn status_kb(pid: u32, field: &str) -> Option<u64> {
+    let text = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    parse_status_kb(&text, field)
+}
+
+pub fn parse_status_kb(text: &str, field: &str) -> Option<u64> {
+    text.lines().find_map(|line| {
+        let rest = line.strip_prefix(field)?.strip_prefix(':')?;
+        let kb: u64 = rest.split_whitespace().next()?.parse().ok()?;
+        Some(kb * 1024)
+    })
+}
+
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    status_kb(pid, "VmRSS")
+}
+
+pub fn peak_rss_bytes(pid: u32) -> Option<u64> {
+    status_kb(pid, "VmHWM")
+}
+
+/// utime + stime of a process in seconds.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat_cpu(&text)
+}
+
+pub fn parse_stat_cpu(text: &str) -> Option<f64> {
+    // The command name (field 2) is in parentheses and may contain spaces: split after the
+    // last ')'. Fields after it start at field 3 (state); utime is 14, stime 15.
+    let after = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) as f64 / CLOCK_TICKS_PER_SEC)
+}
+
+/// Kernel memory in TCP socket buffers (all sockets on the machine, both ends of loopback),
+/// from `/proc/net/sockstat` `TCP: ... mem N` (pages), as bytes.
+pub fn tcp_socket_mem_bytes() -> Option<u64> {
+    let text = fs::read_to_string("/proc/net/sockstat").ok()?;
+    parse_sockstat_tcp_mem(&text)
+}
+
+pub fn parse_sockstat_tcp_mem(text: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with("TCP:"))?;
+    let mut words = line.split_whitespace();
+    while let Some(w) = words.next() {
+        if w == "mem" {
+            return words.next()?.parse::<u64>().ok().map(|p| p * PAGE_SIZE);
+        }
+    }
+    None
+}
+
+/// Open file descriptors of this process.
+pub fn own_open_fds() -> Option<usize> {
+    fs::read_dir("/proc/self/fd").ok().map(|d| d.count())
+}
+
+/// Whether a process with this pid exists.
+pub fn process_exists(pid: u32) -> bool {
+    fs::metadata(format!("/proc/{pid}")).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_status_fields() {
+        let text = "Name:\tcrier\nVmHWM:\t   20480 kB\nVmRSS:\t   10240 kB\n";
+        assert_eq!(parse_status_kb(text, "VmRSS"), Some(10240 * 1024));
+        assert_eq!(parse_status_kb(text, "VmHWM"), Some(20480 * 1024));
+        assert_eq!(parse_status_kb(text, "VmSwap"), None);
+    }
+
+    #[test]
+    fn parses_stat_with_spaces_in_name() {
+        let text = "1234 (my (odd) name) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 4 0 100 0 0";
+        assert_eq!(parse_stat_cpu(text), Some(3.0));
+    }
+
+    #[test]
+    fn parses_sockstat() {
+        let text = "sockets: used 200\nTCP: inuse 10 orphan 0 tw 3 alloc 12 mem 7\nUDP: inuse 1 mem 0\n";
+        assert_eq!(parse_sockstat_tcp_mem(text), Some(7 * 4096));
+    }
+
+    #[test]
+    fn reads_own_process() {
+        let me = std::process::id();
+        assert!(rss_bytes(me).is_some_and(|b| b > 0));
+        assert!(cpu_seconds(me).is_some());
+        assert!(process_exists(me));
+    }
+}

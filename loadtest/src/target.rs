@@ -1,0 +1,187 @@
+//! Where the load goes: the hub's loopback address (anything else is refused), the pool of
+//! 127.0.0.x source addresses client sockets are spread over, and the file-descriptor budget.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use reqwest::Url;
+use tokio::net::{TcpSocket, TcpStream};
+
+/// Descriptors kept back from the budget for the runtime, HTTP clients, stdout, /proc reads.
+pub const FD_RESERVE: u64 = 200;
+
+/// The hub under test.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// `http://host:port` without a trailing slash.
+    pub base: String,
+    /// The `Host` (`host:port`) used in WebSocket URLs.
+    pub authority: String,
+    pub addr: SocketAddr,
+    sources: Vec<IpAddr>,
+}
+
+impl Target {
+    /// Parses `--url` and refuses anything that does not resolve to loopback only.
+    pub fn parse(url: &str, source_addrs: usize) -> Result<Self> {
+        let parsed = Url::parse(url).with_context(|| format!("--url {url:?} is not a URL"))?;
+        if parsed.scheme() != "http" {
+            bail!("--url must be http://HOST:PORT (got scheme {:?})", parsed.scheme());
+        }
+        let host = parsed.host_str().context("--url has no host")?;
+        let port = parsed.port_or_known_default().unwrap_or(80);
+        let host_for_lookup = host.trim_start_matches('[').trim_end_matches(']');
+        let addrs: Vec<SocketAddr> = (host_for_lookup, port)
+            .to_socket_addrs()
+            .with_context(|| format!("cannot resolve {host}"))?
+            .collect();
+        if addrs.is_empty() {
+            bail!("{host} resolves to no address");
+        }
+        if let Some(bad) = addrs.iter().find(|a| !a.ip().is_loopback()) {
+            bail!(
+                "refusing to load {bad}: crier-loadtest only targets loopback addresses \
+                 (127.0.0.0/8 or ::1)"
+            );
+        }
+        // Prefer IPv4: the source-address spread works within 127.0.0.0/8.
+        let addr = addrs
+            .iter()
+            .find(|a| a.is_ipv4())
+            .copied()
+            .unwrap_or(addrs[0]);
+        let sources = if addr.is_ipv4() {
+            source_pool(source_addrs)
+        } else {
+            vec![IpAddr::from(std::net::Ipv6Addr::LOCALHOST)]
+        };
+        Ok(Self {
+            base: format!("http://{}", addr),
+            authority: addr.to_string(),
+            addr,
+            sources,
+        })
+    }
+
+    pub fn sources(&self) -> &[IpAddr] {
+        &self.sources
+    }
+
+    /// The source address for the `n`th client.
+    pub fn source_for(&self, n: usize) -> IpAddr {
+        self.sources[n % self.sources.len()]
+    }
+
+    pub fn ws_url(&self, path_and_query: &str) -> String {
+        format!("ws://{}{}", self.authority, path_and_query)
+    }
+
+    pub fn http_url(&self, path_and_query: &str) -> String {
+        format!("{}{}", self.base, path_and_query)
+    }
+
+    /// A TCP connection to the hub from a chosen source address. `recv_buffer` shrinks the
+    /// socket's receive buffer (slow clients: the hub's queue fills sooner).
+    pub async fn connect_tcp(
+        &self,
+        source: IpAddr,
+        recv_buffer: Option<u32>,
+        timeout: Duration,
+    ) -> Result<TcpStream> {
+        let socket = if self.addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        // Bind first so the kernel picks the ephemeral port per source address: one source
+        // address has only ~28k ports, several multiply that.
+        socket.bind(SocketAddr::new(source, 0))?;
+        if let Some(size) = recv_buffer {
+            socket.set_recv_buffer_size(size)?;
+        }
+        let stream = tokio::time::timeout(timeout, socket.connect(self.addr))
+            .await
+            .context("TCP connect timed out")??;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    }
+}
+
+/// 127.0.0.1 .. 127.0.0.n: every Linux loopback interface answers for all of 127/8.
+fn source_pool(n: usize) -> Vec<IpAddr> {
+    (1..=n.clamp(1, 250) as u8)
+        .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, i)))
+        .collect()
+}
+
+/// Raises the soft open-file limit to the hard one; returns the limit now in force.
+pub fn raise_nofile_limit() -> Result<u64> {
+    let (soft, hard) = rlimit::Resource::NOFILE.get()?;
+    if soft < hard {
+        rlimit::Resource::NOFILE.set(hard, hard)?;
+    }
+    Ok(rlimit::Resource::NOFILE.get()?.0)
+}
+
+/// Refuses a run that needs more sockets than this process can hold.
+pub fn check_fd_budget(sockets_needed: u64, limit: u64) -> Result<()> {
+    let cap = limit.saturating_sub(FD_RESERVE);
+    if sockets_needed > cap {
+        bail!(
+            "this run needs about {sockets_needed} client sockets but one crier-loadtest process \
+             can hold at most {cap} (open-file limit {limit} minus {FD_RESERVE} reserved); \
+             lower the client count or run several crier-loadtest processes side by side"
+        );
+    }
+    Ok(())
+}
+
+/// Round-robin counter for picking source addresses.
+#[derive(Debug, Default)]
+pub struct Spread(AtomicUsize);
+
+impl Spread {
+    pub fn next(&self) -> usize {
+        self.0.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_loopback() {
+        let t = Target::parse("http://127.0.0.1:8080", 4).unwrap();
+        assert_eq!(t.base, "http://127.0.0.1:8080");
+        assert_eq!(t.ws_url("/ws?channel=a"), "ws://127.0.0.1:8080/ws?channel=a");
+        assert_eq!(t.sources().len(), 4);
+        assert_eq!(t.source_for(5), IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)));
+        assert!(Target::parse("http://localhost:9000/", 1).is_ok());
+        assert!(Target::parse("http://127.1.2.3:80", 1).is_ok());
+    }
+
+    #[test]
+    fn refuses_non_loopback() {
+        for url in [
+            "http://10.0.0.1:8080",
+            "http://192.168.1.1",
+            "http://8.8.8.8:80",
+            "https://127.0.0.1:8080",
+            "not a url",
+        ] {
+            assert!(Target::parse(url, 1).is_err(), "{url} accepted");
+        }
+        let err = Target::parse("http://10.0.0.1:8080", 1).unwrap_err();
+        assert!(err.to_string().contains("loopback"), "{err}");
+    }
+
+    #[test]
+    fn fd_budget_states_the_cap() {
+        assert!(check_fd_budget(1000, 20_000).is_ok());
+        let err = check_fd_budget(25_000, 20_000).unwrap_err().to_string();
+        assert!(err.contains("19800"), "{err}");
+    }
+}

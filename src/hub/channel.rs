@@ -1,0 +1,343 @@
+//! A channel: its validated name, its epoch and offset counter, its subscribers and its
+//! bounded history ring.
+//!
+//! Everything that must be atomic for the delivery promise happens under the channel's one
+//! lock: assigning an offset, appending to history and enqueueing to every subscriber (so
+//! every subscriber sees offsets in order), and a subscribe's catch-up from history followed
+//! by joining the live set (so a resuming client sees no gap and no duplicate). Nothing under
+//! that lock waits: queues are `try_push`, and clients that overflow are returned to the
+//! caller, who evicts them after the lock is released.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::client::{Client, ClientId};
+use super::message::{self, Frame, MissedReason, Since};
+use super::queue::PushError;
+
+/// Longest channel name, in bytes. Names travel in every message frame and are map keys, so
+/// they are kept short; 128 leaves room for namespaced names like `tenant:42:room:lobby`.
+pub const MAX_CHANNEL_NAME_LEN: usize = 128;
+
+#[derive(Debug, thiserror::Error)]
+#[error("channel name must be 1-{MAX_CHANNEL_NAME_LEN} bytes of A-Z a-z 0-9 _ - . : @")]
+pub struct InvalidChannelName;
+
+/// A validated channel name: 1–128 bytes of `A–Z a–z 0–9 _ - . : @`. The alphabet never
+/// needs escaping in JSON or in a URL path segment.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChannelName(Arc<str>);
+
+impl ChannelName {
+    pub fn parse(name: &str) -> Result<Self, InvalidChannelName> {
+        let valid = !name.is_empty()
+            && name.len() <= MAX_CHANNEL_NAME_LEN
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':' | b'@'));
+        if valid {
+            Ok(Self(Arc::from(name)))
+        } else {
+            Err(InvalidChannelName)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ChannelName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for ChannelName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A channel's numbering generation: 48 random bits as 12 hex digits. A new `Channel` value
+/// (after a restart, or after an idle channel was forgotten) always gets a new epoch.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Epoch(Arc<str>);
+
+impl Epoch {
+    pub fn random() -> Self {
+        let bits: u64 = rand::random::<u64>() & 0xffff_ffff_ffff;
+        Self(Arc::from(format!("{bits:012x}")))
+    }
+
+    pub fn from_string(s: String) -> Self {
+        Self(Arc::from(s))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Epoch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct HistoryLimits {
+    /// Most messages a channel remembers; 0 disables history (and resume).
+    pub size: usize,
+    /// Messages older than this are forgotten.
+    pub ttl: Duration,
+}
+
+pub(crate) struct Channel {
+    pub name: ChannelName,
+    pub epoch: Epoch,
+    state: Mutex<ChannelState>,
+}
+
+pub(crate) struct ChannelState {
+    last_offset: u64,
+    history: VecDeque<StoredMessage>,
+    subscribers: HashMap<ClientId, Arc<Client>>,
+    /// Set (under this lock) when the registry removed the channel: whoever still holds the
+    /// `Arc` must look the name up again instead of publishing into a forgotten channel.
+    pub removed: bool,
+}
+
+struct StoredMessage {
+    offset: u64,
+    published_at: Instant,
+    frame: Frame,
+}
+
+/// What one publish did.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub channel: ChannelName,
+    pub epoch: Epoch,
+    pub offset: u64,
+    /// Subscribers whose queue took the frame.
+    pub enqueued: usize,
+}
+
+/// A subscribe's catch-up, reported for metrics and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subscribed {
+    pub offset: u64,
+    pub recovered: bool,
+    pub replayed: usize,
+}
+
+/// A page of history.
+#[derive(Debug, Clone)]
+pub struct HistoryPage {
+    pub epoch: Epoch,
+    pub last_offset: u64,
+    pub frames: Vec<Frame>,
+}
+
+impl Channel {
+    pub fn new(name: ChannelName) -> Self {
+        Self {
+            name,
+            epoch: Epoch::random(),
+            state: Mutex::new(ChannelState {
+                last_offset: 0,
+                history: VecDeque::new(),
+                subscribers: HashMap::new(),
+                removed: false,
+            }),
+        }
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, ChannelState> {
+        // Each critical section leaves the state consistent before anything that could panic
+        // (the enqueues), so a poisoned lock is taken over rather than spreading the panic.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Assigns the next offset, remembers the frame and enqueues it to every subscriber.
+    /// Clients whose queue is full are pushed to `overflowed` for the caller to evict.
+    pub fn publish(
+        &self,
+        state: &mut ChannelState,
+        data: &str,
+        limits: HistoryLimits,
+        now: Instant,
+        overflowed: &mut Vec<Arc<Client>>,
+    ) -> Published {
+        state.last_offset += 1;
+        let offset = state.last_offset;
+        let frame = message::encode_message(&self.name, &self.epoch, offset, data);
+        state.trim_history(limits, now);
+        if limits.size > 0 {
+            if state.history.len() >= limits.size {
+                state.history.pop_front();
+            }
+            state.history.push_back(StoredMessage {
+                offset,
+                published_at: now,
+                frame: frame.clone(),
+            });
+        }
+        let mut enqueued = 0;
+        for client in state.subscribers.values() {
+            match client.queue.try_push(frame.clone()) {
+                Ok(()) => enqueued += 1,
+                Err(PushError::Full) => overflowed.push(client.clone()),
+                // Disconnecting already; it resumes from its own last offset.
+                Err(PushError::Closed) => {}
+            }
+        }
+        Published {
+            channel: self.name.clone(),
+            epoch: self.epoch.clone(),
+            offset,
+            enqueued,
+        }
+    }
+
+    /// Enqueues `subscribed`, then (for a resume) `missed` if history falls short and the
+    /// messages after `since`, then adds the client to the live set. Returns `Err(())` when
+    /// the client's queue overflowed on the way (the caller evicts it as slow).
+    pub fn subscribe(
+        &self,
+        state: &mut ChannelState,
+        client: &Arc<Client>,
+        since: Option<&Since>,
+        reply_id: Option<&Value>,
+        limits: HistoryLimits,
+        now: Instant,
+    ) -> Result<Subscribed, PushError> {
+        state.trim_history(limits, now);
+        let last = state.last_offset;
+        let first_available = state.history.front().map_or(last + 1, |m| m.offset);
+
+        // Which stored messages to replay, and whether that covers everything missed.
+        let (replay_after, missed) = match since {
+            None => (last, None),
+            Some(since) => {
+                let same_epoch = since
+                    .epoch
+                    .as_deref()
+                    .is_none_or(|e| e == self.epoch.as_str());
+                if !same_epoch {
+                    (0, Some(MissedReason::EpochChanged))
+                } else if since.offset >= last || since.offset + 1 >= first_available {
+                    (since.offset, None)
+                } else {
+                    (0, Some(MissedReason::HistoryExhausted))
+                }
+            }
+        };
+
+        let queue = &client.queue;
+        queue.try_push(message::encode_subscribed(
+            &self.name,
+            &self.epoch,
+            last,
+            missed.is_none(),
+            reply_id,
+        ))?;
+        if let (Some(reason), Some(since)) = (missed, since) {
+            queue.try_push(message::encode_missed(
+                &self.name,
+                &self.epoch,
+                since,
+                first_available,
+                reason,
+            ))?;
+        }
+        let mut replayed = 0;
+        for stored in state.history.iter().filter(|m| m.offset > replay_after) {
+            queue.try_push(stored.frame.clone())?;
+            replayed += 1;
+        }
+        state.subscribers.insert(client.id, client.clone());
+        Ok(Subscribed {
+            offset: last,
+            recovered: missed.is_none(),
+            replayed,
+        })
+    }
+
+    pub fn history(
+        &self,
+        state: &mut ChannelState,
+        since: u64,
+        limit: usize,
+        limits: HistoryLimits,
+        now: Instant,
+    ) -> HistoryPage {
+        state.trim_history(limits, now);
+        HistoryPage {
+            epoch: self.epoch.clone(),
+            last_offset: state.last_offset,
+            frames: state
+                .history
+                .iter()
+                .filter(|m| m.offset > since)
+                .take(limit)
+                .map(|m| m.frame.clone())
+                .collect(),
+        }
+    }
+}
+
+impl ChannelState {
+    pub fn remove_subscriber(&mut self, id: ClientId) -> bool {
+        self.subscribers.remove(&id).is_some()
+    }
+
+    pub fn subscriber_count(&self) -> usize {
+        self.subscribers.len()
+    }
+
+    /// Nothing would be lost by forgetting this channel.
+    pub fn is_idle(&self) -> bool {
+        self.subscribers.is_empty() && self.history.is_empty()
+    }
+
+    pub fn trim_history(&mut self, limits: HistoryLimits, now: Instant) {
+        while let Some(oldest) = self.history.front() {
+            if now.saturating_duration_since(oldest.published_at) > limits.ttl {
+                self.history.pop_front();
+            } else {
+                break;
+            }
+        }
+        if self.history.is_empty() && self.history.capacity() > 0 && self.subscribers.is_empty()
+        {
+            self.history = VecDeque::new();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_names_follow_the_documented_alphabet() {
+        for ok in ["news", "chat:lobby", "a", "user@example.com", "x_y-z.1", &"a".repeat(128)] {
+            assert!(ChannelName::parse(ok).is_ok(), "{ok} should be valid");
+        }
+        for bad in ["", "a/b", "a b", "é", "a\"b", "a?b", &"a".repeat(129)] {
+            assert!(ChannelName::parse(bad).is_err(), "{bad:?} should be invalid");
+        }
+    }
+
+    #[test]
+    fn epochs_differ_between_channel_instances() {
+        let name = ChannelName::parse("c").unwrap();
+        assert_ne!(Channel::new(name.clone()).epoch, Channel::new(name).epoch);
+    }
+}

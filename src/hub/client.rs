@@ -1,0 +1,138 @@
+//! `Client`: the transport-agnostic handle the hub keeps for each connection — its id, its
+//! bounded queue, its cancellation token, its subscriptions and why it left.
+//!
+//! The hub only ever pushes into the queue; the transport adapter that registered the client
+//! owns the reading side and turns the final `DisconnectReason` into a close code.
+
+use std::fmt;
+use std::sync::{Mutex, OnceLock};
+
+use tokio_util::sync::CancellationToken;
+
+use super::channel::ChannelName;
+use super::disconnect::DisconnectReason;
+use super::queue::ClientQueue;
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientId(pub u64);
+
+impl fmt::Debug for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "c{}", self.0)
+    }
+}
+
+impl fmt::Display for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "c{}", self.0)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TransportKind {
+    WebSocket,
+    LongPoll,
+}
+
+impl TransportKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::WebSocket => "websocket",
+            Self::LongPoll => "long_poll",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Client {
+    pub id: ClientId,
+    pub transport: TransportKind,
+    pub queue: ClientQueue,
+    /// Cancelled when the client is disconnected or the hub shuts down (a child of the root).
+    pub cancel: CancellationToken,
+    reason: OnceLock<DisconnectReason>,
+    subscriptions: Mutex<Subscriptions>,
+}
+
+#[derive(Debug, Default)]
+struct Subscriptions {
+    channels: Vec<ChannelName>,
+    /// Set by `disconnect`: no subscription may be added after the list was taken.
+    closed: bool,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum AddSubscription {
+    Added,
+    Already,
+    TooMany,
+    Closed,
+}
+
+impl Client {
+    pub(crate) fn new(
+        id: ClientId,
+        transport: TransportKind,
+        queue_capacity: usize,
+        cancel: CancellationToken,
+    ) -> Self {
+        Self {
+            id,
+            transport,
+            queue: ClientQueue::new(queue_capacity),
+            cancel,
+            reason: OnceLock::new(),
+            subscriptions: Mutex::new(Subscriptions::default()),
+        }
+    }
+
+    /// Why the client was disconnected; `None` while it is connected.
+    pub fn disconnect_reason(&self) -> Option<DisconnectReason> {
+        self.reason.get().copied()
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.lock_subs().closed
+    }
+
+    pub fn subscriptions(&self) -> Vec<ChannelName> {
+        self.lock_subs().channels.clone()
+    }
+
+    /// Records the first reason only: the first party to end a client explains it.
+    pub(crate) fn set_reason(&self, reason: DisconnectReason) {
+        let _ = self.reason.set(reason);
+    }
+
+    pub(crate) fn add_subscription(&self, name: &ChannelName, max: usize) -> AddSubscription {
+        let mut subs = self.lock_subs();
+        if subs.closed {
+            AddSubscription::Closed
+        } else if subs.channels.contains(name) {
+            AddSubscription::Already
+        } else if subs.channels.len() >= max {
+            AddSubscription::TooMany
+        } else {
+            subs.channels.push(name.clone());
+            AddSubscription::Added
+        }
+    }
+
+    pub(crate) fn remove_subscription(&self, name: &ChannelName) -> bool {
+        let mut subs = self.lock_subs();
+        let before = subs.channels.len();
+        subs.channels.retain(|c| c != name);
+        subs.channels.len() != before
+    }
+
+    /// Marks the client closed and hands back its channels, exactly once.
+    pub(crate) fn close_subscriptions(&self) -> Vec<ChannelName> {
+        let mut subs = self.lock_subs();
+        subs.closed = true;
+        std::mem::take(&mut subs.channels)
+    }
+
+    fn lock_subs(&self) -> std::sync::MutexGuard<'_, Subscriptions> {
+        self.subscriptions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}

@@ -1,0 +1,101 @@
+//! `DisconnectReason`: the one vocabulary for why a client left, shared by both transports.
+//!
+//! Expected endings (the client closed, it was idle, it was too slow, the hub is shutting
+//! down) are reasons, not errors. Each maps to one WebSocket close code and one long-poll
+//! `disconnect` frame, both documented in `docs/PROTOCOL.md`.
+
+use std::fmt;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DisconnectReason {
+    /// The client closed the connection or the long-poll session.
+    ClientClosed,
+    /// The hub is shutting down ("going away"); reconnect and resume.
+    Shutdown,
+    /// The client broke the WebSocket protocol.
+    ProtocolError,
+    /// A text frame that is not UTF-8.
+    InvalidUtf8,
+    /// A frame above the configured maximum message size.
+    MessageTooLarge,
+    /// A bug in crier; reconnecting is safe.
+    Internal,
+    /// The client's bounded queue overflowed: it did not read fast enough.
+    Slow,
+    /// Nothing arrived from the client (WebSocket) or no poll came (long-poll) in time.
+    IdleTimeout,
+    /// A write to the client's socket stalled past the write timeout.
+    WriteTimeout,
+}
+
+impl DisconnectReason {
+    pub const ALL: [DisconnectReason; 9] = [
+        Self::ClientClosed,
+        Self::Shutdown,
+        Self::ProtocolError,
+        Self::InvalidUtf8,
+        Self::MessageTooLarge,
+        Self::Internal,
+        Self::Slow,
+        Self::IdleTimeout,
+        Self::WriteTimeout,
+    ];
+
+    /// The WebSocket close code; long-poll reports the same number in its `disconnect` frame.
+    pub fn close_code(self) -> u16 {
+        match self {
+            Self::ClientClosed => 1000,
+            Self::Shutdown => 1001,
+            Self::ProtocolError => 1002,
+            Self::InvalidUtf8 => 1007,
+            Self::MessageTooLarge => 1009,
+            Self::Internal => 1011,
+            Self::Slow => 4000,
+            Self::IdleTimeout => 4001,
+            Self::WriteTimeout => 4002,
+        }
+    }
+
+    /// The stable name, used as the close reason text, in `disconnect` frames and in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientClosed => "client_closed",
+            Self::Shutdown => "shutdown",
+            Self::ProtocolError => "protocol_error",
+            Self::InvalidUtf8 => "invalid_utf8",
+            Self::MessageTooLarge => "message_too_large",
+            Self::Internal => "internal_error",
+            Self::Slow => "slow",
+            Self::IdleTimeout => "idle_timeout",
+            Self::WriteTimeout => "write_timeout",
+        }
+    }
+
+    /// Whether a client should reconnect (and resume from its last offsets).
+    pub fn should_reconnect(self) -> bool {
+        matches!(
+            self,
+            Self::Shutdown | Self::Internal | Self::Slow | Self::IdleTimeout | Self::WriteTimeout
+        )
+    }
+
+    pub fn description(self) -> &'static str {
+        match self {
+            Self::ClientClosed => "closed by the client",
+            Self::Shutdown => "the hub is shutting down; reconnect and resume",
+            Self::ProtocolError => "WebSocket protocol violation",
+            Self::InvalidUtf8 => "text frame is not valid UTF-8",
+            Self::MessageTooLarge => "frame exceeds the maximum message size",
+            Self::Internal => "internal error; reconnect and resume",
+            Self::Slow => "client queue overflowed; reconnect and resume",
+            Self::IdleTimeout => "nothing received within the idle timeout; reconnect and resume",
+            Self::WriteTimeout => "socket write stalled; reconnect and resume",
+        }
+    }
+}
+
+impl fmt::Display for DisconnectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -1,0 +1,199 @@
+//! `ClientQueue`: the bounded, single-consumer queue of encoded frames each client owns.
+//!
+//! Publishers push with `try_push`, which never waits: a full queue is reported to the caller,
+//! who evicts the client as `Slow`. The consumer (a WebSocket writer or a long-poll session)
+//! takes everything queued at once, so one socket write can carry many frames.
+//!
+//! Why not a tokio mpsc: an idle connection should cost almost nothing, and an empty mpsc
+//! allocates its first block (~1.3 KiB) up front. A `VecDeque` allocates on first push and is
+//! released again when a burst has drained.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use tokio::sync::Notify;
+
+use super::message::Frame;
+
+/// Frames beyond this many slots of spare capacity are given back once the queue is empty,
+/// so a burst does not pin memory on an idle client.
+const RETAINED_CAPACITY: usize = 16;
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum PushError {
+    /// The queue holds `capacity` frames: the client is not keeping up.
+    Full,
+    /// The client is disconnecting; the frame is not needed.
+    Closed,
+}
+
+#[derive(Debug)]
+pub struct ClientQueue {
+    state: Mutex<QueueState>,
+    notify: Notify,
+    capacity: usize,
+}
+
+#[derive(Debug, Default)]
+struct QueueState {
+    frames: VecDeque<Frame>,
+    closed: bool,
+}
+
+impl ClientQueue {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            state: Mutex::new(QueueState::default()),
+            notify: Notify::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    pub fn try_push(&self, frame: Frame) -> Result<(), PushError> {
+        let was_empty = {
+            let mut state = lock(&self.state);
+            if state.closed {
+                return Err(PushError::Closed);
+            }
+            if state.frames.len() >= self.capacity {
+                return Err(PushError::Full);
+            }
+            state.frames.push_back(frame);
+            state.frames.len() == 1
+        };
+        // The consumer only waits on an empty queue, so only the first frame needs a wake-up;
+        // `notify_one` keeps a permit if the consumer is between its check and its wait.
+        if was_empty {
+            self.notify.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Moves up to `max` queued frames into `out`, waiting while the queue is empty.
+    /// Returns `false` once the queue is closed (frames still queued then are dropped: a
+    /// closed client resumes from its last offset).
+    pub async fn pop_batch(&self, out: &mut Vec<Frame>, max: usize) -> bool {
+        loop {
+            if let Some(open) = self.try_pop_batch(out, max) {
+                return open;
+            }
+            self.notify.notified().await;
+        }
+    }
+
+    /// `Some(true)` when frames were moved, `Some(false)` when closed, `None` when empty.
+    pub fn try_pop_batch(&self, out: &mut Vec<Frame>, max: usize) -> Option<bool> {
+        let mut state = lock(&self.state);
+        if state.closed {
+            return Some(false);
+        }
+        if state.frames.is_empty() {
+            return None;
+        }
+        let n = state.frames.len().min(max);
+        out.extend(state.frames.drain(..n));
+        if state.frames.is_empty() && state.frames.capacity() > RETAINED_CAPACITY {
+            state.frames = VecDeque::new();
+        }
+        Some(true)
+    }
+
+    pub fn close(&self) {
+        let mut state = lock(&self.state);
+        state.closed = true;
+        state.frames = VecDeque::new();
+        drop(state);
+        self.notify.notify_one();
+    }
+
+    pub fn is_closed(&self) -> bool {
+        lock(&self.state).closed
+    }
+
+    pub fn len(&self) -> usize {
+        lock(&self.state).frames.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Queue state stays consistent even if a holder panicked (every critical section is a
+/// single push or drain), so a poisoned lock is simply taken over.
+fn lock(m: &Mutex<QueueState>) -> std::sync::MutexGuard<'_, QueueState> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(s: &str) -> Frame {
+        Frame::from_string(s.to_owned())
+    }
+
+    #[test]
+    fn full_queue_refuses_without_waiting() {
+        let q = ClientQueue::new(2);
+        assert_eq!(q.try_push(frame("a")), Ok(()));
+        assert_eq!(q.try_push(frame("b")), Ok(()));
+        assert_eq!(q.try_push(frame("c")), Err(PushError::Full));
+        assert_eq!(q.len(), 2);
+    }
+
+    #[test]
+    fn closed_queue_refuses_and_reports_closed() {
+        let q = ClientQueue::new(2);
+        q.try_push(frame("a")).unwrap();
+        q.close();
+        assert_eq!(q.try_push(frame("b")), Err(PushError::Closed));
+        let mut out = Vec::new();
+        assert_eq!(q.try_pop_batch(&mut out, 10), Some(false));
+        assert!(out.is_empty());
+    }
+
+    #[tokio::test]
+    async fn pop_batch_takes_everything_in_order_then_waits() {
+        let q = std::sync::Arc::new(ClientQueue::new(8));
+        for s in ["1", "2", "3"] {
+            q.try_push(frame(s)).unwrap();
+        }
+        let mut out = Vec::new();
+        assert!(q.pop_batch(&mut out, 10).await);
+        let got: Vec<&str> = out.iter().map(|f| f.as_str()).collect();
+        assert_eq!(got, ["1", "2", "3"]);
+
+        let q2 = q.clone();
+        let waiter = tokio::spawn(async move {
+            let mut out = Vec::new();
+            let open = q2.pop_batch(&mut out, 10).await;
+            (open, out.len())
+        });
+        tokio::task::yield_now().await;
+        q.try_push(frame("4")).unwrap();
+        assert_eq!(waiter.await.unwrap(), (true, 1));
+    }
+
+    #[tokio::test]
+    async fn close_wakes_a_waiting_consumer() {
+        let q = std::sync::Arc::new(ClientQueue::new(8));
+        let q2 = q.clone();
+        let waiter = tokio::spawn(async move { q2.pop_batch(&mut Vec::new(), 10).await });
+        tokio::task::yield_now().await;
+        q.close();
+        assert!(!waiter.await.unwrap());
+    }
+
+    #[test]
+    fn batch_respects_max() {
+        let q = ClientQueue::new(8);
+        for s in ["1", "2", "3"] {
+            q.try_push(frame(s)).unwrap();
+        }
+        let mut out = Vec::new();
+        assert_eq!(q.try_pop_batch(&mut out, 2), Some(true));
+        assert_eq!(out.len(), 2);
+        assert_eq!(q.len(), 1);
+    }
+}

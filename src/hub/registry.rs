@@ -1,0 +1,64 @@
+//! `Registry`: every connected client and every live channel, in two dashmaps.
+//!
+//! Guards never outlive a lookup: callers get an `Arc` clone and act on it after the map
+//! guard is dropped, because calling back into a dashmap while holding one of its guards can
+//! deadlock. A channel exists while it has subscribers or history; removal is atomic with
+//! that check (`remove_if` with the channel locked) and marks the value `removed`, so a
+//! publisher or subscriber that raced the removal looks the name up again.
+
+use std::sync::Arc;
+
+use dashmap::DashMap;
+
+use super::channel::{Channel, ChannelName};
+use super::client::{Client, ClientId};
+
+#[derive(Default)]
+pub(crate) struct Registry {
+    pub clients: DashMap<ClientId, Arc<Client>>,
+    channels: DashMap<ChannelName, Arc<Channel>>,
+}
+
+impl Registry {
+    pub fn channel(&self, name: &ChannelName) -> Option<Arc<Channel>> {
+        self.channels.get(name).map(|c| c.value().clone())
+    }
+
+    pub fn channel_or_create(&self, name: &ChannelName) -> Arc<Channel> {
+        if let Some(channel) = self.channel(name) {
+            return channel;
+        }
+        self.channels
+            .entry(name.clone())
+            .or_insert_with(|| Arc::new(Channel::new(name.clone())))
+            .value()
+            .clone()
+    }
+
+    /// Forgets the channel if nothing would be lost by doing so.
+    pub fn remove_channel_if_idle(&self, name: &ChannelName) -> bool {
+        self.channels
+            .remove_if(name, |_, channel| {
+                let mut state = channel.lock();
+                if state.is_idle() {
+                    state.removed = true;
+                    true
+                } else {
+                    false
+                }
+            })
+            .is_some()
+    }
+
+    pub fn channel_names(&self) -> Vec<ChannelName> {
+        self.channels.iter().map(|e| e.key().clone()).collect()
+    }
+
+    pub fn channel_count(&self) -> usize {
+        self.channels.len()
+    }
+
+    pub fn client(&self, id: ClientId) -> Option<Arc<Client>> {
+        self.clients.get(&id).map(|c| c.value().clone())
+    }
+}

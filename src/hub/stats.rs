@@ -1,0 +1,136 @@
+//! `Stats`: the hub's counters, kept in a per-hub Prometheus registry (so several hubs in one
+//! test process never share figures) and read back for the JSON stats endpoint.
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use super::client::TransportKind;
+use super::disconnect::DisconnectReason;
+
+type Labels = [(&'static str, &'static str); 1];
+
+pub struct Stats {
+    registry: Registry,
+    connections: Family<Labels, Gauge>,
+    connects: Family<Labels, Counter>,
+    disconnects: Family<Labels, Counter>,
+    pub(crate) channels: Gauge,
+    pub(crate) published: Counter,
+    pub(crate) deliveries: Counter,
+    pub(crate) replayed: Counter,
+    pub(crate) rejected_over_capacity: Counter,
+}
+
+impl std::fmt::Debug for Stats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stats").finish_non_exhaustive()
+    }
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("crier");
+        let connections = Family::<Labels, Gauge>::default();
+        let connects = Family::<Labels, Counter>::default();
+        let disconnects = Family::<Labels, Counter>::default();
+        let channels = Gauge::default();
+        let published = Counter::default();
+        let deliveries = Counter::default();
+        let replayed = Counter::default();
+        let rejected_over_capacity = Counter::default();
+        registry.register(
+            "connections",
+            "Clients connected now, by transport",
+            connections.clone(),
+        );
+        registry.register("connects", "Clients registered, by transport", connects.clone());
+        registry.register(
+            "disconnects",
+            "Clients that left, by reason (slow = evicted for queue overflow)",
+            disconnects.clone(),
+        );
+        registry.register("channels", "Channels the hub holds now", channels.clone());
+        registry.register("published", "Messages published", published.clone());
+        registry.register(
+            "deliveries",
+            "Message frames enqueued to subscribers (live fan-out)",
+            deliveries.clone(),
+        );
+        registry.register(
+            "replayed",
+            "Message frames replayed from history on resume",
+            replayed.clone(),
+        );
+        registry.register(
+            "rejected_over_capacity",
+            "Connections refused because max-connections was reached",
+            rejected_over_capacity.clone(),
+        );
+        Self {
+            registry,
+            connections,
+            connects,
+            disconnects,
+            channels,
+            published,
+            deliveries,
+            replayed,
+            rejected_over_capacity,
+        }
+    }
+}
+
+impl Stats {
+    pub(crate) fn connected(&self, transport: TransportKind) {
+        let labels = [("transport", transport.as_str())];
+        self.connections.get_or_create(&labels).inc();
+        self.connects.get_or_create(&labels).inc();
+    }
+
+    pub(crate) fn disconnected(&self, transport: TransportKind, reason: DisconnectReason) {
+        self.connections
+            .get_or_create(&[("transport", transport.as_str())])
+            .dec();
+        self.disconnects
+            .get_or_create(&[("reason", reason.as_str())])
+            .inc();
+    }
+
+    pub fn connections(&self, transport: TransportKind) -> i64 {
+        self.connections
+            .get_or_create(&[("transport", transport.as_str())])
+            .get()
+    }
+
+    pub fn disconnects(&self, reason: DisconnectReason) -> u64 {
+        self.disconnects
+            .get_or_create(&[("reason", reason.as_str())])
+            .get()
+    }
+
+    pub fn published(&self) -> u64 {
+        self.published.get()
+    }
+
+    pub fn deliveries(&self) -> u64 {
+        self.deliveries.get()
+    }
+
+    pub fn replayed(&self) -> u64 {
+        self.replayed.get()
+    }
+
+    pub fn rejected_over_capacity(&self) -> u64 {
+        self.rejected_over_capacity.get()
+    }
+
+    /// The Prometheus text exposition of every figure.
+    pub fn encode_prometheus(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,239 @@
+//! Unit tests of the hub core: no sockets, frames read straight from client queues.
+
+use super::*;
+use serde_json::json;
+
+fn hub_with(config: HubConfig) -> Hub {
+    Hub::new(config, CancellationToken::new())
+}
+
+fn hub() -> Hub {
+    hub_with(HubConfig::default())
+}
+
+fn name(s: &str) -> ChannelName {
+    ChannelName::parse(s).unwrap()
+}
+
+/// Everything queued for `client`, parsed.
+fn drain(client: &Client) -> Vec<Value> {
+    let mut frames = Vec::new();
+    client.queue.try_pop_batch(&mut frames, usize::MAX);
+    frames
+        .iter()
+        .map(|f| serde_json::from_str(f.as_str()).unwrap())
+        .collect()
+}
+
+fn offsets(frames: &[Value]) -> Vec<u64> {
+    frames
+        .iter()
+        .filter(|f| f["type"] == "message")
+        .map(|f| f["offset"].as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn publish_reaches_each_subscriber_once_in_order() {
+    let hub = hub();
+    let news = name("news");
+    let a = hub.register(TransportKind::WebSocket).unwrap();
+    let b = hub.register(TransportKind::LongPoll).unwrap();
+    hub.subscribe(&a, &news, None, Some(&json!(1))).unwrap();
+    hub.subscribe(&b, &news, None, None).unwrap();
+    for i in 0..50 {
+        let p = hub.publish(&news, &i.to_string());
+        assert_eq!(p.offset, i + 1);
+        assert_eq!(p.enqueued, 2);
+    }
+    for client in [&a, &b] {
+        let frames = drain(client);
+        assert_eq!(frames[0]["type"], "subscribed");
+        assert_eq!(frames[0]["offset"], 0);
+        assert_eq!(offsets(&frames), (1..=50).collect::<Vec<_>>());
+        assert_eq!(frames[1]["data"], 0);
+    }
+    assert_eq!(drain(&a).len(), 0);
+    let first = hub.register(TransportKind::WebSocket).unwrap();
+    hub.subscribe(&first, &news, None, Some(&json!("x"))).unwrap();
+    assert_eq!(drain(&first)[0]["id"], "x");
+}
+
+#[test]
+fn resume_replays_missed_messages_without_gap_or_duplicate() {
+    let hub = hub();
+    let news = name("news");
+    let c = hub.register(TransportKind::WebSocket).unwrap();
+    hub.subscribe(&c, &news, None, None).unwrap();
+    for i in 0..5 {
+        hub.publish(&news, &i.to_string());
+    }
+    let frames = drain(&c);
+    let epoch = frames[1]["epoch"].as_str().unwrap().to_owned();
+    hub.disconnect(c.id, DisconnectReason::ClientClosed);
+    for i in 5..9 {
+        hub.publish(&news, &i.to_string());
+    }
+    let again = hub.register(TransportKind::WebSocket).unwrap();
+    let since = Since {
+        epoch: Some(epoch),
+        offset: 5,
+    };
+    hub.subscribe(&again, &news, Some(&since), None).unwrap();
+    hub.publish(&news, "9");
+    let frames = drain(&again);
+    assert_eq!(frames[0]["type"], "subscribed");
+    assert_eq!(frames[0]["recovered"], true);
+    assert_eq!(frames[0]["offset"], 9);
+    assert_eq!(offsets(&frames), vec![6, 7, 8, 9, 10]);
+}
+
+#[test]
+fn resume_past_history_sends_missed_then_what_is_left() {
+    let hub = hub_with(HubConfig {
+        history: HistoryLimits {
+            size: 3,
+            ttl: Duration::from_secs(60),
+        },
+        ..HubConfig::default()
+    });
+    let ch = name("c");
+    for i in 0..10 {
+        hub.publish(&ch, &i.to_string());
+    }
+    let epoch = hub.history(&ch, 0, 10).unwrap().epoch;
+    let c = hub.register(TransportKind::WebSocket).unwrap();
+    let since = Since {
+        epoch: Some(epoch.as_str().to_owned()),
+        offset: 2,
+    };
+    hub.subscribe(&c, &ch, Some(&since), None).unwrap();
+    let frames = drain(&c);
+    assert_eq!(frames[0]["recovered"], false);
+    assert_eq!(frames[1]["type"], "missed");
+    assert_eq!(frames[1]["reason"], "history_exhausted");
+    assert_eq!(frames[1]["first_available"], 8);
+    assert_eq!(offsets(&frames), vec![8, 9, 10]);
+}
+
+#[test]
+fn resume_with_another_epoch_reports_epoch_changed() {
+    let hub = hub();
+    let ch = name("c");
+    hub.publish(&ch, "1");
+    let c = hub.register(TransportKind::WebSocket).unwrap();
+    let since = Since {
+        epoch: Some("000000000000".into()),
+        offset: 1,
+    };
+    hub.subscribe(&c, &ch, Some(&since), None).unwrap();
+    let frames = drain(&c);
+    assert_eq!(frames[1]["type"], "missed");
+    assert_eq!(frames[1]["reason"], "epoch_changed");
+    assert_eq!(offsets(&frames), vec![1]);
+}
+
+#[test]
+fn full_queue_evicts_only_the_slow_client() {
+    let hub = hub_with(HubConfig {
+        queue_capacity: 4,
+        ..HubConfig::default()
+    });
+    let ch = name("c");
+    let slow = hub.register(TransportKind::WebSocket).unwrap();
+    let fast = hub.register(TransportKind::WebSocket).unwrap();
+    hub.subscribe(&slow, &ch, None, None).unwrap();
+    hub.subscribe(&fast, &ch, None, None).unwrap();
+    let mut received = Vec::new();
+    for i in 0..10 {
+        hub.publish(&ch, &i.to_string());
+        received.extend(offsets(&drain(&fast)));
+    }
+    assert_eq!(received, (1..=10).collect::<Vec<_>>());
+    assert_eq!(slow.disconnect_reason(), Some(DisconnectReason::Slow));
+    assert!(slow.cancel.is_cancelled());
+    assert_eq!(hub.stats().disconnects(DisconnectReason::Slow), 1);
+    assert_eq!(hub.subscriber_count(&ch), 1);
+    assert_eq!(hub.client_count(), 1);
+}
+
+#[test]
+fn limits_and_policy_are_enforced() {
+    let hub = hub_with(HubConfig {
+        max_connections: 1,
+        max_subscriptions: 1,
+        ..HubConfig::default()
+    });
+    let c = hub.register(TransportKind::WebSocket).unwrap();
+    assert!(matches!(
+        hub.register(TransportKind::LongPoll),
+        Err(HubError::OverCapacity(1))
+    ));
+    hub.subscribe(&c, &name("a"), None, None).unwrap();
+    assert_eq!(
+        hub.subscribe(&c, &name("a"), None, None).unwrap_err().code(),
+        "already_subscribed"
+    );
+    assert_eq!(
+        hub.subscribe(&c, &name("b"), None, None).unwrap_err().code(),
+        "too_many_subscriptions"
+    );
+    assert_eq!(
+        hub.unsubscribe(&c, &name("b")).unwrap_err().code(),
+        "not_subscribed"
+    );
+    assert!(hub.client_publish(&name("chat:x"), "1").is_ok());
+    assert_eq!(
+        hub.client_publish(&name("news"), "1").unwrap_err().code(),
+        "publish_forbidden"
+    );
+}
+
+#[test]
+fn registry_forgets_idle_channels_and_departed_clients() {
+    let hub = hub_with(HubConfig {
+        history: HistoryLimits {
+            size: 0,
+            ttl: Duration::from_secs(1),
+        },
+        ..HubConfig::default()
+    });
+    let c = hub.register(TransportKind::WebSocket).unwrap();
+    hub.subscribe(&c, &name("a"), None, None).unwrap();
+    hub.subscribe(&c, &name("b"), None, None).unwrap();
+    assert_eq!(hub.channel_count(), 2);
+    hub.unsubscribe(&c, &name("a")).unwrap();
+    assert_eq!(hub.channel_count(), 1);
+    assert!(hub.disconnect(c.id, DisconnectReason::ClientClosed));
+    assert!(!hub.disconnect(c.id, DisconnectReason::Slow), "second call is a no-op");
+    assert_eq!(c.disconnect_reason(), Some(DisconnectReason::ClientClosed));
+    assert_eq!(hub.channel_count(), 0);
+    assert_eq!(hub.client_count(), 0);
+    assert!(hub.subscribe(&c, &name("a"), None, None).is_err());
+    assert_eq!(hub.channel_count(), 0);
+}
+
+#[test]
+fn history_expires_by_age_and_sweep_forgets_the_channel() {
+    let hub = hub_with(HubConfig {
+        history: HistoryLimits {
+            size: 10,
+            ttl: Duration::ZERO,
+        },
+        ..HubConfig::default()
+    });
+    hub.publish(&name("a"), "1");
+    std::thread::sleep(Duration::from_millis(2));
+    assert_eq!(hub.sweep(), 1);
+    assert_eq!(hub.channel_count(), 0);
+}
+
+#[test]
+fn publish_policy_patterns() {
+    let p = PublishPolicy::parse("chat:*, exact");
+    assert!(p.allows(&name("chat:lobby")));
+    assert!(p.allows(&name("exact")));
+    assert!(!p.allows(&name("exactly")));
+    assert!(!PublishPolicy::parse("").allows(&name("x")));
+    assert!(PublishPolicy::parse("*").allows(&name("x")));
+}
