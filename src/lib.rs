@@ -1,2 +1,40 @@
 //! crier — a real-time connection hub.
+//!
+//! One process holds WebSocket and HTTP long-poll clients, and fans messages published over
+//! HTTP out on named channels through per-client bounded queues. The wire contract is
+//! `docs/PROTOCOL.md`; the design and its promises are summarised here.
+//!
+//! # Map
+//!
+//! Dependencies point one way: `main → server → http → transport → hub`.
+//!
+//! - `main.rs` — thin binary: parse [`config::Config`], init tracing, raise the open-files
+//!   limit, bind, [`server::Server::run`] until SIGINT/SIGTERM.
+//! - [`config`] — clap flags with `CRIER_*` env vars, turned into typed limits per layer.
+//! - [`server`] — accept loop (hyper HTTP/1.1 with upgrades), housekeeping task (history
+//!   ageing, long-poll reaper), graceful shutdown over a root `CancellationToken` and a
+//!   `TaskTracker` that holds every spawned task.
+//! - [`http`] — axum wiring only: router, publish/history/stats API, long-poll endpoints,
+//!   error → status mapping ([`http::error`]).
+//! - [`transport`] — adapters that turn connections into hub calls:
+//!   [`transport::protocol`] (client frames in, reply frames out), [`transport::dispatch`]
+//!   (what a frame does, shared by both transports), [`transport::ws`] (one task per
+//!   socket: queue → socket with batched writes, socket → hub, pings, idle and write
+//!   timeouts) and [`transport::long_poll`] (sessions, held polls, acked batches, reaper).
+//! - [`hub`] — the core, free of HTTP/WebSocket types: [`hub::Hub`] (register, subscribe,
+//!   publish, disconnect), the dashmap registry, channels (offsets, epoch, history ring,
+//!   subscribers), per-client bounded queues, frames encoded once, `DisconnectReason`, stats.
+//!
+//! # Seams
+//!
+//! - A transport registers a client with `Hub::register` and keeps the returned handle; it
+//!   reads the client's queue and never touches the registry's maps.
+//! - The hub only pushes into queues (`try_push`, never awaiting). A full queue evicts that
+//!   client as `Slow`; the transport turns the reason into a close code or `disconnect` frame.
+//! - Every ending goes through `Hub::disconnect(id, reason)`, exactly once.
+
+pub mod config;
+pub mod http;
 pub mod hub;
+pub mod server;
+pub mod transport;

@@ -1,1 +1,70 @@
-fn main() {}
+//! The `crier` binary: parse config, set up logging, bind, serve until SIGINT/SIGTERM.
+
+use anyhow::Context;
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use crier::config::{raise_open_files_limit, Config};
+use crier::server::Server;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    match raise_open_files_limit() {
+        Ok(limit) => tracing::info!(
+            open_files_limit = limit,
+            "raised the open-files limit to the hard limit"
+        ),
+        Err(error) => tracing::warn!(%error, "could not raise the open-files limit"),
+    }
+    let ceiling = config.connection_ceiling();
+    tracing::info!(
+        max_connections = ceiling,
+        "connection ceiling (each connection holds one file descriptor)"
+    );
+
+    let listener = tokio::net::TcpListener::bind(config.bind)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.bind))?;
+    let addr = listener.local_addr()?;
+    if !config.static_dir.is_dir() {
+        tracing::warn!(dir = %config.static_dir.display(), "static dir not found; the demo page will 404");
+    }
+    tracing::info!(
+        queue_capacity = config.queue_capacity,
+        history_size = config.history_size,
+        client_publish = %config.client_publish,
+        "listening on http://{addr}"
+    );
+    Server::new(config).run(listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sigterm) => {
+                sigterm.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutdown signal received");
+}

@@ -36,9 +36,9 @@ impl ChannelName {
     pub fn parse(name: &str) -> Result<Self, InvalidChannelName> {
         let valid = !name.is_empty()
             && name.len() <= MAX_CHANNEL_NAME_LEN
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':' | b'@'));
+            && name.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':' | b'@')
+            });
         if valid {
             Ok(Self(Arc::from(name)))
         } else {
@@ -314,8 +314,7 @@ impl ChannelState {
                 break;
             }
         }
-        if self.history.is_empty() && self.history.capacity() > 0 && self.subscribers.is_empty()
-        {
+        if self.history.is_empty() && self.history.capacity() > 0 && self.subscribers.is_empty() {
             self.history = VecDeque::new();
         }
     }
@@ -327,11 +326,21 @@ mod tests {
 
     #[test]
     fn channel_names_follow_the_documented_alphabet() {
-        for ok in ["news", "chat:lobby", "a", "user@example.com", "x_y-z.1", &"a".repeat(128)] {
+        for ok in [
+            "news",
+            "chat:lobby",
+            "a",
+            "user@example.com",
+            "x_y-z.1",
+            &"a".repeat(128),
+        ] {
             assert!(ChannelName::parse(ok).is_ok(), "{ok} should be valid");
         }
         for bad in ["", "a/b", "a b", "é", "a\"b", "a?b", &"a".repeat(129)] {
-            assert!(ChannelName::parse(bad).is_err(), "{bad:?} should be invalid");
+            assert!(
+                ChannelName::parse(bad).is_err(),
+                "{bad:?} should be invalid"
+            );
         }
     }
 

@@ -322,7 +322,13 @@ impl Hub {
         if state.removed {
             return None;
         }
-        Some(ch.history(&mut state, since, limit, self.inner.config.history, Instant::now()))
+        Some(ch.history(
+            &mut state,
+            since,
+            limit,
+            self.inner.config.history,
+            Instant::now(),
+        ))
     }
 
     /// Trims aged history everywhere and forgets channels left with nothing to keep. Run
@@ -346,13 +352,30 @@ impl Hub {
                 removed += 1;
             }
         }
-        self.inner.stats.channels.set(registry.channel_count() as i64);
+        self.inner
+            .stats
+            .channels
+            .set(registry.channel_count() as i64);
         removed
+    }
+
+    /// Brings gauges that are computed rather than counted up to date (before a scrape).
+    pub fn refresh_gauges(&self) {
+        self.inner
+            .stats
+            .channels
+            .set(self.inner.registry.channel_count() as i64);
     }
 
     /// Disconnects every client with `reason` (used at shutdown).
     pub fn disconnect_all(&self, reason: DisconnectReason) {
-        let ids: Vec<ClientId> = self.inner.registry.clients.iter().map(|e| *e.key()).collect();
+        let ids: Vec<ClientId> = self
+            .inner
+            .registry
+            .clients
+            .iter()
+            .map(|e| *e.key())
+            .collect();
         for id in ids {
             self.disconnect(id, reason);
         }

@@ -81,6 +81,19 @@ impl ClientQueue {
         }
     }
 
+    /// Waits until a frame is queued or the queue is closed. Cancel-safe: it takes nothing.
+    pub async fn ready(&self) {
+        loop {
+            {
+                let state = lock(&self.state);
+                if state.closed || !state.frames.is_empty() {
+                    return;
+                }
+            }
+            self.notify.notified().await;
+        }
+    }
+
     /// `Some(true)` when frames were moved, `Some(false)` when closed, `None` when empty.
     pub fn try_pop_batch(&self, out: &mut Vec<Frame>, max: usize) -> Option<bool> {
         let mut state = lock(&self.state);

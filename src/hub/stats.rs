@@ -45,7 +45,11 @@ impl Default for Stats {
             "Clients connected now, by transport",
             connections.clone(),
         );
-        registry.register("connects", "Clients registered, by transport", connects.clone());
+        registry.register(
+            "connects",
+            "Clients registered, by transport",
+            connects.clone(),
+        );
         registry.register(
             "disconnects",
             "Clients that left, by reason (slow = evicted for queue overflow)",

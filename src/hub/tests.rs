@@ -55,7 +55,8 @@ fn publish_reaches_each_subscriber_once_in_order() {
     }
     assert_eq!(drain(&a).len(), 0);
     let first = hub.register(TransportKind::WebSocket).unwrap();
-    hub.subscribe(&first, &news, None, Some(&json!("x"))).unwrap();
+    hub.subscribe(&first, &news, None, Some(&json!("x")))
+        .unwrap();
     assert_eq!(drain(&first)[0]["id"], "x");
 }
 
@@ -171,11 +172,15 @@ fn limits_and_policy_are_enforced() {
     ));
     hub.subscribe(&c, &name("a"), None, None).unwrap();
     assert_eq!(
-        hub.subscribe(&c, &name("a"), None, None).unwrap_err().code(),
+        hub.subscribe(&c, &name("a"), None, None)
+            .unwrap_err()
+            .code(),
         "already_subscribed"
     );
     assert_eq!(
-        hub.subscribe(&c, &name("b"), None, None).unwrap_err().code(),
+        hub.subscribe(&c, &name("b"), None, None)
+            .unwrap_err()
+            .code(),
         "too_many_subscriptions"
     );
     assert_eq!(
@@ -205,7 +210,10 @@ fn registry_forgets_idle_channels_and_departed_clients() {
     hub.unsubscribe(&c, &name("a")).unwrap();
     assert_eq!(hub.channel_count(), 1);
     assert!(hub.disconnect(c.id, DisconnectReason::ClientClosed));
-    assert!(!hub.disconnect(c.id, DisconnectReason::Slow), "second call is a no-op");
+    assert!(
+        !hub.disconnect(c.id, DisconnectReason::Slow),
+        "second call is a no-op"
+    );
     assert_eq!(c.disconnect_reason(), Some(DisconnectReason::ClientClosed));
     assert_eq!(hub.channel_count(), 0);
     assert_eq!(hub.client_count(), 0);

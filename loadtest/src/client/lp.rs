@@ -1,0 +1,177 @@
+//! Long-poll subscriber sessions: `POST /lp/connect`, then `GET /lp/poll` with `ack` until the
+//! hub or the run ends the session.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use reqwest::StatusCode;
+
+use super::{drained, handle_frame, Controls, SessionEnd, SubSpec};
+use crate::accounting::Tracker;
+use crate::ctx::{error_kind, Counters, Ctx, HTTP_TIMEOUT};
+use crate::frame::{lp_connect_body, LpSession, PollBatch};
+
+/// A poll waits up to the hub's hold time (25 s by default); allow that plus slack.
+const POLL_TIMEOUT: Duration = Duration::from_secs(40);
+/// Consecutive failed polls (transport errors, 5xx) before the session counts as failed.
+const MAX_POLL_FAILURES: u32 = 5;
+
+fn client_for(ctx: &Ctx, source: IpAddr) -> &reqwest::Client {
+    let idx = ctx
+        .target
+        .sources()
+        .iter()
+        .position(|&s| s == source)
+        .unwrap_or(0);
+    &ctx.lp_http[idx]
+}
+
+/// Opens a session, resuming from `since` when given.
+pub async fn connect(
+    ctx: &Ctx,
+    source: IpAddr,
+    channel: &str,
+    since: Option<(&str, u64)>,
+) -> Result<String> {
+    let resp = client_for(ctx, source)
+        .post(ctx.target.http_url("/lp/connect"))
+        .header("content-type", "application/json")
+        .body(lp_connect_body(channel, since))
+        .timeout(HTTP_TIMEOUT)
+        .send()
+        .await?;
+    let status = resp.status();
+    let body = resp.bytes().await?;
+    if !status.is_success() {
+        bail!("lp connect: HTTP {}", status.as_u16());
+    }
+    Ok(serde_json::from_slice::<LpSession>(&body)?.session)
+}
+
+/// Ends a session without waiting for the answer (used when dropping on purpose).
+pub fn close_detached(ctx: &Ctx, source: IpAddr, session: &str) {
+    let req = client_for(ctx, source)
+        .post(ctx.target.http_url(&format!("/lp/close?session={session}")))
+        .timeout(HTTP_TIMEOUT)
+        .send();
+    tokio::spawn(async move {
+        let _ = req.await;
+    });
+}
+
+pub async fn session(
+    ctx: &Ctx,
+    spec: &SubSpec,
+    controls: &Controls,
+    source: IpAddr,
+    tracker: &mut Tracker,
+    first_subscription: &mut bool,
+) -> SessionEnd {
+    let resume = tracker.resume_point().map(|(e, o)| (e.to_owned(), o));
+    let session = tokio::select! {
+        _ = controls.stop.cancelled() => return SessionEnd::Stopped,
+        r = connect(ctx, source, &spec.channel, resume.as_ref().map(|(e, o)| (e.as_str(), *o))) => match r {
+            Ok(s) => s,
+            Err(e) => {
+                Counters::inc(&ctx.counters.connect_failures);
+                return SessionEnd::Failed(error_kind("lp connect", &e));
+            }
+        },
+    };
+    Counters::inc(&ctx.counters.connects);
+    ctx.counters
+        .active
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let end = poll_loop(ctx, spec, controls, source, &session, tracker, first_subscription).await;
+    ctx.counters
+        .active
+        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    if !matches!(end, SessionEnd::HubClosed(_)) {
+        close_detached(ctx, source, &session);
+    }
+    end
+}
+
+async fn poll_loop(
+    ctx: &Ctx,
+    spec: &SubSpec,
+    controls: &Controls,
+    source: IpAddr,
+    session: &str,
+    tracker: &mut Tracker,
+    first_subscription: &mut bool,
+) -> SessionEnd {
+    let client = client_for(ctx, source);
+    let mut ack = 0u64;
+    let mut failures = 0u32;
+    let mut drain = controls.drain.clone();
+    loop {
+        if drained(&drain, &spec.channel, tracker) {
+            return SessionEnd::Drained;
+        }
+        let url = ctx
+            .target
+            .http_url(&format!("/lp/poll?session={session}&ack={ack}"));
+        let poll = async {
+            let resp = client.get(url).timeout(POLL_TIMEOUT).send().await?;
+            let status = resp.status();
+            let body = resp.bytes().await?;
+            Ok::<_, reqwest::Error>((status, body))
+        };
+        let (status, body) = tokio::select! {
+            biased;
+            _ = controls.stop.cancelled() => return SessionEnd::Stopped,
+            _ = spec.reconnect.notified() => return SessionEnd::Reconnect,
+            r = drain.changed() => {
+                if r.is_err() {
+                    return SessionEnd::Stopped;
+                }
+                continue;
+            }
+            r = poll => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    failures += 1;
+                    ctx.counters.error(&error_kind("lp poll", &e));
+                    if failures >= MAX_POLL_FAILURES {
+                        return SessionEnd::Failed("lp poll failed repeatedly".to_owned());
+                    }
+                    continue;
+                }
+            },
+        };
+        Counters::inc(&ctx.counters.lp_polls);
+        match status {
+            StatusCode::OK => {}
+            StatusCode::NOT_FOUND => return SessionEnd::HubClosed("404 unknown_session".to_owned()),
+            other => {
+                failures += 1;
+                ctx.counters
+                    .error(&format!("lp poll: HTTP {}", other.as_u16()));
+                if failures >= MAX_POLL_FAILURES {
+                    return SessionEnd::Failed(format!("lp poll: HTTP {}", other.as_u16()));
+                }
+                continue;
+            }
+        }
+        failures = 0;
+        let now = ctx.clock.now_us();
+        let batch: PollBatch = match serde_json::from_slice(&body) {
+            Ok(b) => b,
+            Err(e) => {
+                Counters::inc(&ctx.counters.protocol_errors);
+                ctx.counters.error(&error_kind("bad poll body", &e));
+                continue;
+            }
+        };
+        // Every response is acknowledged by the next poll, so a batch arrives once; a hub that
+        // re-sent one anyway shows up as duplicates in the tracker.
+        for frame in &batch.messages {
+            if let Some(end) = handle_frame(ctx, spec, tracker, first_subscription, frame, now) {
+                return end;
+            }
+        }
+        ack = batch.batch;
+    }
+}

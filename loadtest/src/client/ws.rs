@@ -1,0 +1,173 @@
+//! WebSocket subscriber sessions over tokio-tungstenite, each from a chosen 127.0.0.x source
+//! address.
+
+use std::net::IpAddr;
+
+use anyhow::{Context, Result};
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+use super::{drained, handle_frame, Controls, SessionEnd, SubSpec};
+use crate::accounting::Tracker;
+use crate::ctx::{error_kind, Counters, Ctx, CONNECT_TIMEOUT};
+use crate::frame::{subscribe_frame, ServerFrame};
+
+pub type Ws = WebSocketStream<TcpStream>;
+
+/// Small buffers: tens of thousands of these live in one process. tungstenite's defaults
+/// (128 KiB each way) would cost gigabytes at 10k clients.
+fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(1024 * 1024)
+}
+
+/// Connects and upgrades `path_and_query` from `source`.
+pub async fn connect(
+    ctx: &Ctx,
+    path_and_query: &str,
+    source: IpAddr,
+    recv_buffer: Option<u32>,
+) -> Result<Ws> {
+    let stream = ctx
+        .target
+        .connect_tcp(source, recv_buffer, CONNECT_TIMEOUT)
+        .await?;
+    let url = ctx.target.ws_url(path_and_query);
+    let (ws, _response) = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        tokio_tungstenite::client_async_with_config(url, stream, Some(ws_config())),
+    )
+    .await
+    .context("WebSocket handshake timed out")?
+    .map_err(|e| anyhow::anyhow!(handshake_error(&e)))?;
+    Ok(ws)
+}
+
+fn handshake_error(e: &tokio_tungstenite::tungstenite::Error) -> String {
+    match e {
+        tokio_tungstenite::tungstenite::Error::Http(resp) => {
+            format!("handshake refused: HTTP {}", resp.status())
+        }
+        other => format!("handshake: {other}"),
+    }
+}
+
+/// How a close frame reads in reports: `4000 slow`.
+pub fn close_label(code: CloseCode, reason: &str) -> String {
+    format!("{} {}", u16::from(code), reason).trim().to_owned()
+}
+
+/// One WebSocket connection of a subscriber: subscribe (resuming when the tracker has a
+/// position), then read until something ends it.
+pub async fn session(
+    ctx: &Ctx,
+    spec: &SubSpec,
+    controls: &Controls,
+    source: IpAddr,
+    tracker: &mut Tracker,
+    first_subscription: &mut bool,
+) -> SessionEnd {
+    let resume = tracker.resume_point().map(|(e, o)| (e.to_owned(), o));
+    // A fresh subscriber uses the documented query form; a resume needs `since`, which only the
+    // subscribe frame carries.
+    let path = match resume {
+        None => format!("/ws?channel={}", spec.channel),
+        Some(_) => "/ws".to_owned(),
+    };
+    let mut ws = tokio::select! {
+        _ = controls.stop.cancelled() => return SessionEnd::Stopped,
+        r = connect(ctx, &path, source, None) => match r {
+            Ok(ws) => ws,
+            Err(e) => {
+                Counters::inc(&ctx.counters.connect_failures);
+                return SessionEnd::Failed(error_kind("ws connect", &e));
+            }
+        },
+    };
+    Counters::inc(&ctx.counters.connects);
+    ctx.counters
+        .active
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let end = read_loop(ctx, spec, controls, &mut ws, resume, tracker, first_subscription).await;
+    ctx.counters
+        .active
+        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    match end {
+        SessionEnd::Stopped | SessionEnd::Drained => {
+            // Polite close, bounded: the hub may be busy.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), ws.close(None)).await;
+        }
+        // Storm and churn drop the socket without a close frame, like a lost network.
+        _ => drop(ws),
+    }
+    end
+}
+
+async fn read_loop(
+    ctx: &Ctx,
+    spec: &SubSpec,
+    controls: &Controls,
+    ws: &mut Ws,
+    resume: Option<(String, u64)>,
+    tracker: &mut Tracker,
+    first_subscription: &mut bool,
+) -> SessionEnd {
+    if let Some((epoch, offset)) = &resume {
+        let frame = subscribe_frame(&spec.channel, Some((epoch, *offset)), 1);
+        if let Err(e) = ws.send(Message::text(frame)).await {
+            return SessionEnd::Failed(error_kind("ws send", &e));
+        }
+    }
+    let mut drain = controls.drain.clone();
+    loop {
+        if drained(&drain, &spec.channel, tracker) {
+            return SessionEnd::Drained;
+        }
+        let msg = tokio::select! {
+            biased;
+            _ = controls.stop.cancelled() => return SessionEnd::Stopped,
+            _ = spec.reconnect.notified() => return SessionEnd::Reconnect,
+            r = drain.changed() => {
+                if r.is_err() {
+                    return SessionEnd::Stopped;
+                }
+                continue;
+            }
+            msg = ws.next() => msg,
+        };
+        match msg {
+            None => return SessionEnd::HubClosed("eof".to_owned()),
+            Some(Err(e)) => return SessionEnd::HubClosed(error_kind("ws error", &e)),
+            Some(Ok(Message::Text(text))) => {
+                let now = ctx.clock.now_us();
+                match serde_json::from_str::<ServerFrame>(&text) {
+                    Ok(frame) => {
+                        if let Some(end) =
+                            handle_frame(ctx, spec, tracker, first_subscription, &frame, now)
+                        {
+                            return end;
+                        }
+                    }
+                    Err(e) => {
+                        Counters::inc(&ctx.counters.protocol_errors);
+                        ctx.counters.error(&error_kind("bad frame", &e));
+                    }
+                }
+            }
+            Some(Ok(Message::Close(frame))) => {
+                let label = frame
+                    .map(|f| close_label(f.code, &f.reason))
+                    .unwrap_or_else(|| "close (no code)".to_owned());
+                return SessionEnd::HubClosed(label);
+            }
+            // Pings are answered by tungstenite on the next read.
+            Some(Ok(_)) => {}
+        }
+    }
+}

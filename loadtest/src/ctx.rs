@@ -1,0 +1,180 @@
+//! The state one run shares between its tasks: the target, HTTP clients, the clock, latency
+//! histograms, the publish ledger and live counters. A cheap handle (`Arc`) to it goes to every
+//! subscriber and publisher task.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Result;
+use tokio_util::sync::CancellationToken;
+
+use crate::accounting::Ledger;
+use crate::latency::{Clock, LatencyRecorder};
+use crate::target::{Spread, Target};
+
+/// Per-request timeout for publishes, stats and long-poll control calls.
+pub const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+/// TCP connect + WebSocket handshake timeout.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct Ctx {
+    pub target: Target,
+    /// Publishing, stats and control calls.
+    pub http: reqwest::Client,
+    /// Long-poll clients, one per source address (each pools its own connections).
+    pub lp_http: Vec<reqwest::Client>,
+    pub clock: Clock,
+    pub latency: LatencyRecorder,
+    pub ledger: Ledger,
+    pub counters: Counters,
+    /// Cancelled on Ctrl-C: every wait in a scenario also selects on it.
+    pub interrupted: CancellationToken,
+    pub server_pid: Option<u32>,
+    pub spread: Spread,
+    phase: Mutex<String>,
+}
+
+impl Ctx {
+    pub fn new(target: Target, server_pid: Option<u32>) -> Result<Arc<Self>> {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(HTTP_TIMEOUT)
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
+            .build()?;
+        let lp_http = target
+            .sources()
+            .iter()
+            .map(|&ip| {
+                reqwest::Client::builder()
+                    .no_proxy()
+                    .local_address(ip)
+                    .tcp_nodelay(true)
+                    .pool_max_idle_per_host(usize::MAX)
+                    .build()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Arc::new(Self {
+            target,
+            http,
+            lp_http,
+            clock: Clock::new(),
+            latency: LatencyRecorder::new(),
+            ledger: Ledger::new(),
+            counters: Counters::default(),
+            interrupted: CancellationToken::new(),
+            server_pid,
+            spread: Spread::default(),
+            phase: Mutex::new(String::from("start")),
+        }))
+    }
+
+    pub fn set_phase(&self, phase: &str) {
+        *self.phase.lock().unwrap_or_else(|p| p.into_inner()) = phase.to_owned();
+    }
+
+    pub fn phase(&self) -> String {
+        self.phase.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// `GET /api/stats`, if the hub answers it.
+    pub async fn hub_stats(&self) -> Option<serde_json::Value> {
+        let resp = self
+            .http
+            .get(self.target.http_url("/api/stats"))
+            .send()
+            .await
+            .ok()?;
+        if !resp.status().is_success() {
+            return None;
+        }
+        serde_json::from_slice(&resp.bytes().await.ok()?).ok()
+    }
+}
+
+/// Live counters, all relaxed atomics (read by the sampler, summed at the end).
+#[derive(Default)]
+pub struct Counters {
+    /// Connections currently open (both transports; slow clients included).
+    pub active: AtomicI64,
+    pub connects: AtomicU64,
+    pub connect_failures: AtomicU64,
+    /// First `subscribed` frames received (clients ready).
+    pub subscribed: AtomicUsize,
+    /// `subscribed` frames received on a reconnect.
+    pub resubscribed: AtomicUsize,
+    pub reconnects: AtomicU64,
+    pub deliveries: AtomicU64,
+    pub publishes: AtomicU64,
+    pub publish_errors: AtomicU64,
+    /// Non-2xx publish replies (pushback, over capacity).
+    pub publish_rejected: AtomicU64,
+    /// Frames that did not parse or `error` frames from the hub.
+    pub protocol_errors: AtomicU64,
+    /// Connections the hub ended (close frame, EOF or reset) that the tool did not end.
+    pub hub_closes: AtomicU64,
+    pub lp_polls: AtomicU64,
+    close_reasons: Mutex<BTreeMap<String, u64>>,
+    errors: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Counters {
+    pub fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    /// A connection the hub ended; `reason` is e.g. `4000 slow` or `eof`.
+    pub fn hub_closed(&self, reason: &str) {
+        Self::inc(&self.hub_closes);
+        *self
+            .close_reasons
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(reason.to_owned())
+            .or_default() += 1;
+    }
+
+    /// An error worth showing, grouped by a short kind.
+    pub fn error(&self, kind: &str) {
+        let mut map = self.errors.lock().unwrap_or_else(|p| p.into_inner());
+        // Bounded: distinct kinds beyond 50 are folded together.
+        let key = if map.len() >= 50 && !map.contains_key(kind) {
+            "other"
+        } else {
+            kind
+        };
+        *map.entry(key.to_owned()).or_default() += 1;
+    }
+
+    pub fn close_reasons(&self) -> BTreeMap<String, u64> {
+        self.close_reasons
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn errors(&self) -> BTreeMap<String, u64> {
+        self.errors.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn reset_closes(&self) {
+        self.close_reasons
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        self.hub_closes.store(0, Ordering::Relaxed);
+    }
+}
+
+/// Shortens an error into a stable kind for grouping.
+pub fn error_kind(prefix: &str, err: &dyn std::fmt::Display) -> String {
+    let text = err.to_string();
+    let short: String = text.chars().take(80).collect();
+    format!("{prefix}: {short}")
+}

@@ -1,0 +1,116 @@
+//! Publishers: `POST /api/publish/{channel}` on a fixed schedule (`rate` msg/s) or as fast as
+//! the hub answers (`rate` 0). Each accepted reply goes into the ledger.
+//!
+//! On a fixed schedule the message carries the time it *should* have been sent; when every
+//! publisher is busy the next ones go late but keep their intended time, so the hub's slowness
+//! shows in the latency instead of silently lowering the rate.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::ctx::{error_kind, Counters, Ctx};
+use crate::frame::{payload, PublishReply};
+
+#[derive(Debug, Clone)]
+pub struct PublishPlan {
+    pub channels: Arc<Vec<String>>,
+    /// Messages per second over all channels; 0 = as fast as the hub accepts.
+    pub rate: f64,
+    /// Concurrent publishers (HTTP requests in flight at most).
+    pub publishers: usize,
+    /// Body size in bytes.
+    pub size: usize,
+    pub duration: Duration,
+}
+
+/// Publishes until `plan.duration` has passed or `stop` fires; returns when every publisher
+/// has its last reply.
+pub async fn run(ctx: Arc<Ctx>, plan: PublishPlan, stop: CancellationToken) {
+    if plan.channels.is_empty() {
+        return;
+    }
+    let start = Instant::now();
+    let end = start + plan.duration;
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::with_capacity(plan.publishers.max(1));
+    for _ in 0..plan.publishers.max(1) {
+        let ctx = ctx.clone();
+        let plan = plan.clone();
+        let next = next.clone();
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let intended = if plan.rate > 0.0 {
+                    let at = start + Duration::from_secs_f64(i as f64 / plan.rate);
+                    if at >= end {
+                        break;
+                    }
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = tokio::time::sleep_until(at) => {}
+                    }
+                    at
+                } else {
+                    let now = Instant::now();
+                    if now >= end || stop.is_cancelled() {
+                        break;
+                    }
+                    now
+                };
+                let channel = &plan.channels[(i % plan.channels.len() as u64) as usize];
+                let body = payload(ctx.clock.at(intended.into_std()), plan.size);
+                publish_one(&ctx, channel, body).await;
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+/// One publish; the reply's offset goes into the ledger.
+pub async fn publish_one(ctx: &Ctx, channel: &str, body: String) {
+    let url = ctx.target.http_url(&format!("/api/publish/{channel}"));
+    let result = async {
+        let resp = ctx
+            .http
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await?;
+        let status = resp.status();
+        let bytes = resp.bytes().await?;
+        Ok::<_, reqwest::Error>((status, bytes))
+    }
+    .await;
+    match result {
+        Ok((status, bytes)) if status.is_success() => {
+            match serde_json::from_slice::<PublishReply>(&bytes) {
+                Ok(reply) => {
+                    ctx.ledger
+                        .accept(channel, &reply.epoch, reply.offset, reply.enqueued);
+                    Counters::inc(&ctx.counters.publishes);
+                }
+                Err(e) => {
+                    Counters::inc(&ctx.counters.publish_errors);
+                    ctx.counters.error(&error_kind("publish reply", &e));
+                }
+            }
+        }
+        Ok((status, _)) => {
+            Counters::inc(&ctx.counters.publish_rejected);
+            ctx.counters
+                .error(&format!("publish: HTTP {}", status.as_u16()));
+        }
+        Err(e) => {
+            Counters::inc(&ctx.counters.publish_errors);
+            ctx.counters.error(&error_kind("publish", &e));
+        }
+    }
+}

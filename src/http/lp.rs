@@ -1,0 +1,106 @@
+//! Long-poll endpoints: parse the request, call the transport, shape the response.
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::transport::long_poll::{ConnectChannel, SessionId};
+
+use super::error::ApiError;
+use super::AppState;
+
+#[derive(Deserialize)]
+struct ConnectBody {
+    #[serde(default)]
+    channels: Vec<ConnectChannel>,
+}
+
+#[derive(Deserialize)]
+pub struct SessionQuery {
+    session: String,
+    #[serde(default)]
+    ack: u64,
+}
+
+fn session_id(
+    query: Result<Query<SessionQuery>, QueryRejection>,
+) -> Result<(SessionId, u64), ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::from_query_rejection(&e))?;
+    // A malformed id is as unknown as an expired one: the client's remedy is the same.
+    let id = SessionId::parse(&query.session)
+        .ok_or_else(|| ApiError::from(crate::transport::TransportError::UnknownSession))?;
+    Ok((id, query.ack))
+}
+
+/// `POST /lp/connect?channel=a` or with `{"channels": [...]}`.
+pub async fn connect(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let mut channels: Vec<ConnectChannel> = super::channels_from_query(&request)?
+        .into_iter()
+        .map(|c| ConnectChannel::Name(c.as_str().to_owned()))
+        .collect();
+    let limit = state.config.max_message_size;
+    let body = axum::body::to_bytes(request.into_body(), limit)
+        .await
+        .map_err(|_| ApiError::too_large(limit))?;
+    if !body.iter().all(u8::is_ascii_whitespace) {
+        let parsed: ConnectBody = serde_json::from_slice(&body).map_err(|e| {
+            if e.is_syntax() || e.is_eof() {
+                ApiError::bad_request("bad_json", format!("body is not valid JSON: {e}"))
+            } else {
+                ApiError::bad_request("bad_request", format!("body has the wrong shape: {e}"))
+            }
+        })?;
+        channels.extend(parsed.channels);
+    }
+    let id = state.long_poll.connect(channels)?;
+    let config = state.long_poll.config();
+    Ok(Json(json!({
+        "session": id.to_string(),
+        "hold_ms": config.hold.as_millis() as u64,
+        "session_timeout_ms": config.session_timeout.as_millis() as u64,
+    }))
+    .into_response())
+}
+
+/// `GET /lp/poll?session=ID&ack=N`
+pub async fn poll(
+    State(state): State<AppState>,
+    query: Result<Query<SessionQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let (id, ack) = session_id(query)?;
+    let batch = state.long_poll.poll(id, ack).await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], batch.0).into_response())
+}
+
+/// `POST /lp/send?session=ID` with one frame or an array of frames.
+pub async fn send(
+    State(state): State<AppState>,
+    query: Result<Query<SessionQuery>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let (id, _) = session_id(query)?;
+    let body =
+        body.map_err(|e| ApiError::from_body_rejection(&e, state.config.max_message_size))?;
+    let text = std::str::from_utf8(&body)
+        .map_err(|e| ApiError::bad_request("invalid_utf8", format!("body is not UTF-8: {e}")))?;
+    let accepted = state.long_poll.send(id, text)?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "accepted": accepted }))).into_response())
+}
+
+/// `POST /lp/close?session=ID`
+pub async fn close(
+    State(state): State<AppState>,
+    query: Result<Query<SessionQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let (id, _) = session_id(query)?;
+    state.long_poll.close(id)?;
+    Ok(Json(json!({ "closed": true })).into_response())
+}

@@ -1,0 +1,173 @@
+//! `Server::run(listener, shutdown)`: builds the hub and transports, serves HTTP/1.1 with
+//! upgrades on every accepted connection, runs the housekeeping tasks, and drains
+//! everything on shutdown.
+//!
+//! Shutdown order: stop accepting → cancel the root token (WebSocket tasks close with 1001,
+//! pending polls are answered) → disconnect every client with `shutdown` → wait for every
+//! tracked task up to the grace period.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt as _;
+
+use crate::config::Config;
+use crate::http::{self, AppState};
+use crate::hub::{DisconnectReason, Hub};
+use crate::transport::long_poll::LongPoll;
+use crate::transport::ws::WebSockets;
+
+/// How often history is trimmed by age and idle long-poll sessions are reaped.
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Pause after `accept` fails for lack of file descriptors, so the loop does not spin while
+/// connections are at the ceiling.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
+
+pub struct Server {
+    state: AppState,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Server {
+    pub fn new(config: Config) -> Self {
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let hub = Hub::new(config.hub_config(), shutdown.clone());
+        let websockets = WebSockets::new(hub.clone(), tracker.clone(), config.ws_config());
+        let long_poll = LongPoll::new(hub.clone(), config.long_poll_config());
+        Self {
+            state: AppState {
+                hub,
+                websockets,
+                long_poll,
+                config: Arc::new(config),
+                started: Instant::now(),
+            },
+            shutdown,
+            tracker,
+        }
+    }
+
+    pub fn hub(&self) -> Hub {
+        self.state.hub.clone()
+    }
+
+    pub fn long_poll(&self) -> LongPoll {
+        self.state.long_poll.clone()
+    }
+
+    /// Serves until `signal` resolves, then shuts down gracefully.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        signal: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let Self {
+            state,
+            shutdown,
+            tracker,
+        } = self;
+        let router = http::router(state.clone());
+        let handshake_timeout = state.config.handshake_timeout;
+
+        tracker.spawn(housekeeping(state.clone(), shutdown.clone()));
+
+        tokio::pin!(signal);
+        loop {
+            let (stream, peer) = tokio::select! {
+                () = &mut signal => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // EMFILE/ENFILE at the open-files ceiling, or a connection reset
+                        // before accept: neither is fatal to the listener.
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+                        continue;
+                    }
+                },
+            };
+            let router = router.clone();
+            let shutdown = shutdown.clone();
+            tracker.spawn(async move {
+                if let Err(error) =
+                    serve_connection(stream, router, handshake_timeout, shutdown).await
+                {
+                    tracing::debug!(%peer, %error, "http connection ended with an error");
+                }
+            });
+        }
+
+        tracing::info!("shutting down: closing connections");
+        drop(listener);
+        shutdown.cancel();
+        state.hub.disconnect_all(DisconnectReason::Shutdown);
+        state.long_poll.clear();
+        tracker.close();
+        let grace = state.config.shutdown_grace;
+        if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+            tracing::warn!(
+                remaining = tracker.len(),
+                ?grace,
+                "grace period over; exiting with tasks still running"
+            );
+        }
+        tracing::info!("shutdown complete");
+        Ok(())
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    router: axum::Router,
+    handshake_timeout: Duration,
+    shutdown: CancellationToken,
+) -> Result<(), hyper::Error> {
+    // Messages are small and latency matters more than packet count.
+    let _ = stream.set_nodelay(true);
+    let service = TowerToHyperService::new(
+        router.map_request(|r: hyper::Request<Incoming>| r.map(axum::body::Body::new)),
+    );
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(handshake_timeout);
+    let connection = builder
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => result,
+        () = shutdown.cancelled() => {
+            // Finish the request in flight (a pending poll is being answered), then close.
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    }
+}
+
+async fn housekeeping(state: AppState, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(HOUSEKEEPING_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {
+                let reaped = state.long_poll.reap();
+                let forgotten = state.hub.sweep();
+                if reaped + forgotten > 0 {
+                    tracing::debug!(reaped, forgotten, "housekeeping");
+                }
+            }
+        }
+    }
+}

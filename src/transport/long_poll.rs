@@ -1,0 +1,317 @@
+//! Long-poll transport: sessions that hold a hub client between HTTP requests.
+//!
+//! `connect` registers a client exactly like a WebSocket does; the session keeps it (and so
+//! its queue). `poll` takes the queue (one poll at a time), waits up to the hold time, and
+//! answers with a numbered batch that stays with the session until the next poll acknowledges
+//! it, so a response lost in transit loses nothing. A reaper ends sessions nobody polls.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use dashmap::DashMap;
+use serde_json::value::RawValue;
+use tokio::time::{sleep, Instant};
+
+use crate::hub::{
+    message, ChannelName, Client, DisconnectReason, Frame, Hub, HubError, Since, TransportKind,
+};
+
+use super::dispatch;
+use super::TransportError;
+
+/// Most frames one poll response carries; the rest wait for the next poll.
+const MAX_FRAMES_PER_BATCH: usize = 512;
+
+#[derive(Clone, Debug)]
+pub struct LongPollConfig {
+    /// How long a poll waits for messages before answering empty.
+    pub hold: Duration,
+    /// A session not polled for this long is ended as idle.
+    pub session_timeout: Duration,
+}
+
+/// A session id: 128 random bits, written as 32 lowercase hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SessionId(u128);
+
+impl SessionId {
+    fn random() -> Self {
+        Self(rand::random())
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        if s.len() != 32 {
+            return None;
+        }
+        u128::from_str_radix(s, 16).ok().map(Self)
+    }
+}
+
+impl std::fmt::Display for SessionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+/// One channel to join at connect, with an optional resume position.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(untagged)]
+pub enum ConnectChannel {
+    Name(String),
+    Resume {
+        channel: String,
+        #[serde(default)]
+        since: Option<Since>,
+    },
+}
+
+#[derive(Clone)]
+pub struct LongPoll {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    hub: Hub,
+    config: LongPollConfig,
+    sessions: DashMap<SessionId, Arc<Session>>,
+}
+
+struct Session {
+    client: Arc<Client>,
+    state: Mutex<SessionState>,
+}
+
+struct SessionState {
+    polling: bool,
+    last_seen: Instant,
+    /// Number of the last batch sent (0 before the first).
+    last_batch: u64,
+    /// That batch's body, until a poll acknowledges it.
+    unacked: Option<Bytes>,
+}
+
+impl Session {
+    fn lock(&self) -> MutexGuard<'_, SessionState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A successful poll: the JSON body to send.
+pub struct PollBatch(pub Bytes);
+
+/// Clears `polling` however the poll ends, including when the HTTP client goes away during
+/// the hold and hyper drops the request future.
+struct PollGuard<'a>(&'a Session);
+
+impl Drop for PollGuard<'_> {
+    fn drop(&mut self) {
+        let mut state = self.0.lock();
+        state.polling = false;
+        state.last_seen = Instant::now();
+    }
+}
+
+impl LongPoll {
+    pub fn new(hub: Hub, config: LongPollConfig) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                hub,
+                config,
+                sessions: DashMap::new(),
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &LongPollConfig {
+        &self.inner.config
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.inner.sessions.len()
+    }
+
+    pub fn connect(&self, channels: Vec<ConnectChannel>) -> Result<SessionId, TransportError> {
+        let hub = &self.inner.hub;
+        if hub.is_shutting_down() {
+            return Err(TransportError::ShuttingDown);
+        }
+        // Validate everything before registering, so a bad request leaves nothing behind.
+        let mut wanted = Vec::with_capacity(channels.len());
+        for c in channels {
+            let (name, since) = match c {
+                ConnectChannel::Name(name) => (name, None),
+                ConnectChannel::Resume { channel, since } => (channel, since),
+            };
+            wanted.push((ChannelName::parse(&name)?, since));
+        }
+        let max = hub.config().max_subscriptions;
+        if wanted.len() > max {
+            return Err(HubError::TooManySubscriptions(max).into());
+        }
+        let client = hub.register(TransportKind::LongPoll)?;
+        for (channel, since) in &wanted {
+            match hub.subscribe(&client, channel, since.as_ref(), None) {
+                Ok(()) => {}
+                Err(HubError::AlreadySubscribed(_)) => {}
+                Err(e) => {
+                    hub.disconnect(client.id, DisconnectReason::ClientClosed);
+                    return Err(e.into());
+                }
+            }
+        }
+        let id = SessionId::random();
+        self.inner.sessions.insert(
+            id,
+            Arc::new(Session {
+                client,
+                state: Mutex::new(SessionState {
+                    polling: false,
+                    last_seen: Instant::now(),
+                    last_batch: 0,
+                    unacked: None,
+                }),
+            }),
+        );
+        Ok(id)
+    }
+
+    fn session(&self, id: SessionId) -> Result<Arc<Session>, TransportError> {
+        self.inner
+            .sessions
+            .get(&id)
+            .map(|s| s.value().clone())
+            .ok_or(TransportError::UnknownSession)
+    }
+
+    pub async fn poll(&self, id: SessionId, ack: u64) -> Result<PollBatch, TransportError> {
+        let session = self.session(id)?;
+        {
+            let mut state = session.lock();
+            if state.polling {
+                return Err(TransportError::PollInProgress);
+            }
+            if ack > state.last_batch {
+                return Err(TransportError::BadAck {
+                    ack,
+                    last: state.last_batch,
+                });
+            }
+            state.last_seen = Instant::now();
+            if ack == state.last_batch {
+                state.unacked = None;
+            } else if let Some(body) = &state.unacked {
+                // The client did not get the last batch: send it again.
+                return Ok(PollBatch(body.clone()));
+            }
+            state.polling = true;
+        }
+        let _guard = PollGuard(&session);
+        let client = &session.client;
+        tokio::select! {
+            () = client.queue.ready() => {}
+            () = client.cancel.cancelled() => {}
+            () = sleep(self.inner.config.hold) => {}
+        }
+        let mut frames = Vec::new();
+        let closed = client
+            .queue
+            .try_pop_batch(&mut frames, MAX_FRAMES_PER_BATCH)
+            == Some(false)
+            || client.cancel.is_cancelled();
+        if closed {
+            let reason = client
+                .disconnect_reason()
+                .unwrap_or(DisconnectReason::Shutdown);
+            self.inner.hub.disconnect(client.id, reason);
+            frames.clear();
+            frames.push(message::encode_disconnect(reason));
+            self.inner.sessions.remove(&id);
+        }
+        let mut state = session.lock();
+        if frames.is_empty() {
+            return Ok(PollBatch(batch_body(state.last_batch, &[])));
+        }
+        state.last_batch += 1;
+        let body = batch_body(state.last_batch, &frames);
+        state.unacked = Some(body.clone());
+        Ok(PollBatch(body))
+    }
+
+    /// Handles a body of one client frame or a JSON array of them; replies arrive by poll.
+    pub fn send(&self, id: SessionId, body: &str) -> Result<usize, TransportError> {
+        let session = self.session(id)?;
+        session.lock().last_seen = Instant::now();
+        let hub = &self.inner.hub;
+        let client = &session.client;
+        if body.trim_start().starts_with('[') {
+            let frames: Vec<&RawValue> = serde_json::from_str(body).map_err(|e| {
+                TransportError::BadRequest(format!("body is not a JSON array of frames: {e}"))
+            })?;
+            for frame in &frames {
+                dispatch::handle_text(hub, client, frame.get());
+            }
+            Ok(frames.len())
+        } else {
+            dispatch::handle_text(hub, client, body);
+            Ok(1)
+        }
+    }
+
+    pub fn close(&self, id: SessionId) -> Result<(), TransportError> {
+        let (_, session) = self
+            .inner
+            .sessions
+            .remove(&id)
+            .ok_or(TransportError::UnknownSession)?;
+        self.inner
+            .hub
+            .disconnect(session.client.id, DisconnectReason::ClientClosed);
+        Ok(())
+    }
+
+    /// Ends sessions not polled within the session timeout, and forgets sessions whose client
+    /// the hub already disconnected once they have had that long to collect the news.
+    pub fn reap(&self) -> usize {
+        let timeout = self.inner.config.session_timeout;
+        let now = Instant::now();
+        let expired: Vec<(SessionId, Arc<Session>)> = self
+            .inner
+            .sessions
+            .iter()
+            .filter(|e| {
+                let state = e.value().lock();
+                !state.polling && now.saturating_duration_since(state.last_seen) > timeout
+            })
+            .map(|e| (*e.key(), e.value().clone()))
+            .collect();
+        for (id, session) in &expired {
+            self.inner.sessions.remove(id);
+            self.inner
+                .hub
+                .disconnect(session.client.id, DisconnectReason::IdleTimeout);
+        }
+        expired.len()
+    }
+
+    /// Forgets every session (at shutdown, after their clients were disconnected).
+    pub fn clear(&self) {
+        self.inner.sessions.clear();
+    }
+}
+
+fn batch_body(batch: u64, frames: &[Frame]) -> Bytes {
+    let len: usize = frames.iter().map(|f| f.len() + 1).sum();
+    let mut body = String::with_capacity(32 + len);
+    body.push_str("{\"batch\":");
+    body.push_str(&batch.to_string());
+    body.push_str(",\"messages\":[");
+    for (i, frame) in frames.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(frame.as_str());
+    }
+    body.push_str("]}");
+    Bytes::from(body)
+}
