@@ -37,7 +37,11 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    pub fn new(target: Target, server_pid: Option<u32>) -> Result<Arc<Self>> {
+    pub fn new(
+        target: Target,
+        server_pid: Option<u32>,
+        interrupted: CancellationToken,
+    ) -> Result<Arc<Self>> {
         let http = reqwest::Client::builder()
             .no_proxy()
             .timeout(HTTP_TIMEOUT)
@@ -64,7 +68,7 @@ impl Ctx {
             latency: LatencyRecorder::new(),
             ledger: Ledger::new(),
             counters: Counters::default(),
-            interrupted: CancellationToken::new(),
+            interrupted,
             server_pid,
             spread: Spread::default(),
             phase: Mutex::new(String::from("start")),
@@ -160,15 +164,10 @@ impl Counters {
     }
 
     pub fn errors(&self) -> BTreeMap<String, u64> {
-        self.errors.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    pub fn reset_closes(&self) {
-        self.close_reasons
+        self.errors
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clear();
-        self.hub_closes.store(0, Ordering::Relaxed);
+            .clone()
     }
 }
 

@@ -12,8 +12,6 @@ pub struct ServerFrame<'a> {
     #[serde(rename = "type", borrow)]
     pub kind: Cow<'a, str>,
     #[serde(default, borrow)]
-    pub channel: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
     pub epoch: Option<Cow<'a, str>>,
     #[serde(default)]
     pub offset: Option<u64>,

@@ -266,9 +266,9 @@ td.v{{font-family:ui-monospace,monospace}}code{{background:#f4f4f4;padding:2px 4
     for c in charts {
         html.push_str(&c);
     }
-    let _ = write!(
+    let _ = writeln!(
         html,
-        "<h2>Settings</h2><pre>{}</pre></body></html>\n",
+        "<h2>Settings</h2><pre>{}</pre></body></html>",
         escape(&serde_json::to_string_pretty(&report.settings).unwrap_or_default())
     );
     html
@@ -327,7 +327,11 @@ mod tests {
             result: serde_json::json!({}),
             problems: vec![],
             sections: vec![sec],
-            samples: vec![sample(0.0, "ramp"), sample(1.0, "publish"), sample(2.0, "publish")],
+            samples: vec![
+                sample(0.0, "ramp"),
+                sample(1.0, "publish"),
+                sample(2.0, "publish"),
+            ],
         };
         let html = render(&report);
         assert!(html.starts_with("<!doctype html>"));
@@ -350,7 +354,11 @@ mod tests {
             }],
             &[],
         );
-        let d = svg.split("d=\"").nth(1).and_then(|r| r.split('"').next()).unwrap();
+        let d = svg
+            .split("d=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap();
         assert_eq!(d.matches('M').count(), 2, "{d}");
     }
 

@@ -1,1 +1,131 @@
-fn main() {}
+//! crier-loadtest: drives a running crier hub over loopback with real clients.
+//!
+//! Map of the tool:
+//! - `cli`        — clap options: global flags and one subcommand per scenario.
+//! - `target`     — the hub's address (loopback only), 127.0.0.x source spreading, fd budget.
+//! - `ctx`        — what one run's tasks share: HTTP clients, clock, histograms, ledger, counters.
+//! - `frame`      — the protocol frames the tool reads (borrowed, cheap) and writes.
+//! - `client`     — subscribers (WebSocket, long-poll) and slow clients.
+//! - `publisher`  — fixed-rate or saturating HTTP publishers, coordinated-omission safe.
+//! - `accounting` — exact loss/duplicate/reorder counting by offset.
+//! - `latency`    — the shared clock and sharded HDR histograms.
+//! - `procfs`     — the hub's memory and CPU, kernel socket memory.
+//! - `monitor`    — periodic samples and live progress.
+//! - `scenario`   — idle, fanout, slow, storm, soak, smoke on one engine.
+//! - `report`, `html` — the summary, `--json`, and the self-contained HTML report.
+
+mod accounting;
+mod cli;
+mod client;
+mod ctx;
+mod frame;
+mod html;
+mod latency;
+mod monitor;
+mod procfs;
+mod publisher;
+mod report;
+mod scenario;
+mod target;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+use cli::{Cli, Command};
+use scenario::Env;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("crier-loadtest: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: &Cli) -> Result<ExitCode> {
+    let target = target::Target::parse(&cli.url, cli.source_addrs)?;
+    if let Some(pid) = cli.server_pid {
+        if !procfs::process_exists(pid) {
+            bail!("--server-pid {pid}: no such process");
+        }
+    }
+    let nofile_limit = target::raise_nofile_limit().context("raising the open-file limit")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cli.threads.max(1))
+        .enable_all()
+        .build()?;
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let interrupted = CancellationToken::new();
+    let env = Env {
+        target,
+        server_pid: cli.server_pid,
+        progress: if cli.json && cli.progress == monitor::ProgressMode::Auto {
+            monitor::ProgressMode::Plain
+        } else {
+            cli.progress
+        },
+        sample_interval: cli.sample_interval,
+        nofile_limit,
+        interrupted: interrupted.clone(),
+        command,
+    };
+    let report = runtime.block_on(async {
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("crier-loadtest: interrupted, finishing up (Ctrl-C again to abort)");
+                interrupted.cancel();
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    std::process::exit(130);
+                }
+            }
+        });
+        check_reachable(&env).await?;
+        match &cli.command {
+            Command::Idle(a) => scenario::idle::run(&env, a).await,
+            Command::Fanout(a) => scenario::fanout::run(&env, a).await,
+            Command::Slow(a) => scenario::slow::run(&env, a).await,
+            Command::Storm(a) => scenario::storm::run(&env, a).await,
+            Command::Soak(a) => scenario::soak::run(&env, a).await,
+            Command::Smoke(a) => scenario::smoke::run(&env, a).await,
+        }
+    })?;
+    // Client tasks may still be closing sockets; do not wait for them.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+
+    let mut out = std::io::stdout().lock();
+    if cli.json {
+        writeln!(out, "{}", report.to_json()?)?;
+    } else {
+        report.write_summary(&mut out)?;
+    }
+    if let Some(dir) = &cli.report {
+        let path = html::write(dir, &report)?;
+        eprintln!("report: {}", path.display());
+    }
+    let strict = cli.strict || matches!(cli.command, Command::Smoke(_));
+    Ok(if strict && !report.passed() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Fails fast with a clear message when nothing listens at `--url`.
+async fn check_reachable(env: &Env) -> Result<()> {
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()?;
+    let url = env.target.http_url("/healthz");
+    match client.get(&url).send().await {
+        Ok(_) => Ok(()),
+        Err(e) => bail!("the hub does not answer at {url}: {e} (is `cargo run --release -- --bind {}` running?)", env.target.authority),
+    }
+}

@@ -44,7 +44,6 @@ pub enum ProgressMode {
 pub struct Monitor {
     stop: CancellationToken,
     handle: tokio::task::JoinHandle<Vec<Sample>>,
-    pub started: Instant,
 }
 
 impl Monitor {
@@ -52,11 +51,7 @@ impl Monitor {
         let stop = CancellationToken::new();
         let started = Instant::now();
         let handle = tokio::spawn(sample_loop(ctx, interval, mode, stop.clone(), started));
-        Self {
-            stop,
-            handle,
-            started,
-        }
+        Self { stop, handle }
     }
 
     /// Stops sampling and returns the series.

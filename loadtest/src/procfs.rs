@@ -65,11 +65,6 @@ pub fn parse_sockstat_tcp_mem(text: &str) -> Option<u64> {
     None
 }
 
-/// Open file descriptors of this process.
-pub fn own_open_fds() -> Option<usize> {
-    fs::read_dir("/proc/self/fd").ok().map(|d| d.count())
-}
-
 /// Whether a process with this pid exists.
 pub fn process_exists(pid: u32) -> bool {
     fs::metadata(format!("/proc/{pid}")).is_ok()
@@ -89,13 +84,15 @@ mod tests {
 
     #[test]
     fn parses_stat_with_spaces_in_name() {
-        let text = "1234 (my (odd) name) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 4 0 100 0 0";
+        let text =
+            "1234 (my (odd) name) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 4 0 100 0 0";
         assert_eq!(parse_stat_cpu(text), Some(3.0));
     }
 
     #[test]
     fn parses_sockstat() {
-        let text = "sockets: used 200\nTCP: inuse 10 orphan 0 tw 3 alloc 12 mem 7\nUDP: inuse 1 mem 0\n";
+        let text =
+            "sockets: used 200\nTCP: inuse 10 orphan 0 tw 3 alloc 12 mem 7\nUDP: inuse 1 mem 0\n";
         assert_eq!(parse_sockstat_tcp_mem(text), Some(7 * 4096));
     }
 

@@ -118,7 +118,7 @@ mod tests {
     #[test]
     fn summary_lists_sections_and_problems() {
         let mut s = Section::new("latency");
-        s.row("p99", ms(3.14159));
+        s.row("p99", ms(3.04159));
         let r = RunReport {
             scenario: "fanout".into(),
             command: "crier-loadtest fanout".into(),
@@ -132,7 +132,7 @@ mod tests {
         let mut out = Vec::new();
         r.write_summary(&mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
-        assert!(text.contains("p99  3.14 ms"), "{text}");
+        assert!(text.contains("p99  3.04 ms"), "{text}");
         assert!(text.contains("PROBLEMS"));
         let json: serde_json::Value = serde_json::from_str(&r.to_json().unwrap()).unwrap();
         assert_eq!(json["passed"], false);

@@ -28,7 +28,10 @@ impl Target {
     pub fn parse(url: &str, source_addrs: usize) -> Result<Self> {
         let parsed = Url::parse(url).with_context(|| format!("--url {url:?} is not a URL"))?;
         if parsed.scheme() != "http" {
-            bail!("--url must be http://HOST:PORT (got scheme {:?})", parsed.scheme());
+            bail!(
+                "--url must be http://HOST:PORT (got scheme {:?})",
+                parsed.scheme()
+            );
         }
         let host = parsed.host_str().context("--url has no host")?;
         let port = parsed.port_or_known_default().unwrap_or(80);
@@ -156,7 +159,10 @@ mod tests {
     fn accepts_loopback() {
         let t = Target::parse("http://127.0.0.1:8080", 4).unwrap();
         assert_eq!(t.base, "http://127.0.0.1:8080");
-        assert_eq!(t.ws_url("/ws?channel=a"), "ws://127.0.0.1:8080/ws?channel=a");
+        assert_eq!(
+            t.ws_url("/ws?channel=a"),
+            "ws://127.0.0.1:8080/ws?channel=a"
+        );
         assert_eq!(t.sources().len(), 4);
         assert_eq!(t.source_for(5), IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)));
         assert!(Target::parse("http://localhost:9000/", 1).is_ok());

@@ -83,7 +83,16 @@ pub async fn session(
     ctx.counters
         .active
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let end = poll_loop(ctx, spec, controls, source, &session, tracker, first_subscription).await;
+    let end = poll_loop(
+        ctx,
+        spec,
+        controls,
+        source,
+        &session,
+        tracker,
+        first_subscription,
+    )
+    .await;
     ctx.counters
         .active
         .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
@@ -144,7 +153,9 @@ async fn poll_loop(
         Counters::inc(&ctx.counters.lp_polls);
         match status {
             StatusCode::OK => {}
-            StatusCode::NOT_FOUND => return SessionEnd::HubClosed("404 unknown_session".to_owned()),
+            StatusCode::NOT_FOUND => {
+                return SessionEnd::HubClosed("404 unknown_session".to_owned())
+            }
             other => {
                 failures += 1;
                 ctx.counters

@@ -90,7 +90,6 @@ pub struct SubOutcome {
     pub tracker: Tracker,
     /// Stayed to the end: owed every accepted offset of its channel.
     pub complete: bool,
-    pub hub_closes: u32,
 }
 
 /// The per-frame work shared by both transports. Returns `Some(end)` when the frame ends the
@@ -141,7 +140,9 @@ pub(crate) fn handle_frame(
                 .map(|c| c.to_string())
                 .unwrap_or_default();
             let reason = frame.reason.as_deref().unwrap_or("");
-            return Some(SessionEnd::HubClosed(format!("{code} {reason}").trim().to_owned()));
+            return Some(SessionEnd::HubClosed(
+                format!("{code} {reason}").trim().to_owned(),
+            ));
         }
         "error" => {
             Counters::inc(&ctx.counters.protocol_errors);
@@ -160,9 +161,7 @@ pub(crate) fn drained(
 ) -> bool {
     match &*drain.borrow() {
         None => false,
-        Some(finals) => finals
-            .get(channel)
-            .is_none_or(|&last| tracker.last >= last),
+        Some(finals) => finals.get(channel).is_none_or(|&last| tracker.last >= last),
     }
 }
 
@@ -172,7 +171,6 @@ pub async fn run_subscriber(ctx: Arc<Ctx>, spec: SubSpec, controls: Controls) ->
     let mut tracker = Tracker::new();
     let mut first_subscription = true;
     let mut failures = 0u32;
-    let mut hub_closes = 0u32;
     let source = ctx.target.source_for(ctx.spread.next());
     let complete = loop {
         if controls.stop.is_cancelled() {
@@ -180,12 +178,26 @@ pub async fn run_subscriber(ctx: Arc<Ctx>, spec: SubSpec, controls: Controls) ->
         }
         let end = match transport {
             Transport::Lp => {
-                lp::session(&ctx, &spec, &controls, source, &mut tracker, &mut first_subscription)
-                    .await
+                lp::session(
+                    &ctx,
+                    &spec,
+                    &controls,
+                    source,
+                    &mut tracker,
+                    &mut first_subscription,
+                )
+                .await
             }
             _ => {
-                ws::session(&ctx, &spec, &controls, source, &mut tracker, &mut first_subscription)
-                    .await
+                ws::session(
+                    &ctx,
+                    &spec,
+                    &controls,
+                    source,
+                    &mut tracker,
+                    &mut first_subscription,
+                )
+                .await
             }
         };
         match end {
@@ -194,7 +206,6 @@ pub async fn run_subscriber(ctx: Arc<Ctx>, spec: SubSpec, controls: Controls) ->
                 Counters::inc(&ctx.counters.reconnects);
             }
             SessionEnd::HubClosed(reason) => {
-                hub_closes += 1;
                 ctx.counters.hub_closed(&reason);
                 if spec.on_hub_close == OnHubClose::GiveUp {
                     break false;
@@ -222,6 +233,5 @@ pub async fn run_subscriber(ctx: Arc<Ctx>, spec: SubSpec, controls: Controls) ->
         transport,
         tracker,
         complete,
-        hub_closes,
     }
 }

@@ -94,7 +94,16 @@ pub async fn session(
     ctx.counters
         .active
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let end = read_loop(ctx, spec, controls, &mut ws, resume, tracker, first_subscription).await;
+    let end = read_loop(
+        ctx,
+        spec,
+        controls,
+        &mut ws,
+        resume,
+        tracker,
+        first_subscription,
+    )
+    .await;
     ctx.counters
         .active
         .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);

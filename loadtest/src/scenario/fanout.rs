@@ -1,0 +1,46 @@
+//! `fanout`: N subscribers over C channels, publishing at a fixed rate or flat out.
+
+use anyhow::Result;
+
+use super::engine::{Plan, PublishSettings};
+use super::{problems, standard_sections, unix_now, Env};
+use crate::cli::FanoutArgs;
+use crate::client::OnHubClose;
+use crate::report::RunReport;
+
+pub fn plan(args: &FanoutArgs) -> Plan {
+    Plan {
+        clients: args.subscribers,
+        channels: args.channels,
+        transport: args.transport,
+        ramp_rate: args.ramp_rate,
+        on_hub_close: OnHubClose::Reconnect,
+        duration: args.duration,
+        publish: Some(PublishSettings {
+            rate: args.rate,
+            publishers: args.publishers,
+            size: args.size,
+        }),
+        slow: 0,
+        slow_recv_buffer: 0,
+        slow_every: None,
+        storm_at: None,
+        churn_per_s: 0.0,
+        drain_timeout: args.drain_timeout,
+    }
+}
+
+pub async fn run(env: &Env, args: &FanoutArgs) -> Result<RunReport> {
+    let started = unix_now();
+    let o = env.run(&plan(args)).await?;
+    Ok(RunReport {
+        scenario: "fanout".into(),
+        command: env.command.clone(),
+        started_unix_s: started,
+        settings: serde_json::to_value(args)?,
+        problems: problems(&o, false),
+        result: serde_json::to_value(&o)?,
+        sections: standard_sections(&o),
+        samples: o.samples,
+    })
+}

@@ -1,0 +1,133 @@
+//! `slow`: fanout plus K clients that never read, next to a baseline run without them. The
+//! question: do healthy clients notice? (They should not: the hub evicts the slow ones.)
+
+use anyhow::Result;
+
+use super::engine::Outcome;
+use super::{fanout, problems, standard_sections, unix_now, Env};
+use crate::cli::SlowArgs;
+use crate::frame::eviction_figures;
+use crate::monitor::Sample;
+use crate::report::{bytes, ms, rate, RunReport, Section};
+
+fn eviction_delta(o: &Outcome) -> Vec<(String, i64)> {
+    let before = o
+        .hub_stats_before
+        .as_ref()
+        .map(eviction_figures)
+        .unwrap_or_default();
+    o.hub_stats_after
+        .as_ref()
+        .map(eviction_figures)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, after)| {
+            let b = before.iter().find(|(bk, _)| *bk == k).map_or(0, |x| x.1);
+            (k, after as i64 - b as i64)
+        })
+        .collect()
+}
+
+fn peak_sampled_rss(samples: &[Sample]) -> Option<u64> {
+    samples.iter().filter_map(|s| s.hub_rss_bytes).max()
+}
+
+pub async fn run(env: &Env, args: &SlowArgs) -> Result<RunReport> {
+    let started = unix_now();
+    let healthy_plan = fanout::plan(&args.fanout);
+    let baseline = if args.no_baseline {
+        None
+    } else {
+        eprintln!("slow: baseline run without slow clients");
+        Some(env.run(&healthy_plan).await?)
+    };
+    let mut plan = healthy_plan;
+    plan.slow = args.slow;
+    plan.slow_recv_buffer = args.slow_recv_buffer;
+    eprintln!("slow: run with {} slow clients", args.slow);
+    let o = env.run(&plan).await?;
+
+    let mut cmp = Section::new("Healthy clients: baseline vs with slow clients");
+    let fmt = |x: &Outcome| {
+        format!(
+            "p50 {} p99 {} p99.9 {} max {}; {} deliveries; hub peak sampled RSS {}",
+            ms(x.latency.p50_ms),
+            ms(x.latency.p99_ms),
+            ms(x.latency.p999_ms),
+            ms(x.latency.max_ms),
+            rate(x.deliveries_per_s),
+            peak_sampled_rss(&x.samples)
+                .map(bytes)
+                .unwrap_or_else(|| "n/a".into())
+        )
+    };
+    if let Some(b) = &baseline {
+        cmp.row("baseline", fmt(b));
+    }
+    cmp.row(&format!("with {} slow", args.slow), fmt(&o));
+    let mut slow_sec = Section::new("Slow clients");
+    slow_sec
+        .row(
+            "connected",
+            format!("{} of {}", o.slow.connected, o.slow.wanted),
+        )
+        .row(
+            "evicted with 4000 slow (seen at the end)",
+            o.slow.evicted_slow.to_string(),
+        )
+        .row(
+            "frames waiting when they read at the end",
+            o.slow.frames_read_at_end.to_string(),
+        );
+    for (ending, n) in &o.slow.endings {
+        slow_sec.row(&format!("ended: {ending}"), n.to_string());
+    }
+    for (k, d) in eviction_delta(&o) {
+        slow_sec.row(&format!("hub /api/stats {k} (delta)"), d.to_string());
+    }
+    if let Some(peak) = o.memory.hub_peak_rss {
+        slow_sec.row("hub VmHWM at end", bytes(peak));
+    }
+    let mut sections = vec![cmp, slow_sec];
+    sections.extend(standard_sections(&o));
+
+    // Healthy clients must not be evicted; slow ones are expected to be.
+    let mut probs = problems(&o, false);
+    if let Some(b) = &baseline {
+        probs.extend(
+            problems(b, false)
+                .into_iter()
+                .map(|p| format!("baseline: {p}")),
+        );
+    }
+    let mut samples: Vec<Sample> = Vec::new();
+    let mut offset = 0.0;
+    if let Some(b) = &baseline {
+        for s in &b.samples {
+            let mut s = s.clone();
+            s.phase = format!("baseline {}", s.phase);
+            samples.push(s);
+        }
+        offset = b.samples.last().map_or(0.0, |s| s.t);
+    }
+    for s in &o.samples {
+        let mut s = s.clone();
+        s.t += offset;
+        samples.push(s);
+    }
+    let result = serde_json::json!({
+        "baseline": baseline,
+        "with_slow": o,
+        "hub_eviction_delta": eviction_delta(&o),
+    });
+    Ok(RunReport {
+        scenario: "slow".into(),
+        command: env.command.clone(),
+        started_unix_s: started,
+        settings: serde_json::to_value(args)?,
+        problems: probs,
+        result,
+        sections,
+        samples,
+    })
+}

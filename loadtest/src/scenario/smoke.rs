@@ -1,0 +1,72 @@
+//! `smoke`: a few hundred clients on both transports for a few seconds, with a reconnect storm
+//! in the middle. For CI: the verdict is correctness only (loss, duplicates, reordering,
+//! errors), never timings.
+
+use std::time::Duration;
+
+use anyhow::Result;
+
+use super::engine::{Plan, PublishSettings};
+use super::{problems, standard_sections, unix_now, Env};
+use crate::cli::SmokeArgs;
+use crate::client::OnHubClose;
+use crate::report::{RunReport, Section};
+
+pub async fn run(env: &Env, args: &SmokeArgs) -> Result<RunReport> {
+    let plan = Plan {
+        clients: args.clients,
+        channels: args.channels,
+        transport: args.transport,
+        ramp_rate: 1000.0,
+        on_hub_close: OnHubClose::Reconnect,
+        duration: args.duration,
+        publish: Some(PublishSettings {
+            rate: args.rate,
+            publishers: 4,
+            size: 128,
+        }),
+        slow: 0,
+        slow_recv_buffer: 0,
+        slow_every: None,
+        storm_at: Some(args.duration / 2),
+        churn_per_s: 0.0,
+        drain_timeout: Duration::from_secs(20),
+    };
+    let started = unix_now();
+    let o = env.run(&plan).await?;
+    let mut probs = problems(&o, false);
+    let mut s = Section::new("Storm (all clients drop and resume)");
+    match &o.storm {
+        Some(st) => {
+            s.row("back", format!("{} of {}", st.back, st.dropped));
+            if st.all_back_ms.is_none() {
+                probs.push(format!(
+                    "only {} of {} came back after the storm",
+                    st.back, st.dropped
+                ));
+            }
+        }
+        None => {
+            s.row("storm", "did not happen");
+            probs.push("the storm did not happen".into());
+        }
+    }
+    if o.publishes_accepted == 0 {
+        probs.push("no publish was accepted".into());
+    }
+    if o.tally.received == 0 {
+        probs.push("no message was received".into());
+    }
+    let mut sections = vec![s];
+    sections.extend(standard_sections(&o));
+    Ok(RunReport {
+        scenario: "smoke".into(),
+        command: env.command.clone(),
+        started_unix_s: started,
+        settings: serde_json::to_value(args)?,
+        problems: probs,
+        result: serde_json::to_value(&o)?,
+        sections,
+        samples: o.samples,
+    })
+}

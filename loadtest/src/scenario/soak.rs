@@ -1,0 +1,137 @@
+//! `soak`: a long mixed run — churn with resume, slow clients joining, both transports,
+//! steady publishing — sampled over time so a leak or a drift shows.
+
+use anyhow::Result;
+
+use super::engine::{Plan, PublishSettings};
+use super::{problems, standard_sections, unix_now, Env};
+use crate::cli::SoakArgs;
+use crate::client::OnHubClose;
+use crate::monitor::Sample;
+use crate::report::{bytes, ms, RunReport, Section};
+
+/// Median of a slice (sorted copy).
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    Some(v[v.len() / 2])
+}
+
+/// (first, last) medians over the first and last fifth of the publishing samples.
+pub fn drift(samples: &[Sample], f: impl Fn(&Sample) -> Option<f64>) -> Option<(f64, f64)> {
+    let measured: Vec<&Sample> = samples.iter().filter(|s| s.phase == "publish").collect();
+    if measured.len() < 5 {
+        return None;
+    }
+    let fifth = measured.len() / 5;
+    let first = median(measured[..fifth].iter().filter_map(|s| f(s)).collect())?;
+    let last = median(
+        measured[measured.len() - fifth..]
+            .iter()
+            .filter_map(|s| f(s))
+            .collect(),
+    )?;
+    Some((first, last))
+}
+
+pub async fn run(env: &Env, args: &SoakArgs) -> Result<RunReport> {
+    let plan = Plan {
+        clients: args.clients,
+        channels: args.channels,
+        transport: args.transport,
+        ramp_rate: args.ramp_rate,
+        on_hub_close: OnHubClose::Reconnect,
+        duration: args.duration,
+        publish: Some(PublishSettings {
+            rate: args.rate,
+            publishers: args.publishers,
+            size: args.size,
+        }),
+        slow: 0,
+        slow_recv_buffer: args.slow_recv_buffer,
+        slow_every: (args.slow_batch > 0).then_some((args.slow_every, args.slow_batch)),
+        storm_at: None,
+        churn_per_s: args.churn,
+        drain_timeout: args.drain_timeout,
+    };
+    let started = unix_now();
+    let o = env.run(&plan).await?;
+    let mut d = Section::new("Drift (median of first fifth → last fifth of the run)");
+    match drift(&o.samples, |s| s.hub_rss_bytes.map(|b| b as f64)) {
+        Some((a, b)) => {
+            d.row(
+                "hub RSS",
+                format!(
+                    "{} → {} ({:+.1}%)",
+                    bytes(a as u64),
+                    bytes(b as u64),
+                    (b - a) / a.max(1.0) * 100.0
+                ),
+            );
+        }
+        None => {
+            d.row("hub RSS", "n/a (no --server-pid or run too short)");
+        }
+    }
+    if let Some((a, b)) = drift(&o.samples, |s| {
+        (s.latency.count > 0).then_some(s.latency.p99_ms)
+    }) {
+        d.row("latency p99 per interval", format!("{} → {}", ms(a), ms(b)));
+    }
+    if let Some((a, b)) = drift(&o.samples, |s| Some(s.connections as f64)) {
+        d.row("open connections", format!("{a:.0} → {b:.0}"));
+    }
+    let mut slow = Section::new("Slow clients added during the run");
+    slow.row(
+        "connected",
+        format!("{} of {}", o.slow.connected, o.slow.wanted),
+    )
+    .row("evicted with 4000 slow", o.slow.evicted_slow.to_string());
+    for (ending, n) in &o.slow.endings {
+        slow.row(&format!("ended: {ending}"), n.to_string());
+    }
+    let mut sections = vec![d, slow];
+    sections.extend(standard_sections(&o));
+    Ok(RunReport {
+        scenario: "soak".into(),
+        command: env.command.clone(),
+        started_unix_s: started,
+        settings: serde_json::to_value(args)?,
+        // Churned clients are closed by us, not the hub; slow clients' evictions are expected,
+        // but a healthy client closed by the hub is still a problem.
+        problems: problems(&o, false),
+        result: serde_json::to_value(&o)?,
+        sections,
+        samples: o.samples,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::latency::Percentiles;
+
+    #[test]
+    fn drift_compares_first_and_last_fifth() {
+        let samples: Vec<Sample> = (0..10)
+            .map(|i| Sample {
+                t: i as f64,
+                phase: "publish".into(),
+                connections: 1,
+                deliveries_per_s: 0.0,
+                publishes_per_s: 0.0,
+                latency: Percentiles::default(),
+                hub_rss_bytes: Some(100 + i * 10),
+                hub_cpu_percent: None,
+                tcp_mem_bytes: None,
+                hub_closes: 0,
+                errors: 0,
+            })
+            .collect();
+        let (a, b) = drift(&samples, |s| s.hub_rss_bytes.map(|b| b as f64)).unwrap();
+        assert_eq!((a, b), (110.0, 190.0));
+        assert!(drift(&samples[..3], |s| Some(s.t)).is_none());
+    }
+}
