@@ -90,13 +90,17 @@ function notice(kind, text, { key } = {}) {
 }
 
 client.on('missed', (frame) => {
+  renderOffsets();
+  // The hub forgets a channel with neither subscribers nor history; coming back to it gives a
+  // new epoch. If we had seen nothing on it (offset 0) there was nothing to lose: the new
+  // epoch's history is replayed in full anyway. Not worth alarming the user.
+  if (frame.reason === 'epoch_changed' && frame.since?.offset === 0) return;
   const why =
     frame.reason === 'epoch_changed'
       ? 'the channel restarted its numbering (hub restart?)'
       : `history no longer holds everything after #${frame.since?.offset}`;
   const from = frame.first_available != null ? `; showing from #${frame.first_available}` : '';
   notice('missed', `Missed messages on ${frame.channel}: ${why}${from}.`, { key: `missed:${frame.channel}` });
-  renderOffsets();
 });
 
 client.on('error', (err) => notice('error', `Hub error ${err.code}: ${err.message}`));

@@ -37,7 +37,7 @@ describe('missed messages (history exhausted)', () => {
       for (const title of covered) await publishHttp(hub, 'notifications', { title });
       await page.evaluate(() => window.crier.reconnect());
       assert.deepEqual(await waitNotifications(page, 3), [first, ...covered]);
-      assert.equal(await page.$$eval('#notices .notice[data-kind="missed"]', (els) => els.length), 0);
+      assert.deepEqual(await page.$$eval('#notices .notice[data-kind="missed"]', (els) => els.map((e) => e.textContent)), []);
 
       // Beyond history: 5 published while away, only the last 2 can be replayed.
       await page.evaluate(() => window.crier._dropConnection({ stayDown: true }));

@@ -13,8 +13,8 @@ const PHONE = { width: 390, height: 844 };
 
 async function main() {
   await mkdir(OUT, { recursive: true });
-  const hub = await startHub();
   const browser = await launchBrowser();
+  let hub;
   try {
     // Two people talk and a backend publishes before each shot, so every shot has content.
     const shots = [
@@ -24,13 +24,15 @@ async function main() {
       { file: 'longpoll-phone.png', query: '?transport=longpoll', viewport: PHONE, transport: 'longpoll' },
     ];
     for (const shot of shots) {
+      // A fresh hub per shot, so each one starts at offset 1.
+      hub = await startHub();
       const me = await openDemo(browser, hub, { query: shot.query, name: 'Ada', viewport: shot.viewport });
       const peer = await openDemo(browser, hub, { name: 'Grace' });
       await waitOpen(me, shot.transport);
       await sendChat(peer, 'Morning! Is the deploy out?');
       await waitChat(me, 'Morning! Is the deploy out?');
-      await sendChat(me, 'Rolling now — watch the notifications feed 👀');
-      await waitChat(peer, 'Rolling now — watch the notifications feed 👀');
+      await sendChat(me, 'Rolling now, watch the notifications feed');
+      await waitChat(peer, 'Rolling now, watch the notifications feed');
       await publishHttp(hub, 'notifications', { title: 'Deploy started', service: 'api', version: '2.4.0' });
       await publishHttp(hub, 'notifications', { title: 'Deploy finished' });
       await waitNotifications(me, 2);
@@ -42,10 +44,11 @@ async function main() {
       console.log('wrote', path.join('docs/screenshots', shot.file));
       await me.context().close();
       await peer.context().close();
+      await hub.stop();
     }
   } finally {
     await browser.close();
-    await hub.stop();
+    await hub?.stop();
   }
 }
 
