@@ -283,23 +283,33 @@ function flatten(obj, prefix = '', out = []) {
   return out;
 }
 
+// The figures worth a glance; everything else /api/stats returns goes under "all figures".
+const HEADLINE_STATS = ['connections', 'websocket', 'long_poll', 'channels', 'published', 'deliveries', 'delivered', 'replayed', 'evicted_slow'];
+
+function statChip([name, value]) {
+  const li = document.createElement('li');
+  li.dataset.stat = name;
+  li.dataset.value = String(value);
+  li.innerHTML = '<span class="k"></span> <b></b>';
+  li.querySelector('.k').textContent = name.replace(/_/g, ' ');
+  li.querySelector('b').textContent = value.toLocaleString();
+  return li;
+}
+
 async function pollStats() {
   const list = $('#stats');
   try {
     const res = await fetch('/api/stats', { cache: 'no-store' });
     if (!res.ok) throw new Error(`HTTP ${res.status}`);
     const figures = flatten(await res.json());
-    list.replaceChildren(
-      ...figures.map(([name, value]) => {
-        const li = document.createElement('li');
-        li.dataset.stat = name;
-        li.innerHTML = '<span class="k"></span> <b></b>';
-        li.querySelector('.k').textContent = name.replace(/_/g, ' ');
-        li.querySelector('b').textContent = value.toLocaleString();
-        return li;
-      }),
-    );
+    const headline = figures.filter(([name]) => HEADLINE_STATS.includes(name));
+    const shown = headline.length ? headline : figures.slice(0, 6);
+    const rest = figures.filter((f) => !shown.includes(f));
+    list.replaceChildren(...shown.map(statChip));
     if (!figures.length) list.innerHTML = '<li class="muted">no figures</li>';
+    $('#stats-all').replaceChildren(...rest.map(statChip));
+    $('#stats-more').hidden = rest.length === 0;
+    $('#stats-more summary').textContent = `${rest.length} more`;
   } catch (err) {
     list.innerHTML = '<li class="muted">stats unavailable</li>';
   }

@@ -38,8 +38,8 @@ async function main() {
       await waitNotifications(me, 2);
       await sendChat(peer, 'Shipped. Nice one!');
       await waitChat(me, 'Shipped. Nice one!');
-      // Let the stats line show at least one poll.
-      await me.waitForFunction(() => document.querySelectorAll('#stats [data-stat]').length > 0, null, { timeout: 10000 }).catch(() => {});
+      // Wait until the stats line (polled every 2 s) has caught up with the activity above.
+      await me.waitForFunction(() => Number(document.querySelector('#stats [data-stat="published"]')?.dataset.value) >= 5, null, { timeout: 10000 });
       await me.screenshot({ path: path.join(OUT, shot.file), fullPage: shot.viewport === PHONE });
       console.log('wrote', path.join('docs/screenshots', shot.file));
       await me.context().close();
