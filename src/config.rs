@@ -84,6 +84,11 @@ pub struct Config {
     #[arg(long, env = "CRIER_CLIENT_PUBLISH", default_value = "chat:*")]
     pub client_publish: String,
 
+    /// Kernel send buffer per client socket, in bytes (0 = the kernel's autotuning). Capped so
+    /// a stuck client cannot park megabytes in the kernel; its queue overflows instead.
+    #[arg(long, env = "CRIER_SOCKET_SEND_BUFFER", default_value_t = 131_072)]
+    pub socket_send_buffer: usize,
+
     /// How long shutdown waits for connections to close before exiting anyway.
     #[arg(long, env = "CRIER_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,

@@ -78,6 +78,7 @@ impl Server {
         } = self;
         let router = http::router(state.clone());
         let handshake_timeout = state.config.handshake_timeout;
+        let send_buffer = state.config.socket_send_buffer;
 
         tracker.spawn(housekeeping(state.clone(), shutdown.clone()));
 
@@ -96,6 +97,13 @@ impl Server {
                     }
                 },
             };
+            if send_buffer > 0 {
+                if let Err(error) =
+                    socket2::SockRef::from(&stream).set_send_buffer_size(send_buffer)
+                {
+                    tracing::debug!(%peer, %error, "could not cap the socket send buffer");
+                }
+            }
             let router = router.clone();
             let shutdown = shutdown.clone();
             tracker.spawn(async move {

@@ -77,7 +77,12 @@ struct PublishRequest<'a> {
     channel: Option<String>,
     #[serde(default)]
     channels: Option<Vec<String>>,
-    #[serde(borrow)]
+    // `Some` even for JSON `null`, which is a legitimate payload.
+    #[serde(
+        default,
+        borrow,
+        deserialize_with = "crate::transport::protocol::present"
+    )]
     data: Option<&'a RawValue>,
 }
 

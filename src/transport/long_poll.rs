@@ -5,6 +5,7 @@
 //! answers with a numbered batch that stays with the session until the next poll acknowledges
 //! it, so a response lost in transit loses nothing. A reaper ends sessions nobody polls.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -75,6 +76,8 @@ struct Inner {
     hub: Hub,
     config: LongPollConfig,
     sessions: DashMap<SessionId, Arc<Session>>,
+    /// Polls parked right now (each holds an HTTP request open).
+    polls_in_flight: AtomicUsize,
 }
 
 struct Session {
@@ -102,13 +105,17 @@ pub struct PollBatch(pub Bytes);
 
 /// Clears `polling` however the poll ends, including when the HTTP client goes away during
 /// the hold and hyper drops the request future.
-struct PollGuard<'a>(&'a Session);
+struct PollGuard<'a> {
+    session: &'a Session,
+    in_flight: &'a AtomicUsize,
+}
 
 impl Drop for PollGuard<'_> {
     fn drop(&mut self) {
-        let mut state = self.0.lock();
+        let mut state = self.session.lock();
         state.polling = false;
         state.last_seen = Instant::now();
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -119,6 +126,7 @@ impl LongPoll {
                 hub,
                 config,
                 sessions: DashMap::new(),
+                polls_in_flight: AtomicUsize::new(0),
             }),
         }
     }
@@ -129,6 +137,11 @@ impl LongPoll {
 
     pub fn session_count(&self) -> usize {
         self.inner.sessions.len()
+    }
+
+    /// Polls currently parked waiting for messages.
+    pub fn polls_in_flight(&self) -> usize {
+        self.inner.polls_in_flight.load(Ordering::Relaxed)
     }
 
     pub fn connect(&self, channels: Vec<ConnectChannel>) -> Result<SessionId, TransportError> {
@@ -205,8 +218,12 @@ impl LongPoll {
                 return Ok(PollBatch(body.clone()));
             }
             state.polling = true;
+            self.inner.polls_in_flight.fetch_add(1, Ordering::Relaxed);
         }
-        let _guard = PollGuard(&session);
+        let _guard = PollGuard {
+            session: &session,
+            in_flight: &self.inner.polls_in_flight,
+        };
         let client = &session.client;
         tokio::select! {
             () = client.queue.ready() => {}

@@ -181,10 +181,19 @@ impl WebSockets {
                         }
                         ws.flush().await
                     };
-                    match timeout(config.write_timeout, write).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(error)) => return reason_for(&error),
-                        Err(_) => return DisconnectReason::WriteTimeout,
+                    // A client evicted while its socket is full must not keep this task (and
+                    // its frames) alive until the write timeout: stop writing at once. The
+                    // unwritten bytes stay in tungstenite's buffer, so the stream stays
+                    // consistent for the close frame that follows them.
+                    tokio::select! {
+                        written = timeout(config.write_timeout, write) => match written {
+                            Ok(Ok(())) => {}
+                            Ok(Err(error)) => return reason_for(&error),
+                            Err(_) => return DisconnectReason::WriteTimeout,
+                        },
+                        () = client.cancel.cancelled() => {
+                            return client.disconnect_reason().unwrap_or(DisconnectReason::Shutdown);
+                        }
                     }
                     if batch.capacity() > MAX_FRAMES_PER_WRITE {
                         batch = Vec::new();

@@ -1,0 +1,301 @@
+//! The test harness: start a server, talk to it over WebSocket, long-poll and HTTP.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crier::config::Config;
+use crier::hub::Hub;
+use crier::server::Server;
+use crier::transport::long_poll::LongPoll;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// Upper bound on any single wait in these tests.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(WAIT, fut)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+/// Polls `condition` until it holds, for at most `WAIT`.
+pub async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    within(what, async {
+        while !condition() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+}
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub hub: Hub,
+    pub long_poll: LongPoll,
+    pub http: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::with(&[]).await
+    }
+
+    pub async fn with(args: &[&str]) -> Self {
+        let mut all = vec!["--bind", "127.0.0.1:0", "--static-dir", "static"];
+        all.extend_from_slice(args);
+        let config = Config::from_args(all).expect("test config parses");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = Server::new(config);
+        let hub = server.hub();
+        let long_poll = server.long_poll();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(listener, async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            addr,
+            hub,
+            long_poll,
+            http: reqwest::Client::new(),
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn ws(&self, path: &str) -> Ws {
+        let url = format!("ws://{}{}", self.addr, path);
+        let (stream, _) = within("websocket connect", tokio_tungstenite::connect_async(url))
+            .await
+            .expect("websocket connects");
+        Ws { stream }
+    }
+
+    /// `POST /api/publish/{channel}` with a JSON body; returns the reply.
+    pub async fn publish(&self, channel: &str, data: &Value) -> Value {
+        let response = within(
+            "publish",
+            self.http
+                .post(self.url(&format!("/api/publish/{channel}")))
+                .json(data)
+                .send(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(response.status(), 200, "publish to {channel}");
+        response.json().await.unwrap()
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        let response = within("GET", self.http.get(self.url(path)).send())
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, Value) {
+        let response = within(
+            "POST",
+            self.http
+                .post(self.url(path))
+                .header("content-type", content_type)
+                .body(body)
+                .send(),
+        )
+        .await
+        .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `POST /lp/connect` with `query`; returns the session id.
+    pub async fn lp_connect(&self, query: &str, body: Option<Value>) -> String {
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let (status, reply) = self
+            .post(&format!("/lp/connect{query}"), "application/json", body)
+            .await;
+        assert_eq!(status, 200, "lp connect: {reply}");
+        reply["session"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn lp_poll(&self, session: &str, ack: u64) -> (u16, Value) {
+        self.get_json(&format!("/lp/poll?session={session}&ack={ack}"))
+            .await
+    }
+
+    pub async fn lp_send(&self, session: &str, frame: &Value) -> (u16, Value) {
+        self.post(
+            &format!("/lp/send?session={session}"),
+            "application/json",
+            frame.to_string(),
+        )
+        .await
+    }
+
+    /// Polls (acknowledging as it goes) until `count` frames have arrived.
+    pub async fn lp_collect(&self, session: &str, ack: &mut u64, count: usize) -> Vec<Value> {
+        let mut frames = Vec::new();
+        within("long-poll frames", async {
+            while frames.len() < count {
+                let (status, reply) = self.lp_poll(session, *ack).await;
+                assert_eq!(status, 200, "poll: {reply}");
+                *ack = reply["batch"].as_u64().unwrap();
+                frames.extend(reply["messages"].as_array().unwrap().iter().cloned());
+            }
+        })
+        .await;
+        frames
+    }
+
+    /// Waits until every client has left and every session is gone.
+    pub async fn assert_no_clients(&self) {
+        wait_until("clients to leave the registry", || {
+            self.hub.client_count() == 0 && self.long_poll.session_count() == 0
+        })
+        .await;
+    }
+
+    /// Stops the server and waits for `run` to return.
+    pub async fn shutdown(mut self) -> std::io::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let task = self.task.take().unwrap();
+        within("server shutdown", task).await.unwrap()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub struct Ws {
+    pub stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+/// What the next non-control frame was.
+#[derive(Debug)]
+pub enum Incoming {
+    Json(Value),
+    Closed(Option<(u16, String)>),
+}
+
+impl Ws {
+    pub async fn send(&mut self, frame: Value) {
+        self.send_text(&frame.to_string()).await;
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        within("websocket send", self.stream.send(Message::text(text)))
+            .await
+            .expect("websocket send");
+    }
+
+    pub async fn next(&mut self) -> Incoming {
+        within("websocket frame", async {
+            loop {
+                match self.stream.next().await {
+                    Some(Ok(Message::Text(text))) => {
+                        return Incoming::Json(
+                            serde_json::from_str(text.as_str()).expect("server sent JSON"),
+                        )
+                    }
+                    Some(Ok(Message::Close(frame))) => {
+                        return Incoming::Closed(
+                            frame.map(|f| (u16::from(f.code), f.reason.to_string())),
+                        )
+                    }
+                    Some(Ok(_)) => continue,
+                    Some(Err(_)) | None => return Incoming::Closed(None),
+                }
+            }
+        })
+        .await
+    }
+
+    pub async fn recv(&mut self) -> Value {
+        match self.next().await {
+            Incoming::Json(v) => v,
+            Incoming::Closed(c) => panic!("expected a frame, connection closed: {c:?}"),
+        }
+    }
+
+    /// Skips frames until one of `kind` arrives.
+    pub async fn recv_type(&mut self, kind: &str) -> Value {
+        loop {
+            let frame = self.recv().await;
+            if frame["type"] == kind {
+                return frame;
+            }
+        }
+    }
+
+    /// Reads (and discards) frames until the close frame; returns its code and reason.
+    pub async fn recv_close(&mut self) -> (u16, String) {
+        loop {
+            match self.next().await {
+                Incoming::Json(_) => continue,
+                Incoming::Closed(Some(close)) => return close,
+                Incoming::Closed(None) => panic!("connection ended without a close frame"),
+            }
+        }
+    }
+
+    pub async fn subscribe(&mut self, channel: &str) -> Value {
+        self.send(serde_json::json!({"type": "subscribe", "channel": channel}))
+            .await;
+        let reply = self.recv_type("subscribed").await;
+        assert_eq!(reply["channel"], channel);
+        reply
+    }
+
+    pub async fn close(mut self) {
+        let _ = within(
+            "websocket close",
+            self.stream
+                .close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                    code: CloseCode::Normal,
+                    reason: "bye".into(),
+                })),
+        )
+        .await;
+        // Drain until the server's close reply so the server sees a clean close.
+        let _ = within("websocket close reply", async {
+            while let Some(Ok(_)) = self.stream.next().await {}
+        })
+        .await;
+    }
+}
+
+/// Offsets of the `message` frames among `frames`.
+pub fn offsets(frames: &[Value]) -> Vec<u64> {
+    frames
+        .iter()
+        .filter(|f| f["type"] == "message")
+        .map(|f| f["offset"].as_u64().unwrap())
+        .collect()
+}

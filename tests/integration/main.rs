@@ -1,0 +1,9 @@
+//! Integration tests: the real server on 127.0.0.1:0, real WebSocket and HTTP clients.
+//! Every wait is bounded; tests synchronise on replies and on the hub's own counters.
+
+mod api;
+mod bad_input;
+mod common;
+mod lifecycle;
+mod long_poll;
+mod websocket;
