@@ -733,8 +733,9 @@ class LongPollConnection {
           await sleep(1000);
           continue;
         }
-        // 404 unknown_session: the session ended (hub restart, idle reaper): reconnect+resume.
-        return this._end({ reason: err.code, code: res.status, reconnect: res.status !== 400, message: err.message });
+        // 404 unknown_session: the session ended (hub restart, idle reaper). Anything else
+        // (503 shutting_down, 400 bad_ack) is also cured by a new session that resumes.
+        return this._end({ reason: err.code, code: res.status, reconnect: true, message: err.message });
       }
       failures = 0;
       this.ack = body.batch;

@@ -113,6 +113,31 @@ describe('chat and notifications', () => {
     await page.context().close();
   });
 
+  it('switching rooms unsubscribes from the old room', async () => {
+    const mover = await openDemo(browser, hub, { name: 'mover' });
+    const stayer = await openDemo(browser, hub, { name: 'stayer' });
+    await mover.fill('#room', 'side');
+    await mover.click('#join');
+    await mover.waitForFunction(() => document.querySelector('#chat-panel').dataset.joined === 'chat:side', null, {
+      timeout: WAIT_MS,
+    });
+    await mover.waitForFunction(() => !('chat:lobby' in window.crier.positions()), null, { timeout: WAIT_MS });
+    const inSide = unique('in side room');
+    await sendChat(mover, inSide);
+    await waitChat(mover, inSide);
+    // A lobby message after the switch does not reach the mover; a side one does.
+    const inLobby = unique('lobby only');
+    await sendChat(stayer, inLobby);
+    await waitChat(stayer, inLobby);
+    const inSide2 = unique('side again');
+    await sendChat(mover, inSide2);
+    await waitChat(mover, inSide2);
+    assert.ok(!(await chatTexts(mover)).includes(inLobby));
+    assert.ok(!(await chatTexts(stayer)).includes(inSide));
+    await mover.context().close();
+    await stayer.context().close();
+  });
+
   it('shows live hub figures from /api/stats', async () => {
     const page = await openDemo(browser, hub);
     await page.waitForFunction(() => document.querySelectorAll('#stats [data-stat]').length > 0, null, {
