@@ -27,6 +27,8 @@ pub struct Ctx {
     pub lp_http: Vec<reqwest::Client>,
     pub clock: Clock,
     pub latency: LatencyRecorder,
+    /// Publish request round trips (request sent → reply read).
+    pub publish_rtt: LatencyRecorder,
     pub ledger: Ledger,
     pub counters: Counters,
     /// Cancelled on Ctrl-C: every wait in a scenario also selects on it.
@@ -66,6 +68,7 @@ impl Ctx {
             lp_http,
             clock: Clock::new(),
             latency: LatencyRecorder::new(),
+            publish_rtt: LatencyRecorder::new(),
             ledger: Ledger::new(),
             counters: Counters::default(),
             interrupted,

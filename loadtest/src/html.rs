@@ -220,9 +220,13 @@ pub fn render(report: &RunReport) -> String {
     ));
     if s.iter().any(|x| x.hub_cpu_percent.is_some()) {
         charts.push(line_chart(
-            "Hub CPU",
-            "% of one core",
-            &[series("hub cpu", &|x| x.hub_cpu_percent)],
+            "CPU",
+            "% of one core; machine: % of all cores",
+            &[
+                series("hub", &|x| x.hub_cpu_percent),
+                series("load generator", &|x| x.loadtest_cpu_percent),
+                series("whole machine", &|x| x.machine_busy_percent),
+            ],
             &ph,
         ));
     }
@@ -308,6 +312,8 @@ mod tests {
                 mean_ms: 1.2,
             },
             hub_rss_bytes: Some(10 << 20),
+            loadtest_cpu_percent: None,
+            machine_busy_percent: None,
             hub_cpu_percent: Some(50.0),
             tcp_mem_bytes: None,
             hub_closes: 0,

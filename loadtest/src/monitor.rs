@@ -27,6 +27,11 @@ pub struct Sample {
     pub latency: Percentiles,
     pub hub_rss_bytes: Option<u64>,
     pub hub_cpu_percent: Option<f64>,
+    /// This load generator's CPU, in % of one core.
+    pub loadtest_cpu_percent: Option<f64>,
+    /// The whole machine's busy share, in % of all cores (the hub and the tool share it, and
+    /// so may anything else running).
+    pub machine_busy_percent: Option<f64>,
     pub tcp_mem_bytes: Option<u64>,
     pub hub_closes: u64,
     pub errors: u64,
@@ -93,6 +98,9 @@ async fn sample_loop(
     let mut last_deliveries = Counters::get(&ctx.counters.deliveries);
     let mut last_publishes = Counters::get(&ctx.counters.publishes);
     let mut last_cpu = ctx.server_pid.and_then(procfs::cpu_seconds);
+    let me = std::process::id();
+    let mut last_own = procfs::cpu_seconds(me);
+    let mut last_machine = procfs::machine_cpu_ticks();
     let mut ticker = tokio::time::interval(interval);
     ticker.tick().await;
     // Bounded: one sample per interval, for at most a day.
@@ -113,6 +121,15 @@ async fn sample_loop(
             _ => None,
         };
         last_cpu = cpu;
+        let own = procfs::cpu_seconds(me);
+        let loadtest_cpu_percent = match (own, last_own) {
+            (Some(c), Some(l)) => Some((c - l) / dt * 100.0),
+            _ => None,
+        };
+        last_own = own;
+        let machine = procfs::machine_cpu_ticks();
+        let machine_busy_percent = procfs::busy_percent(last_machine, machine);
+        last_machine = machine;
         let s = Sample {
             t: now.duration_since(started).as_secs_f64(),
             phase: ctx.phase(),
@@ -122,6 +139,8 @@ async fn sample_loop(
             latency: Percentiles::of(&ctx.latency.take_interval()),
             hub_rss_bytes: ctx.server_pid.and_then(procfs::rss_bytes),
             hub_cpu_percent,
+            loadtest_cpu_percent,
+            machine_busy_percent,
             tcp_mem_bytes: procfs::tcp_socket_mem_bytes(),
             hub_closes: Counters::get(&ctx.counters.hub_closes),
             errors: ctx.counters.errors().values().sum(),
@@ -155,6 +174,12 @@ fn progress_line(s: &Sample) -> String {
     }
     if let Some(cpu) = s.hub_cpu_percent {
         line.push_str(&format!("  hub cpu {cpu:>4.0}%"));
+    }
+    if let Some(cpu) = s.loadtest_cpu_percent {
+        line.push_str(&format!("  tool cpu {cpu:>4.0}%"));
+    }
+    if let Some(busy) = s.machine_busy_percent {
+        line.push_str(&format!("  machine {busy:>3.0}%"));
     }
     if s.hub_closes > 0 || s.errors > 0 {
         line.push_str(&format!("  closes {} errors {}", s.hub_closes, s.errors));

@@ -65,6 +65,42 @@ pub fn parse_sockstat_tcp_mem(text: &str) -> Option<u64> {
     None
 }
 
+/// The 1-minute load average.
+pub fn loadavg() -> Option<f64> {
+    fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Machine-wide CPU time as (busy, total) in ticks, from the `cpu` line of /proc/stat.
+pub fn machine_cpu_ticks() -> Option<(u64, u64)> {
+    let text = fs::read_to_string("/proc/stat").ok()?;
+    parse_machine_cpu(&text)
+}
+
+pub fn parse_machine_cpu(text: &str) -> Option<(u64, u64)> {
+    let line = text.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = v.iter().take(8).sum();
+    // idle + iowait
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    Some((total - idle, total))
+}
+
+/// Busy share of the whole machine between two readings, in % of all cores.
+pub fn busy_percent(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> Option<f64> {
+    let ((b0, t0), (b1, t1)) = (before?, after?);
+    let dt = t1.checked_sub(t0).filter(|&d| d > 0)?;
+    Some(b1.saturating_sub(b0) as f64 / dt as f64 * 100.0)
+}
+
 /// Whether a process with this pid exists.
 pub fn process_exists(pid: u32) -> bool {
     fs::metadata(format!("/proc/{pid}")).is_ok()
@@ -94,6 +130,17 @@ mod tests {
         let text =
             "sockets: used 200\nTCP: inuse 10 orphan 0 tw 3 alloc 12 mem 7\nUDP: inuse 1 mem 0\n";
         assert_eq!(parse_sockstat_tcp_mem(text), Some(7 * 4096));
+    }
+
+    #[test]
+    fn parses_machine_cpu() {
+        let text = "cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 1 2 3 4\n";
+        assert_eq!(parse_machine_cpu(text), Some((150, 1000)));
+        assert_eq!(
+            busy_percent(Some((150, 1000)), Some((250, 1200))),
+            Some(50.0)
+        );
+        assert_eq!(busy_percent(Some((1, 1)), Some((1, 1))), None);
     }
 
     #[test]

@@ -64,7 +64,10 @@ pub async fn run(ctx: Arc<Ctx>, plan: PublishPlan, stop: CancellationToken) {
                 };
                 let channel = &plan.channels[(i % plan.channels.len() as u64) as usize];
                 let body = payload(ctx.clock.at(intended.into_std()), plan.size);
+                let sent = std::time::Instant::now();
                 publish_one(&ctx, channel, body).await;
+                ctx.publish_rtt
+                    .record(i as usize, sent.elapsed().as_micros() as u64);
             }
         }));
     }

@@ -99,6 +99,18 @@ pub struct StormFigures {
     pub all_back_ms: Option<f64>,
 }
 
+/// How busy the machine was: the hub and the tool share two cores, and a busy neighbour
+/// skews every timing.
+#[derive(Debug, Clone, Serialize)]
+pub struct MachineFigures {
+    pub loadavg_before: Option<f64>,
+    pub loadavg_after: Option<f64>,
+    /// Whole-machine busy share during the measured phase, % of all cores.
+    pub busy_percent: Option<f64>,
+    /// The load generator's own CPU time during the measured phase (and drain).
+    pub loadtest_cpu_seconds: Option<f64>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Outcome {
     pub ramp: RampFigures,
@@ -113,6 +125,9 @@ pub struct Outcome {
     pub deliveries: u64,
     pub deliveries_per_s: f64,
     pub latency: Percentiles,
+    /// Publish request round trips, as the publishers saw them.
+    pub publish_rtt: Percentiles,
+    pub machine: MachineFigures,
     pub hub_cpu_seconds: Option<f64>,
     pub hub_cpu_us_per_delivery: Option<f64>,
     pub tally: Tally,
@@ -282,6 +297,10 @@ pub async fn run(
     let closes_before = Counters::get(&ctx.counters.hub_closes);
     let deliveries_before = Counters::get(&ctx.counters.deliveries);
     let cpu_before = pid.and_then(procfs::cpu_seconds);
+    let own_cpu_before = procfs::cpu_seconds(std::process::id());
+    let machine_before = procfs::machine_cpu_ticks();
+    let loadavg_before = procfs::loadavg();
+    ctx.publish_rtt.reset();
     let measure_start = Instant::now();
     let publish_stop = CancellationToken::new();
     let publish_task = plan.publish.map(|p| {
@@ -347,6 +366,15 @@ pub async fn run(
         }
     }
     let cpu_after_drain = pid.and_then(procfs::cpu_seconds);
+    let machine = MachineFigures {
+        loadavg_before,
+        loadavg_after: procfs::loadavg(),
+        busy_percent: procfs::busy_percent(machine_before, procfs::machine_cpu_ticks()),
+        loadtest_cpu_seconds: match (own_cpu_before, procfs::cpu_seconds(std::process::id())) {
+            (Some(b), Some(a)) => Some(a - b),
+            _ => None,
+        },
+    };
     let deliveries = Counters::get(&ctx.counters.deliveries) - deliveries_before;
     stop.cancel();
     let latency = Percentiles::of(&ctx.latency.total());
@@ -428,6 +456,8 @@ pub async fn run(
         deliveries,
         deliveries_per_s: deliveries as f64 / measured_seconds.max(1e-3),
         latency,
+        publish_rtt: Percentiles::of(&ctx.publish_rtt.total()),
+        machine,
         hub_cpu_seconds,
         hub_cpu_us_per_delivery: hub_cpu_seconds
             .filter(|_| deliveries > 0)

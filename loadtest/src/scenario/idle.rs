@@ -27,7 +27,11 @@ pub async fn run(env: &Env, args: &IdleArgs) -> Result<RunReport> {
     };
     let started = unix_now();
     let o = env.run(&plan).await?;
-    let mut sections = vec![connection_section(&o), memory_section(&o)];
+    let mut sections = vec![
+        connection_section(&o),
+        memory_section(&o),
+        super::machine_section(&o),
+    ];
     sections.extend(errors_section(&o));
     Ok(RunReport {
         scenario: "idle".into(),

@@ -80,7 +80,7 @@ pub fn connection_section(o: &Outcome) -> Section {
     .row(
         "ramp",
         format!(
-            "{:.2} s, {} connects/s",
+            "{:.2} s, {} connects",
             o.ramp.seconds,
             rate(o.ramp.connects_per_s)
         ),
@@ -155,6 +155,17 @@ pub fn delivery_section(o: &Outcome) -> Section {
             ms(o.latency.max_ms)
         ),
     );
+    if o.publish_rtt.count > 0 {
+        s.row(
+            "publish round trip p50 / p99 / max",
+            format!(
+                "{} / {} / {}",
+                ms(o.publish_rtt.p50_ms),
+                ms(o.publish_rtt.p99_ms),
+                ms(o.publish_rtt.max_ms)
+            ),
+        );
+    }
     if let Some(cpu) = o.hub_cpu_seconds {
         s.row("hub CPU time", format!("{cpu:.2} s"));
     }
@@ -197,11 +208,14 @@ pub fn accounting_section(o: &Outcome) -> Section {
 }
 
 pub fn errors_section(o: &Outcome) -> Option<Section> {
-    let evictions = o
+    let evictions: Vec<(String, u64)> = o
         .hub_stats_after
         .as_ref()
         .map(eviction_figures)
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .collect();
     if o.errors.is_empty() && evictions.is_empty() {
         return None;
     }
@@ -268,6 +282,25 @@ pub fn problems(o: &Outcome, allow_hub_closes: bool) -> Vec<String> {
     p
 }
 
+pub fn machine_section(o: &Outcome) -> Section {
+    let m = &o.machine;
+    let mut s = Section::new("Machine (hub and load generator share it)");
+    let f = |v: Option<f64>, unit: &str| {
+        v.map(|v| format!("{v:.1}{unit}"))
+            .unwrap_or_else(|| "n/a".into())
+    };
+    s.row(
+        "load average before → after",
+        format!("{} → {}", f(m.loadavg_before, ""), f(m.loadavg_after, "")),
+    )
+    .row(
+        "machine busy during the run",
+        f(m.busy_percent, "% of all cores"),
+    )
+    .row("load generator CPU", f(m.loadtest_cpu_seconds, " s"));
+    s
+}
+
 /// Standard sections for a publishing run.
 pub fn standard_sections(o: &Outcome) -> Vec<Section> {
     let mut v = vec![
@@ -275,6 +308,7 @@ pub fn standard_sections(o: &Outcome) -> Vec<Section> {
         delivery_section(o),
         accounting_section(o),
         memory_section(o),
+        machine_section(o),
     ];
     v.extend(errors_section(o));
     v

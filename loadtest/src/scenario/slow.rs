@@ -88,6 +88,17 @@ pub async fn run(env: &Env, args: &SlowArgs) -> Result<RunReport> {
     if let Some(peak) = o.memory.hub_peak_rss {
         slow_sec.row("hub VmHWM at end", bytes(peak));
     }
+    if o.slow.connected > 0 && o.slow.evicted_slow == 0 {
+        let per_channel = o.publishes_accepted / args.fanout.channels.max(1) as u64;
+        slow_sec.row(
+            "note",
+            format!(
+                "no slow client was evicted: each channel carried about {per_channel} messages, \
+                 which the hub's queue plus socket buffers absorbed; raise --rate or --duration, \
+                 or start the hub with a smaller --queue-capacity"
+            ),
+        );
+    }
     let mut sections = vec![cmp, slow_sec];
     sections.extend(standard_sections(&o));
 

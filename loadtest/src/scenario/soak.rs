@@ -124,6 +124,8 @@ mod tests {
                 publishes_per_s: 0.0,
                 latency: Percentiles::default(),
                 hub_rss_bytes: Some(100 + i * 10),
+                loadtest_cpu_percent: None,
+                machine_busy_percent: None,
                 hub_cpu_percent: None,
                 tcp_mem_bytes: None,
                 hub_closes: 0,
