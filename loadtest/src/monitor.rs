@@ -101,8 +101,8 @@ async fn sample_loop(
     let me = std::process::id();
     let mut last_own = procfs::cpu_seconds(me);
     let mut last_machine = procfs::machine_cpu_ticks();
+    // The first tick is immediate: a sample at t≈0 shows the starting point.
     let mut ticker = tokio::time::interval(interval);
-    ticker.tick().await;
     // Bounded: one sample per interval, for at most a day.
     let max_samples = (86_400.0 / interval.as_secs_f64()).ceil() as u64;
     for n in 0..max_samples {

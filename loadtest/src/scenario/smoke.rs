@@ -38,7 +38,12 @@ pub async fn run(env: &Env, args: &SmokeArgs) -> Result<RunReport> {
     let mut s = Section::new("Storm (all clients drop and resume)");
     match &o.storm {
         Some(st) => {
-            s.row("back", format!("{} of {}", st.back, st.dropped));
+            s.row("back", format!("{} of {}", st.back, st.dropped)).row(
+                "time until all were back",
+                st.all_back_ms
+                    .map(|v| format!("{v:.0} ms"))
+                    .unwrap_or_else(|| "not all within 60 s".into()),
+            );
             if st.all_back_ms.is_none() {
                 probs.push(format!(
                     "only {} of {} came back after the storm",
