@@ -33,6 +33,9 @@ pub struct Cli {
     /// Write a self-contained HTML report into this directory.
     #[arg(long, global = true, value_name = "DIR")]
     pub report: Option<PathBuf>,
+    /// Also write the machine-readable result (JSON) to this file.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub save_json: Option<PathBuf>,
     /// Spread client sockets over this many source addresses (127.0.0.1 ..= 127.0.0.N).
     #[arg(long, global = true, default_value_t = 8)]
     pub source_addrs: usize,

@@ -105,6 +105,10 @@ fn run(cli: &Cli) -> Result<ExitCode> {
     } else {
         report.write_summary(&mut out)?;
     }
+    if let Some(path) = &cli.save_json {
+        std::fs::write(path, report.to_json()?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     if let Some(dir) = &cli.report {
         let path = html::write(dir, &report)?;
         eprintln!("report: {}", path.display());

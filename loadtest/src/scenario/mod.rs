@@ -118,7 +118,9 @@ pub fn memory_section(o: &Outcome) -> Section {
             format!("{} → {} (both ends, whole machine)", bytes(b), bytes(a)),
         );
     }
-    if let Some(p) = m.tcp_mem_per_connection {
+    // Socket memory counts queued data only and moves with everything else on the machine:
+    // a per-connection figure means something only when it grew.
+    if let Some(p) = m.tcp_mem_per_connection.filter(|p| *p > 0.0) {
         s.row("kernel TCP per connection", signed_bytes(p as i64));
     }
     s
