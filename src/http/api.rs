@@ -149,30 +149,18 @@ pub async fn history(
         .unwrap_or(100)
         .min(state.config.history_size.max(1));
     let page = state.hub.history(&channel, query.since, limit);
-    let mut body = String::new();
-    body.push_str(r#"{"channel":""#);
-    body.push_str(channel.as_str());
-    body.push_str(r#"","epoch":"#);
-    match &page {
-        Some(p) => {
-            body.push('"');
-            body.push_str(p.epoch.as_str());
-            body.push('"');
-        }
-        None => body.push_str("null"),
-    }
-    body.push_str(r#","offset":"#);
-    body.push_str(&page.as_ref().map_or(0, |p| p.last_offset).to_string());
-    body.push_str(r#","messages":["#);
-    if let Some(page) = &page {
-        for (i, frame) in page.frames.iter().enumerate() {
-            if i > 0 {
-                body.push(',');
-            }
-            body.push_str(frame.as_str());
-        }
-    }
-    body.push_str("]}");
+    let epoch = page.as_ref().map_or_else(
+        || "null".to_owned(),
+        |p| format!("\"{}\"", p.epoch.as_str()),
+    );
+    let last_offset = page.as_ref().map_or(0, |p| p.last_offset);
+    // Channel names and epochs never need escaping; the frames are JSON already.
+    let mut body =
+        format!(r#"{{"channel":"{channel}","epoch":{epoch},"offset":{last_offset},"messages":"#)
+            .into_bytes();
+    let frames = page.map(|p| p.frames).unwrap_or_default();
+    crate::hub::message::write_json_array(&mut body, &frames);
+    body.push(b'}');
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 

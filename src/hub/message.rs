@@ -2,29 +2,28 @@
 //! the frames the hub itself emits (`message`, `subscribed`, `missed`, `disconnect`).
 //!
 //! A publish is serialised exactly once; every subscriber's queue and the history ring hold a
-//! reference-counted clone of the same bytes. The bytes are kept as tungstenite's `Utf8Bytes`
-//! (a plain, already-validated UTF-8 buffer with no transport behaviour) so the WebSocket
-//! writer can send them without copying or re-validating per subscriber.
+//! reference-counted clone of the same bytes, which transports write out without copying.
 
 use std::fmt::Write as _;
 
+use bytes::Bytes;
 use serde::Serialize;
 use serde_json::Value;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::channel::{ChannelName, Epoch};
 use super::disconnect::DisconnectReason;
 
+/// Always UTF-8 JSON text: frames are only made from `String`s.
 #[derive(Clone, Debug)]
-pub struct Frame(Utf8Bytes);
+pub struct Frame(Bytes);
 
 impl Frame {
     pub fn from_string(text: String) -> Self {
-        Self(Utf8Bytes::from(text))
+        Self(Bytes::from(text))
     }
 
-    pub fn as_str(&self) -> &str {
-        self.0.as_str()
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
     }
 
     pub fn len(&self) -> usize {
@@ -35,14 +34,23 @@ impl Frame {
         self.0.is_empty()
     }
 
-    pub fn into_utf8_bytes(self) -> Utf8Bytes {
-        self.0
-    }
-
     fn serialize<T: Serialize>(value: &T) -> Self {
         // Serialising these plain structs of strings and numbers cannot fail.
         Self::from_string(serde_json::to_string(value).unwrap_or_default())
     }
+}
+
+/// Appends `frames` to `out` as a JSON array, without re-encoding them.
+pub fn write_json_array(out: &mut Vec<u8>, frames: &[Frame]) {
+    out.reserve(2 + frames.iter().map(|f| f.len() + 1).sum::<usize>());
+    out.push(b'[');
+    for (i, frame) in frames.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(frame.as_bytes());
+    }
+    out.push(b']');
 }
 
 /// The `message` frame for one publish. `data` must be valid JSON text (callers validate it);
@@ -154,7 +162,7 @@ mod tests {
         let channel = ChannelName::parse("news").unwrap();
         let epoch = Epoch::from_string("abc123".into());
         let f = encode_message(&channel, &epoch, 7, r#"{"a":[1,2]}"#);
-        let v: Value = serde_json::from_str(f.as_str()).unwrap();
+        let v: Value = serde_json::from_slice(f.as_bytes()).unwrap();
         assert_eq!(v["type"], "message");
         assert_eq!(v["channel"], "news");
         assert_eq!(v["epoch"], "abc123");
@@ -165,7 +173,7 @@ mod tests {
     #[test]
     fn disconnect_frame_carries_code_and_hint() {
         let v: Value =
-            serde_json::from_str(encode_disconnect(DisconnectReason::Slow).as_str()).unwrap();
+            serde_json::from_slice(encode_disconnect(DisconnectReason::Slow).as_bytes()).unwrap();
         assert_eq!(v["type"], "disconnect");
         assert_eq!(v["reason"], "slow");
         assert_eq!(v["code"], 4000);

@@ -174,7 +174,10 @@ mod tests {
         }
         let mut out = Vec::new();
         assert!(q.pop_batch(&mut out, 10).await);
-        let got: Vec<&str> = out.iter().map(|f| f.as_str()).collect();
+        let got: Vec<&str> = out
+            .iter()
+            .map(|f| std::str::from_utf8(f.as_bytes()).unwrap())
+            .collect();
         assert_eq!(got, ["1", "2", "3"]);
 
         let q2 = q.clone();

@@ -21,7 +21,7 @@ fn drain(client: &Client) -> Vec<Value> {
     client.queue.try_pop_batch(&mut frames, usize::MAX);
     frames
         .iter()
-        .map(|f| serde_json::from_str(f.as_str()).unwrap())
+        .map(|f| serde_json::from_slice(f.as_bytes()).unwrap())
         .collect()
 }
 

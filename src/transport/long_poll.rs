@@ -318,17 +318,8 @@ impl LongPoll {
 }
 
 fn batch_body(batch: u64, frames: &[Frame]) -> Bytes {
-    let len: usize = frames.iter().map(|f| f.len() + 1).sum();
-    let mut body = String::with_capacity(32 + len);
-    body.push_str("{\"batch\":");
-    body.push_str(&batch.to_string());
-    body.push_str(",\"messages\":[");
-    for (i, frame) in frames.iter().enumerate() {
-        if i > 0 {
-            body.push(',');
-        }
-        body.push_str(frame.as_str());
-    }
-    body.push_str("]}");
+    let mut body = format!("{{\"batch\":{batch},\"messages\":").into_bytes();
+    message::write_json_array(&mut body, frames);
+    body.push(b'}');
     Bytes::from(body)
 }

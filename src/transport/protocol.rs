@@ -244,7 +244,7 @@ mod tests {
     #[test]
     fn error_frame_shape() {
         let f = FrameError::new("bad_json", "x", Some(Value::from(2))).to_frame();
-        let v: Value = serde_json::from_str(f.as_str()).unwrap();
+        let v: Value = serde_json::from_slice(f.as_bytes()).unwrap();
         assert_eq!(
             v,
             serde_json::json!({"type":"error","code":"bad_json","message":"x","id":2})

@@ -25,6 +25,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::hub::{ChannelName, Client, DisconnectReason, Frame, Hub, HubError, TransportKind};
 
+mod frame_writer;
+
+use frame_writer::FrameWriter;
+
 use super::dispatch;
 use super::protocol::FrameError;
 use super::TransportError;
@@ -36,9 +40,11 @@ const MAX_FRAMES_PER_WRITE: usize = 64;
 /// How long a closing connection waits for the peer's close frame before dropping the socket.
 const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Read buffer per connection. Client frames are small control frames, and tungstenite's
-/// default (128 KiB) would dominate an idle connection's memory.
-const READ_BUFFER_SIZE: usize = 4 * 1024;
+/// Read buffer per connection. Client frames are small control frames, and the buffer is held
+/// for the connection's whole life: tungstenite's default (128 KiB), or even 4 KiB, would
+/// dominate an idle connection's memory. Larger frames still arrive whole (the buffer grows
+/// to the frame's length, up to the maximum message size).
+const READ_BUFFER_SIZE: usize = 512;
 
 #[derive(Clone, Debug)]
 pub struct WsConfig {
@@ -127,7 +133,8 @@ impl WebSockets {
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     {
-        let ended = self.drive(&mut ws, &client).await;
+        let mut writer = FrameWriter::default();
+        let ended = self.drive(&mut ws, &mut writer, &client).await;
         hub_disconnect(&self.hub, &client, ended);
         // If someone else ended the client first (a publisher evicting it as slow, shutdown),
         // their reason is the one the client hears.
@@ -140,7 +147,13 @@ impl WebSockets {
                 code: CloseCode::from(reason.close_code()),
                 reason: reason.as_str().into(),
             };
-            if let Ok(Ok(())) = timeout(self.config.write_timeout, ws.close(Some(frame))).await {
+            let close = async {
+                // Finish a batch cut short by an eviction, so the close frame lands on a frame
+                // boundary; a client that still does not read gets the write timeout.
+                writer.write(ws.get_mut()).await.map_err(WsError::Io)?;
+                ws.close(Some(frame)).await
+            };
+            if let Ok(Ok(())) = timeout(self.config.write_timeout, close).await {
                 // Read until the peer answers the close (or goes), so the socket is not reset
                 // while our close frame is still unread on the other side.
                 let _ = timeout(CLOSE_HANDSHAKE_TIMEOUT, async {
@@ -153,7 +166,12 @@ impl WebSockets {
     }
 
     /// The connection loop; returns why it ended.
-    async fn drive<S>(&self, ws: &mut WebSocketStream<S>, client: &Arc<Client>) -> DisconnectReason
+    async fn drive<S>(
+        &self,
+        ws: &mut WebSocketStream<S>,
+        writer: &mut FrameWriter,
+        client: &Arc<Client>,
+    ) -> DisconnectReason
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     {
@@ -175,11 +193,11 @@ impl WebSockets {
                     if client.queue.try_pop_batch(&mut batch, MAX_FRAMES_PER_WRITE) == Some(false) {
                         return client.disconnect_reason().unwrap_or(DisconnectReason::Internal);
                     }
+                    writer.load(std::mem::take(&mut batch));
                     let write = async {
-                        for frame in batch.drain(..) {
-                            ws.feed(Message::Text(frame.into_utf8_bytes())).await?;
-                        }
-                        ws.flush().await
+                        // Whatever tungstenite queued itself (a pong) goes out first, whole.
+                        ws.flush().await?;
+                        writer.write(ws.get_mut()).await.map_err(WsError::Io)
                     };
                     // A client evicted while its socket is full must not keep this task (and
                     // its frames) alive until the write timeout: stop writing at once. The
@@ -194,9 +212,6 @@ impl WebSockets {
                         () = client.cancel.cancelled() => {
                             return client.disconnect_reason().unwrap_or(DisconnectReason::Shutdown);
                         }
-                    }
-                    if batch.capacity() > MAX_FRAMES_PER_WRITE {
-                        batch = Vec::new();
                     }
                 }
                 incoming = ws.next() => {
