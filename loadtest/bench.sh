@@ -3,7 +3,7 @@
 # and runs each scenario against a freshly started hub on 127.0.0.1:8080, so no run inherits
 # another's memory. Results: target/bench/<name>.txt (summary), .json, and HTML reports.
 # Usage: loadtest/bench.sh [name ...]   (names: idle-ws-1k idle-ws-10k idle-lp-1k fanout-20k
-#        fanout-100k fanout-sat slow storm soak; default: all)
+#        fanout-100k fanout-sat slow slow-q256 storm soak soak-noslow; default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --bin crier
@@ -27,7 +27,7 @@ run() { # name, hub flags..., --, loadtest args...
   kill "$hub"; wait "$hub" 2>/dev/null || true
 }
 
-all=(idle-ws-1k idle-ws-10k idle-lp-1k fanout-20k fanout-100k fanout-sat slow storm soak)
+all=(idle-ws-1k idle-ws-10k idle-lp-1k fanout-20k fanout-100k fanout-sat slow slow-q256 storm soak soak-noslow)
 for name in "${@:-${all[@]}}"; do
   case $name in
     idle-ws-1k)  run "$name" -- idle -n 1000 --hold 10s ;;
@@ -36,9 +36,11 @@ for name in "${@:-${all[@]}}"; do
     fanout-20k)  run "$name" -- fanout -n 1000 -c 10 --rate 200 --duration 20s ;;
     fanout-100k) run "$name" -- fanout -n 1000 -c 10 --rate 1000 --duration 20s ;;
     fanout-sat)  run "$name" -- fanout -n 100 -c 10 --rate 0 --publishers 8 --duration 10s ;;
-    slow)        run "$name" -- slow -n 500 -c 5 --rate 500 --duration 15s --slow 50 ;;
+    slow)        run "$name" -- slow -n 500 -c 5 --rate 500 --duration 30s --slow 50 ;;
+    slow-q256)   run "$name" --queue-capacity 256 -- slow -n 500 -c 5 --rate 500 --duration 15s --slow 50 ;;
     storm)       run "$name" -- storm -n 2000 -c 20 --transport mix --rate 200 --duration 15s --storm-at 5s ;;
     soak)        run "$name" -- soak --duration 2m -n 1000 -c 20 --rate 200 --churn 10 --slow-every 20s --slow-batch 5 ;;
+    soak-noslow) run "$name" -- soak --duration 2m -n 1000 -c 20 --rate 200 --churn 10 --slow-batch 0 ;;
     *) echo "unknown benchmark $name" >&2; exit 2 ;;
   esac
 done

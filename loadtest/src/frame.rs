@@ -108,8 +108,9 @@ pub fn code_of(value: &serde_json::Value) -> Option<u16> {
     }
 }
 
-/// Looks through `/api/stats` JSON for eviction counters (any numeric field whose path
-/// mentions "evict" or "slow"), since the exact shape is the hub's to choose.
+/// Looks through `/api/stats` JSON for eviction and disconnect counters (any numeric field
+/// whose path mentions "evict", "slow", "disconnect" or "timeout"), since the exact shape is
+/// the hub's to choose.
 pub fn eviction_figures(stats: &serde_json::Value) -> Vec<(String, u64)> {
     fn walk(v: &serde_json::Value, path: &str, out: &mut Vec<(String, u64)>) {
         match v {
@@ -125,7 +126,10 @@ pub fn eviction_figures(stats: &serde_json::Value) -> Vec<(String, u64)> {
             }
             serde_json::Value::Number(n) => {
                 let lower = path.to_ascii_lowercase();
-                if lower.contains("evict") || lower.contains("slow") {
+                if ["evict", "slow", "disconnect", "timeout"]
+                    .iter()
+                    .any(|w| lower.contains(w))
+                {
                     if let Some(n) = n.as_u64() {
                         out.push((path.to_owned(), n));
                     }
@@ -215,10 +219,17 @@ mod tests {
 
     #[test]
     fn finds_eviction_counters() {
-        let stats = serde_json::json!({"connections": {"ws": 3}, "evictions": {"slow": 2, "idle": 1}, "slow_evictions": 5});
+        let stats = serde_json::json!({
+            "connections": {"ws": 3},
+            "evictions": {"slow": 2, "idle": 1},
+            "slow_evictions": 5,
+            "disconnects": {"write_timeout": 4},
+            "published": 9
+        });
         let figs = eviction_figures(&stats);
         assert!(figs.contains(&("evictions.slow".to_owned(), 2)));
         assert!(figs.contains(&("slow_evictions".to_owned(), 5)));
-        assert_eq!(figs.len(), 3);
+        assert!(figs.contains(&("disconnects.write_timeout".to_owned(), 4)));
+        assert_eq!(figs.len(), 4);
     }
 }

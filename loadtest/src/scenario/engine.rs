@@ -87,6 +87,8 @@ pub struct SlowFigures {
     /// Endings seen at the end (`4000 slow`, `eof`, `still open`, …) and how many.
     pub endings: BTreeMap<String, u64>,
     pub evicted_slow: u64,
+    /// Slow clients the hub ended in any way (close frame, reset, EOF).
+    pub ended_by_hub: u64,
     /// Frames the slow clients found waiting when they finally read.
     pub frames_read_at_end: u64,
 }
@@ -416,6 +418,9 @@ pub async fn run(
             slow.connected += 1;
         }
         slow.frames_read_at_end += o.frames_buffered as u64;
+        if o.connected && o.ending != "still open" {
+            slow.ended_by_hub += 1;
+        }
         if o.ending.starts_with("4000") {
             slow.evicted_slow += 1;
         }

@@ -72,7 +72,11 @@ pub async fn run(env: &Env, args: &SlowArgs) -> Result<RunReport> {
             format!("{} of {}", o.slow.connected, o.slow.wanted),
         )
         .row(
-            "evicted with 4000 slow (seen at the end)",
+            "ended by the hub (any way)",
+            o.slow.ended_by_hub.to_string(),
+        )
+        .row(
+            "of which with close code 4000 slow",
             o.slow.evicted_slow.to_string(),
         )
         .row(
@@ -88,12 +92,12 @@ pub async fn run(env: &Env, args: &SlowArgs) -> Result<RunReport> {
     if let Some(peak) = o.memory.hub_peak_rss {
         slow_sec.row("hub VmHWM at end", bytes(peak));
     }
-    if o.slow.connected > 0 && o.slow.evicted_slow == 0 {
+    if o.slow.connected > 0 && o.slow.ended_by_hub == 0 {
         let per_channel = o.publishes_accepted / args.fanout.channels.max(1) as u64;
         slow_sec.row(
             "note",
             format!(
-                "no slow client was evicted: each channel carried about {per_channel} messages, \
+                "the hub ended no slow client: each channel carried about {per_channel} messages, \
                  which the hub's queue plus socket buffers absorbed; raise --rate or --duration, \
                  or start the hub with a smaller --queue-capacity"
             ),

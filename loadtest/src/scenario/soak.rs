@@ -88,7 +88,14 @@ pub async fn run(env: &Env, args: &SoakArgs) -> Result<RunReport> {
         "connected",
         format!("{} of {}", o.slow.connected, o.slow.wanted),
     )
-    .row("evicted with 4000 slow", o.slow.evicted_slow.to_string());
+    .row(
+        "ended by the hub (any way)",
+        o.slow.ended_by_hub.to_string(),
+    )
+    .row(
+        "of which with close code 4000 slow",
+        o.slow.evicted_slow.to_string(),
+    );
     for (ending, n) in &o.slow.endings {
         slow.row(&format!("ended: {ending}"), n.to_string());
     }
