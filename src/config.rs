@@ -84,6 +84,16 @@ pub struct Config {
     #[arg(long, env = "CRIER_CLIENT_PUBLISH", default_value = "chat:*")]
     pub client_publish: String,
 
+    /// Publishes are refused (HTTP 503 `overloaded`, Retry-After: 1) while more than this
+    /// fraction of clients lag (queue at least half full): the hub itself cannot keep up.
+    #[arg(long, env = "CRIER_OVERLOAD_FRACTION", default_value_t = 0.5, value_parser = fraction)]
+    pub overload_fraction: f64,
+
+    /// ...and at least this many clients lag (so a few slow clients in a small hub are simply
+    /// evicted, never mistaken for overload).
+    #[arg(long, env = "CRIER_OVERLOAD_MIN_LAGGING", default_value_t = 16)]
+    pub overload_min_lagging: usize,
+
     /// Kernel send buffer per client socket, in bytes (0 = the kernel's autotuning). Capped so
     /// a stuck client cannot park megabytes in the kernel; its queue overflows instead.
     #[arg(long, env = "CRIER_SOCKET_SEND_BUFFER", default_value_t = 131_072)]
@@ -92,6 +102,13 @@ pub struct Config {
     /// How long shutdown waits for connections to close before exiting anyway.
     #[arg(long, env = "CRIER_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
+}
+
+fn fraction(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
+        _ => Err("must be a number from 0 to 1".into()),
+    }
 }
 
 fn positive_duration(s: &str) -> Result<Duration, String> {
@@ -143,6 +160,8 @@ impl Config {
             max_connections: self.connection_ceiling(),
             max_subscriptions: self.max_subscriptions,
             client_publish: PublishPolicy::parse(&self.client_publish),
+            overload_fraction: self.overload_fraction,
+            overload_min_lagging: self.overload_min_lagging,
         }
     }
 

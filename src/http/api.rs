@@ -67,6 +67,7 @@ pub async fn publish_body(
     } else {
         serde_json::to_string(text).unwrap_or_default()
     };
+    state.hub.check_load()?;
     let published = state.hub.publish(&channel, &data);
     Ok(Json(published_json(&published)))
 }
@@ -103,6 +104,7 @@ pub async fn publish_json(
     let data = request
         .data
         .ok_or_else(|| ApiError::bad_request("bad_request", "missing field `data`"))?;
+    state.hub.check_load()?;
     match (request.channel, request.channels) {
         (Some(channel), None) => {
             let channel = channel_name(&channel)?;
@@ -183,6 +185,8 @@ pub async fn stats(State(state): State<AppState>) -> Json<serde_json::Value> {
         "replayed": stats.replayed(),
         "evicted_slow": stats.disconnects(DisconnectReason::Slow),
         "rejected_over_capacity": stats.rejected_over_capacity(),
+        "rejected_overloaded": stats.rejected_overloaded(),
+        "lagging_clients": hub.lagging_clients(),
         "max_connections": hub.config().max_connections,
         "uptime_seconds": state.started.elapsed().as_secs(),
         "disconnects": disconnects,

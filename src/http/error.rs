@@ -81,7 +81,9 @@ impl From<TransportError> for ApiError {
 impl ApiError {
     fn from_hub_ref(e: &HubError) -> Self {
         let status = match e {
-            HubError::OverCapacity(_) => StatusCode::SERVICE_UNAVAILABLE,
+            HubError::OverCapacity(_) | HubError::Overloaded { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             HubError::PublishForbidden(_) => StatusCode::FORBIDDEN,
             HubError::ClientGone => StatusCode::GONE,
             HubError::InvalidChannel(_)
@@ -100,6 +102,13 @@ impl IntoResponse for ApiError {
             error["limit"] = limit.into();
         }
         let mut response = (self.status, Json(json!({ "error": error }))).into_response();
+        if self.code == "overloaded" {
+            // Publishers back off for about a second; queues drain in far less.
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
         response.headers_mut().insert(
             axum::http::header::CACHE_CONTROL,
             axum::http::HeaderValue::from_static("no-store"),

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::channel::ChannelName;
 use super::disconnect::DisconnectReason;
-use super::queue::ClientQueue;
+use super::queue::{ClientQueue, LagCounter};
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ClientId(pub u64);
@@ -74,12 +74,13 @@ impl Client {
         id: ClientId,
         transport: TransportKind,
         queue_capacity: usize,
+        lagging: LagCounter,
         cancel: CancellationToken,
     ) -> Self {
         Self {
             id,
             transport,
-            queue: ClientQueue::new(queue_capacity),
+            queue: ClientQueue::new(queue_capacity, lagging),
             cancel,
             reason: OnceLock::new(),
             subscriptions: Mutex::new(Subscriptions::default()),

@@ -41,6 +41,10 @@ pub struct HubConfig {
     pub max_connections: usize,
     pub max_subscriptions: usize,
     pub client_publish: PublishPolicy,
+    /// The hub counts as overloaded — and refuses publishes — while more than this fraction
+    /// of its clients (and at least `overload_min_lagging`) have a queue at least half full.
+    pub overload_fraction: f64,
+    pub overload_min_lagging: usize,
 }
 
 impl Default for HubConfig {
@@ -54,6 +58,8 @@ impl Default for HubConfig {
             max_connections: 10_000,
             max_subscriptions: 64,
             client_publish: PublishPolicy::parse("chat:*"),
+            overload_fraction: 0.5,
+            overload_min_lagging: 16,
         }
     }
 }
@@ -109,6 +115,8 @@ pub enum HubError {
     PublishForbidden(ChannelName),
     #[error("the hub is at its connection limit ({0})")]
     OverCapacity(usize),
+    #[error("the hub is overloaded ({lagging} of {clients} clients are lagging); retry shortly")]
+    Overloaded { lagging: usize, clients: usize },
     #[error("the client has disconnected")]
     ClientGone,
 }
@@ -122,6 +130,7 @@ impl HubError {
             Self::TooManySubscriptions(_) => "too_many_subscriptions",
             Self::PublishForbidden(_) => "publish_forbidden",
             Self::OverCapacity(_) => "over_capacity",
+            Self::Overloaded { .. } => "overloaded",
             Self::ClientGone => "client_gone",
         }
     }
@@ -138,6 +147,7 @@ struct HubInner {
     registry: Registry,
     next_client_id: AtomicU64,
     connections: AtomicUsize,
+    lagging: queue::LagCounter,
     stats: Stats,
     shutdown: CancellationToken,
 }
@@ -150,6 +160,7 @@ impl Hub {
                 registry: Registry::default(),
                 next_client_id: AtomicU64::new(1),
                 connections: AtomicUsize::new(0),
+                lagging: queue::LagCounter::default(),
                 stats: Stats::default(),
                 shutdown,
             }),
@@ -201,6 +212,7 @@ impl Hub {
             id,
             transport,
             inner.config.queue_capacity,
+            inner.lagging.clone(),
             inner.shutdown.child_token(),
         ));
         inner.registry.clients.insert(id, client.clone());
@@ -284,8 +296,31 @@ impl Hub {
         Ok(())
     }
 
+    /// Clients whose queue is at least half full right now.
+    pub fn lagging_clients(&self) -> usize {
+        self.inner.lagging.load(Ordering::Relaxed)
+    }
+
+    /// Refuses new publishes while the hub as a whole cannot keep up: many clients lagging at
+    /// once means the writers (or the CPU) are the bottleneck, and publishing on would only
+    /// evict healthy clients en masse. One slow client never trips this; it is evicted.
+    pub fn check_load(&self) -> Result<(), HubError> {
+        let config = &self.inner.config;
+        let lagging = self.lagging_clients();
+        if lagging < config.overload_min_lagging {
+            return Ok(());
+        }
+        let clients = self.client_count();
+        if lagging as f64 > config.overload_fraction * clients as f64 {
+            self.inner.stats.rejected_overloaded.inc();
+            return Err(HubError::Overloaded { lagging, clients });
+        }
+        Ok(())
+    }
+
     /// Publishes `data` (valid JSON text) on `channel`. Never waits for a client: subscribers
-    /// whose queue is full are evicted as slow after the channel lock is released.
+    /// whose queue is full are evicted as slow after the channel lock is released. Callers
+    /// that can push back on their publisher call [`Hub::check_load`] first.
     pub fn publish(&self, channel: &ChannelName, data: &str) -> Published {
         let mut overflowed = Vec::new();
         let published = loop {
@@ -311,6 +346,7 @@ impl Hub {
         if !self.inner.config.client_publish.allows(channel) {
             return Err(HubError::PublishForbidden(channel.clone()));
         }
+        self.check_load()?;
         Ok(self.publish(channel, data))
     }
 
@@ -361,10 +397,11 @@ impl Hub {
 
     /// Brings gauges that are computed rather than counted up to date (before a scrape).
     pub fn refresh_gauges(&self) {
-        self.inner
-            .stats
+        let stats = &self.inner.stats;
+        stats
             .channels
             .set(self.inner.registry.channel_count() as i64);
+        stats.lagging.set(self.lagging_clients() as i64);
     }
 
     /// Disconnects every client with `reason` (used at shutdown).

@@ -9,7 +9,8 @@
 //! released again when a burst has drained.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
@@ -27,11 +28,16 @@ pub enum PushError {
     Closed,
 }
 
+/// How many clients are lagging (queue at least half full), shared by all queues of a hub.
+/// One lagging client is a slow client; many at once mean the hub itself cannot keep up.
+pub type LagCounter = Arc<AtomicUsize>;
+
 #[derive(Debug)]
 pub struct ClientQueue {
     state: Mutex<QueueState>,
     notify: Notify,
     capacity: usize,
+    lagging: LagCounter,
 }
 
 #[derive(Debug, Default)]
@@ -41,12 +47,18 @@ struct QueueState {
 }
 
 impl ClientQueue {
-    pub fn new(capacity: usize) -> Self {
+    pub fn new(capacity: usize, lagging: LagCounter) -> Self {
         Self {
             state: Mutex::new(QueueState::default()),
             notify: Notify::new(),
             capacity: capacity.max(1),
+            lagging,
         }
+    }
+
+    /// The queue length from which the client counts as lagging.
+    fn lag_mark(&self) -> usize {
+        self.capacity.div_ceil(2)
     }
 
     pub fn try_push(&self, frame: Frame) -> Result<(), PushError> {
@@ -59,6 +71,9 @@ impl ClientQueue {
                 return Err(PushError::Full);
             }
             state.frames.push_back(frame);
+            if state.frames.len() == self.lag_mark() {
+                self.lagging.fetch_add(1, Ordering::Relaxed);
+            }
             state.frames.len() == 1
         };
         // The consumer only waits on an empty queue, so only the first frame needs a wake-up;
@@ -103,8 +118,12 @@ impl ClientQueue {
         if state.frames.is_empty() {
             return None;
         }
-        let n = state.frames.len().min(max);
+        let before = state.frames.len();
+        let n = before.min(max);
         out.extend(state.frames.drain(..n));
+        if before >= self.lag_mark() && before - n < self.lag_mark() {
+            self.lagging.fetch_sub(1, Ordering::Relaxed);
+        }
         if state.frames.is_empty() && state.frames.capacity() > RETAINED_CAPACITY {
             state.frames = VecDeque::new();
         }
@@ -113,6 +132,9 @@ impl ClientQueue {
 
     pub fn close(&self) {
         let mut state = lock(&self.state);
+        if !state.closed && state.frames.len() >= self.lag_mark() {
+            self.lagging.fetch_sub(1, Ordering::Relaxed);
+        }
         state.closed = true;
         state.frames = VecDeque::new();
         drop(state);
@@ -148,7 +170,7 @@ mod tests {
 
     #[test]
     fn full_queue_refuses_without_waiting() {
-        let q = ClientQueue::new(2);
+        let q = ClientQueue::new(2, LagCounter::default());
         assert_eq!(q.try_push(frame("a")), Ok(()));
         assert_eq!(q.try_push(frame("b")), Ok(()));
         assert_eq!(q.try_push(frame("c")), Err(PushError::Full));
@@ -157,7 +179,7 @@ mod tests {
 
     #[test]
     fn closed_queue_refuses_and_reports_closed() {
-        let q = ClientQueue::new(2);
+        let q = ClientQueue::new(2, LagCounter::default());
         q.try_push(frame("a")).unwrap();
         q.close();
         assert_eq!(q.try_push(frame("b")), Err(PushError::Closed));
@@ -168,7 +190,7 @@ mod tests {
 
     #[tokio::test]
     async fn pop_batch_takes_everything_in_order_then_waits() {
-        let q = std::sync::Arc::new(ClientQueue::new(8));
+        let q = std::sync::Arc::new(ClientQueue::new(8, LagCounter::default()));
         for s in ["1", "2", "3"] {
             q.try_push(frame(s)).unwrap();
         }
@@ -193,7 +215,7 @@ mod tests {
 
     #[tokio::test]
     async fn close_wakes_a_waiting_consumer() {
-        let q = std::sync::Arc::new(ClientQueue::new(8));
+        let q = std::sync::Arc::new(ClientQueue::new(8, LagCounter::default()));
         let q2 = q.clone();
         let waiter = tokio::spawn(async move { q2.pop_batch(&mut Vec::new(), 10).await });
         tokio::task::yield_now().await;
@@ -202,8 +224,25 @@ mod tests {
     }
 
     #[test]
+    fn lagging_is_counted_across_the_half_full_mark() {
+        let lagging = LagCounter::default();
+        let q = ClientQueue::new(4, lagging.clone());
+        q.try_push(frame("1")).unwrap();
+        assert_eq!(lagging.load(Ordering::Relaxed), 0);
+        q.try_push(frame("2")).unwrap();
+        q.try_push(frame("3")).unwrap();
+        assert_eq!(lagging.load(Ordering::Relaxed), 1);
+        q.try_pop_batch(&mut Vec::new(), 2);
+        assert_eq!(lagging.load(Ordering::Relaxed), 0);
+        q.try_push(frame("4")).unwrap();
+        assert_eq!(lagging.load(Ordering::Relaxed), 1);
+        q.close();
+        assert_eq!(lagging.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
     fn batch_respects_max() {
-        let q = ClientQueue::new(8);
+        let q = ClientQueue::new(8, LagCounter::default());
         for s in ["1", "2", "3"] {
             q.try_push(frame(s)).unwrap();
         }

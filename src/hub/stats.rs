@@ -21,6 +21,8 @@ pub struct Stats {
     pub(crate) deliveries: Counter,
     pub(crate) replayed: Counter,
     pub(crate) rejected_over_capacity: Counter,
+    pub(crate) rejected_overloaded: Counter,
+    pub(crate) lagging: Gauge,
 }
 
 impl std::fmt::Debug for Stats {
@@ -40,6 +42,8 @@ impl Default for Stats {
         let deliveries = Counter::default();
         let replayed = Counter::default();
         let rejected_over_capacity = Counter::default();
+        let rejected_overloaded = Counter::default();
+        let lagging = Gauge::default();
         registry.register(
             "connections",
             "Clients connected now, by transport",
@@ -72,6 +76,16 @@ impl Default for Stats {
             "Connections refused because max-connections was reached",
             rejected_over_capacity.clone(),
         );
+        registry.register(
+            "rejected_overloaded",
+            "Publishes refused because the hub was overloaded (many clients lagging)",
+            rejected_overloaded.clone(),
+        );
+        registry.register(
+            "lagging_clients",
+            "Clients whose queue is at least half full",
+            lagging.clone(),
+        );
         Self {
             registry,
             connections,
@@ -82,6 +96,8 @@ impl Default for Stats {
             deliveries,
             replayed,
             rejected_over_capacity,
+            rejected_overloaded,
+            lagging,
         }
     }
 }
@@ -128,6 +144,10 @@ impl Stats {
 
     pub fn rejected_over_capacity(&self) -> u64 {
         self.rejected_over_capacity.get()
+    }
+
+    pub fn rejected_overloaded(&self) -> u64 {
+        self.rejected_overloaded.get()
     }
 
     /// The Prometheus text exposition of every figure.

@@ -245,3 +245,37 @@ fn publish_policy_patterns() {
     assert!(!PublishPolicy::parse("").allows(&name("x")));
     assert!(PublishPolicy::parse("*").allows(&name("x")));
 }
+
+#[test]
+fn many_lagging_clients_push_back_on_publishers() {
+    let hub = hub_with(HubConfig {
+        queue_capacity: 4,
+        overload_fraction: 0.5,
+        overload_min_lagging: 2,
+        ..HubConfig::default()
+    });
+    let ch = name("c");
+    let clients: Vec<_> = (0..3)
+        .map(|_| {
+            let c = hub.register(TransportKind::LongPoll).unwrap();
+            hub.subscribe(&c, &ch, None, None).unwrap();
+            c
+        })
+        .collect();
+    // `subscribed` + 1 message = 2 frames = half of 4: every client now lags.
+    assert!(hub.check_load().is_ok());
+    hub.publish(&ch, "1");
+    assert_eq!(hub.lagging_clients(), 3);
+    assert_eq!(hub.check_load().unwrap_err().code(), "overloaded");
+    assert_eq!(
+        hub.client_publish(&name("chat:x"), "1").unwrap_err().code(),
+        "overloaded"
+    );
+    // Two clients catch up: one lagging client of three is not overload.
+    drain(&clients[0]);
+    drain(&clients[1]);
+    assert_eq!(hub.lagging_clients(), 1);
+    assert!(hub.check_load().is_ok());
+    hub.disconnect(clients[2].id, DisconnectReason::ClientClosed);
+    assert_eq!(hub.lagging_clients(), 0);
+}

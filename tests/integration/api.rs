@@ -172,3 +172,42 @@ async fn the_demo_page_is_served_at_the_root() {
         .to_lowercase()
         .contains("<html"));
 }
+
+#[tokio::test]
+async fn an_overloaded_hub_pushes_back_with_503_and_retry_after() {
+    let server = TestServer::with(&[
+        "--queue-capacity",
+        "4",
+        "--overload-min-lagging",
+        "1",
+        "--overload-fraction",
+        "0.5",
+    ])
+    .await;
+    let session = server.lp_connect("?channel=o", None).await;
+    // `subscribed` + one message fill half the queue of the only client: it lags.
+    server.publish("o", &json!(1)).await;
+    let response = server
+        .http
+        .post(server.url("/api/publish/o"))
+        .json(&json!(2))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "overloaded");
+    // Once the client catches up, publishing works again and nothing was half-published.
+    let mut ack = 0;
+    let frames = server.lp_collect(&session, &mut ack, 2).await;
+    assert_eq!(offsets(&frames), vec![1]);
+    let reply = server.publish("o", &json!(3)).await;
+    assert_eq!(reply["offset"], 2);
+    let (_, stats) = server.get_json("/api/stats").await;
+    assert_eq!(stats["rejected_overloaded"], 1);
+    server
+        .post(&format!("/lp/close?session={session}"), "text/plain", "")
+        .await;
+    server.assert_no_clients().await;
+}

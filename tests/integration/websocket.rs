@@ -320,3 +320,37 @@ async fn client_publish_is_allowed_only_where_configured() {
     ws.close().await;
     server.assert_no_clients().await;
 }
+
+#[tokio::test]
+async fn protocol_pings_from_the_client_are_answered_between_messages() {
+    use futures_util::{SinkExt, StreamExt};
+    let server = TestServer::start().await;
+    let mut ws = server.ws("/ws?channel=p").await;
+    ws.recv_type("subscribed").await;
+    for i in 0..20u8 {
+        ws.stream.send(Message::Ping(vec![i].into())).await.unwrap();
+        server.publish("p", &json!(i)).await;
+    }
+    let (mut pongs, mut messages) = (Vec::new(), Vec::new());
+    within("pongs and messages", async {
+        while pongs.len() < 20 || messages.len() < 20 {
+            match ws.stream.next().await {
+                Some(Ok(Message::Pong(payload))) => pongs.push(payload[0]),
+                Some(Ok(Message::Text(text))) => {
+                    let v: Value = serde_json::from_str(text.as_str()).unwrap();
+                    messages.push(v["data"].as_u64().unwrap() as u8);
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    })
+    .await;
+    assert_eq!(pongs, (0..20).collect::<Vec<u8>>());
+    assert_eq!(
+        messages,
+        (0..20).collect::<Vec<u8>>(),
+        "frames stay whole and in order"
+    );
+    ws.close().await;
+    server.assert_no_clients().await;
+}

@@ -194,11 +194,9 @@ impl WebSockets {
                         return client.disconnect_reason().unwrap_or(DisconnectReason::Internal);
                     }
                     writer.load(std::mem::take(&mut batch));
-                    let write = async {
-                        // Whatever tungstenite queued itself (a pong) goes out first, whole.
-                        ws.flush().await?;
-                        writer.write(ws.get_mut()).await.map_err(WsError::Io)
-                    };
+                    // tungstenite's own frames (pongs) never sit half-written between ours:
+                    // they are flushed as soon as they are queued, in the read branch below.
+                    let write = writer.write(ws.get_mut());
                     // A client evicted while its socket is full must not keep this task (and
                     // its frames) alive until the write timeout: stop writing at once. The
                     // unwritten bytes stay in tungstenite's buffer, so the stream stays
@@ -206,7 +204,7 @@ impl WebSockets {
                     tokio::select! {
                         written = timeout(config.write_timeout, write) => match written {
                             Ok(Ok(())) => {}
-                            Ok(Err(error)) => return reason_for(&error),
+                            Ok(Err(error)) => return reason_for(&WsError::Io(error)),
                             Err(_) => return DisconnectReason::WriteTimeout,
                         },
                         () = client.cancel.cancelled() => {
@@ -229,8 +227,15 @@ impl WebSockets {
                             None,
                         ).to_frame()),
                         Message::Close(_) => return DisconnectReason::ClientClosed,
-                        // Pongs only prove liveness; tungstenite answers pings itself.
-                        Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+                        // tungstenite queued the pong; send it now, so our own frame writes
+                        // never have to check for it.
+                        Message::Ping(_) => match timeout(config.write_timeout, ws.flush()).await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(error)) => return reason_for(&error),
+                            Err(_) => return DisconnectReason::WriteTimeout,
+                        },
+                        // Pongs only prove liveness.
+                        Message::Pong(_) | Message::Frame(_) => {}
                     }
                 }
                 () = &mut timer => {
