@@ -19,21 +19,23 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     Some(v[v.len() / 2])
 }
 
-/// (first, last) medians over the first and last fifth of the publishing samples.
-pub fn drift(samples: &[Sample], f: impl Fn(&Sample) -> Option<f64>) -> Option<(f64, f64)> {
+/// Medians over the first, middle and last fifth of the publishing samples. The middle one
+/// matters: channel history fills during the first part of a run (up to `--history-size`
+/// messages per channel), so growth from the middle to the end is the figure that hints at a
+/// leak.
+pub fn drift(samples: &[Sample], f: impl Fn(&Sample) -> Option<f64>) -> Option<(f64, f64, f64)> {
     let measured: Vec<&Sample> = samples.iter().filter(|s| s.phase == "publish").collect();
     if measured.len() < 5 {
         return None;
     }
     let fifth = measured.len() / 5;
-    let first = median(measured[..fifth].iter().filter_map(|s| f(s)).collect())?;
-    let last = median(
-        measured[measured.len() - fifth..]
-            .iter()
-            .filter_map(|s| f(s))
-            .collect(),
-    )?;
-    Some((first, last))
+    let med = |part: &[&Sample]| median(part.iter().filter_map(|s| f(s)).collect());
+    let mid_start = (measured.len() - fifth) / 2;
+    Some((
+        med(&measured[..fifth])?,
+        med(&measured[mid_start..mid_start + fifth])?,
+        med(&measured[measured.len() - fifth..])?,
+    ))
 }
 
 pub async fn run(env: &Env, args: &SoakArgs) -> Result<RunReport> {
@@ -58,30 +60,36 @@ pub async fn run(env: &Env, args: &SoakArgs) -> Result<RunReport> {
     };
     let started = unix_now();
     let o = env.run(&plan).await?;
-    let mut d = Section::new("Drift (median of first fifth → last fifth of the run)");
+    let mut d = Section::new("Drift (medians of the first, middle and last fifth of the run)");
     match drift(&o.samples, |s| s.hub_rss_bytes.map(|b| b as f64)) {
-        Some((a, b)) => {
+        Some((a, m, b)) => {
             d.row(
                 "hub RSS",
                 format!(
-                    "{} → {} ({:+.1}%)",
+                    "{} → {} → {}",
                     bytes(a as u64),
-                    bytes(b as u64),
-                    (b - a) / a.max(1.0) * 100.0
+                    bytes(m as u64),
+                    bytes(b as u64)
                 ),
+            )
+            .row(
+                "hub RSS growth, middle → end",
+                format!("{:+.1}%", (b - m) / m.max(1.0) * 100.0),
             );
         }
         None => {
             d.row("hub RSS", "n/a (no --server-pid or run too short)");
         }
     }
-    if let Some((a, b)) = drift(&o.samples, |s| {
-        (s.latency.count > 0).then_some(s.latency.p99_ms)
-    }) {
-        d.row("latency p99 per interval", format!("{} → {}", ms(a), ms(b)));
+    let p99 = |s: &Sample| (s.latency.count > 0).then_some(s.latency.p99_ms);
+    if let Some((a, m, b)) = drift(&o.samples, p99) {
+        d.row(
+            "latency p99 per interval",
+            format!("{} → {} → {}", ms(a), ms(m), ms(b)),
+        );
     }
-    if let Some((a, b)) = drift(&o.samples, |s| Some(s.connections as f64)) {
-        d.row("open connections", format!("{a:.0} → {b:.0}"));
+    if let Some((a, m, b)) = drift(&o.samples, |s| Some(s.connections as f64)) {
+        d.row("open connections", format!("{a:.0} → {m:.0} → {b:.0}"));
     }
     let mut slow = Section::new("Slow clients added during the run");
     slow.row(
@@ -121,7 +129,7 @@ mod tests {
     use crate::latency::Percentiles;
 
     #[test]
-    fn drift_compares_first_and_last_fifth() {
+    fn drift_compares_first_middle_and_last_fifth() {
         let samples: Vec<Sample> = (0..10)
             .map(|i| Sample {
                 t: i as f64,
@@ -139,8 +147,8 @@ mod tests {
                 errors: 0,
             })
             .collect();
-        let (a, b) = drift(&samples, |s| s.hub_rss_bytes.map(|b| b as f64)).unwrap();
-        assert_eq!((a, b), (110.0, 190.0));
+        let (a, m, b) = drift(&samples, |s| s.hub_rss_bytes.map(|b| b as f64)).unwrap();
+        assert_eq!((a, m, b), (110.0, 150.0, 190.0));
         assert!(drift(&samples[..3], |s| Some(s.t)).is_none());
     }
 }
