@@ -116,8 +116,10 @@ pub struct Counters {
     pub deliveries: AtomicU64,
     pub publishes: AtomicU64,
     pub publish_errors: AtomicU64,
-    /// Non-2xx publish replies (pushback, over capacity).
+    /// Non-2xx publish replies other than back-pressure.
     pub publish_rejected: AtomicU64,
+    /// `503 overloaded`: the hub's documented back-pressure (nothing was published).
+    pub publish_pushback: AtomicU64,
     /// Frames that did not parse or `error` frames from the hub.
     pub protocol_errors: AtomicU64,
     /// Connections the hub ended (close frame, EOF or reset) that the tool did not end.

@@ -109,7 +109,7 @@ pub fn code_of(value: &serde_json::Value) -> Option<u16> {
 }
 
 /// Looks through `/api/stats` JSON for eviction and disconnect counters (any numeric field
-/// whose path mentions "evict", "slow", "disconnect" or "timeout"), since the exact shape is
+/// whose path mentions "evict", "slow", "disconnect", "timeout", "overload" or "lagging"), since the exact shape is
 /// the hub's to choose.
 pub fn eviction_figures(stats: &serde_json::Value) -> Vec<(String, u64)> {
     fn walk(v: &serde_json::Value, path: &str, out: &mut Vec<(String, u64)>) {
@@ -126,9 +126,16 @@ pub fn eviction_figures(stats: &serde_json::Value) -> Vec<(String, u64)> {
             }
             serde_json::Value::Number(n) => {
                 let lower = path.to_ascii_lowercase();
-                if ["evict", "slow", "disconnect", "timeout"]
-                    .iter()
-                    .any(|w| lower.contains(w))
+                if [
+                    "evict",
+                    "slow",
+                    "disconnect",
+                    "timeout",
+                    "overload",
+                    "lagging",
+                ]
+                .iter()
+                .any(|w| lower.contains(w))
                 {
                     if let Some(n) = n.as_u64() {
                         out.push((path.to_owned(), n));

@@ -65,9 +65,18 @@ pub async fn run(ctx: Arc<Ctx>, plan: PublishPlan, stop: CancellationToken) {
                 let channel = &plan.channels[(i % plan.channels.len() as u64) as usize];
                 let body = payload(ctx.clock.at(intended.into_std()), plan.size);
                 let sent = std::time::Instant::now();
-                publish_one(&ctx, channel, body).await;
+                let pushed_back = publish_one(&ctx, channel, body).await;
                 ctx.publish_rtt
                     .record(i as usize, sent.elapsed().as_micros() as u64);
+                if pushed_back {
+                    // Honour `Retry-After: 1` (bounded, cancellable) instead of hammering an
+                    // overloaded hub; on a fixed schedule the later messages go late and keep
+                    // their intended time, so the pause shows in the latency.
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
             }
         }));
     }
@@ -76,8 +85,9 @@ pub async fn run(ctx: Arc<Ctx>, plan: PublishPlan, stop: CancellationToken) {
     }
 }
 
-/// One publish; the reply's offset goes into the ledger.
-pub async fn publish_one(ctx: &Ctx, channel: &str, body: String) {
+/// One publish; the reply's offset goes into the ledger. Returns whether the hub pushed back
+/// (`503 overloaded`).
+pub async fn publish_one(ctx: &Ctx, channel: &str, body: String) -> bool {
     let url = ctx.target.http_url(&format!("/api/publish/{channel}"));
     let result = async {
         let resp = ctx
@@ -106,7 +116,15 @@ pub async fn publish_one(ctx: &Ctx, channel: &str, body: String) {
                 }
             }
         }
-        Ok((status, _)) => {
+        Ok((status, bytes)) => {
+            let overloaded = status.as_u16() == 503
+                && serde_json::from_slice::<serde_json::Value>(&bytes)
+                    .ok()
+                    .is_some_and(|v| v["error"]["code"] == "overloaded");
+            if overloaded {
+                Counters::inc(&ctx.counters.publish_pushback);
+                return true;
+            }
             Counters::inc(&ctx.counters.publish_rejected);
             ctx.counters
                 .error(&format!("publish: HTTP {}", status.as_u16()));
@@ -116,4 +134,5 @@ pub async fn publish_one(ctx: &Ctx, channel: &str, body: String) {
             ctx.counters.error(&error_kind("publish", &e));
         }
     }
+    false
 }

@@ -121,6 +121,8 @@ pub struct Outcome {
     pub publishes_accepted: u64,
     pub publish_errors: u64,
     pub publish_rejected: u64,
+    /// `503 overloaded` replies: the hub's documented back-pressure.
+    pub publish_pushback: u64,
     pub publishes_per_s: f64,
     /// Deliveries the hub reported queueing (sum of `enqueued`).
     pub hub_enqueued: u64,
@@ -456,6 +458,7 @@ pub async fn run(
         publishes_accepted,
         publish_errors: Counters::get(&ctx.counters.publish_errors),
         publish_rejected: Counters::get(&ctx.counters.publish_rejected),
+        publish_pushback: Counters::get(&ctx.counters.publish_pushback),
         publishes_per_s: publishes_accepted as f64 / measured_seconds.max(1e-3),
         hub_enqueued: ctx.ledger.enqueued(),
         deliveries,

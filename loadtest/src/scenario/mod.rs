@@ -131,11 +131,12 @@ pub fn delivery_section(o: &Outcome) -> Section {
     s.row(
         "publishes accepted",
         format!(
-            "{} ({}), errors {}, rejected {}",
+            "{} ({}), errors {}, rejected {}, pushed back (503 overloaded) {}",
             o.publishes_accepted,
             rate(o.publishes_per_s),
             o.publish_errors,
-            o.publish_rejected
+            o.publish_rejected,
+            o.publish_pushback
         ),
     )
     .row(

@@ -86,7 +86,7 @@ pub async fn run(env: &Env, args: &SlowArgs) -> Result<RunReport> {
     for (ending, n) in &o.slow.endings {
         slow_sec.row(&format!("ended: {ending}"), n.to_string());
     }
-    for (k, d) in eviction_delta(&o) {
+    for (k, d) in eviction_delta(&o).into_iter().filter(|(_, d)| *d != 0) {
         slow_sec.row(&format!("hub /api/stats {k} (delta)"), d.to_string());
     }
     if let Some(peak) = o.memory.hub_peak_rss {
