@@ -39,9 +39,19 @@ pub struct Config {
     #[arg(long, env = "CRIER_QUEUE_CAPACITY", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000).map(|v| v as usize))]
     pub queue_capacity: usize,
 
+    /// Bytes of frames queued per client before it is evicted as slow (a client always has
+    /// room for one frame). Bounds what a stuck client keeps alive when messages are large.
+    /// Keep it above --history-max-bytes so a full catch-up from history fits.
+    #[arg(long, env = "CRIER_QUEUE_MAX_BYTES", default_value_t = 2 << 20)]
+    pub queue_max_bytes: usize,
+
     /// Messages each channel remembers for resume; 0 disables history.
     #[arg(long, env = "CRIER_HISTORY_SIZE", default_value_t = 500)]
     pub history_size: usize,
+
+    /// Bytes of messages each channel remembers (the oldest are forgotten first).
+    #[arg(long, env = "CRIER_HISTORY_MAX_BYTES", default_value_t = 1 << 20)]
+    pub history_max_bytes: usize,
 
     /// How long a channel remembers a message.
     #[arg(long, env = "CRIER_HISTORY_TTL", default_value = "5m", value_parser = humantime::parse_duration)]
@@ -150,11 +160,43 @@ impl Config {
         }
     }
 
+    /// Settings that work but probably not as intended, for a warning at start-up.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if self.history_size >= self.queue_capacity {
+            warnings.push(format!(
+                "--history-size {} is not below --queue-capacity {}: a client resuming from deep in history will be evicted as slow",
+                self.history_size, self.queue_capacity
+            ));
+        }
+        if self.history_max_bytes >= self.queue_max_bytes {
+            warnings.push(format!(
+                "--history-max-bytes {} is not below --queue-max-bytes {}: a client resuming from deep in history will be evicted as slow",
+                self.history_max_bytes, self.queue_max_bytes
+            ));
+        }
+        if self.idle_timeout <= self.ping_interval {
+            warnings.push(format!(
+                "--idle-timeout {:?} is not above --ping-interval {:?}: healthy but quiet WebSocket clients will be closed as idle",
+                self.idle_timeout, self.ping_interval
+            ));
+        }
+        if self.lp_session_timeout <= self.lp_hold {
+            warnings.push(format!(
+                "--lp-session-timeout {:?} is not above --lp-hold {:?}: long-poll sessions may end between polls",
+                self.lp_session_timeout, self.lp_hold
+            ));
+        }
+        warnings
+    }
+
     pub fn hub_config(&self) -> HubConfig {
         HubConfig {
             queue_capacity: self.queue_capacity,
+            queue_max_bytes: self.queue_max_bytes,
             history: HistoryLimits {
                 size: self.history_size,
+                max_bytes: self.history_max_bytes,
                 ttl: self.history_ttl,
             },
             max_connections: self.connection_ceiling(),
@@ -202,5 +244,16 @@ mod tests {
         assert_eq!(c.bind.to_string(), "127.0.0.1:8080");
         assert!(Config::from_args(["--idle-timeout", "0s"]).is_err());
         assert!(Config::from_args(["--queue-capacity", "0"]).is_err());
+        assert!(
+            Config::default().warnings().is_empty(),
+            "defaults are consistent"
+        );
+        assert_eq!(
+            Config::from_args(["--history-size", "5000"])
+                .unwrap()
+                .warnings()
+                .len(),
+            1
+        );
     }
 }

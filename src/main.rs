@@ -25,6 +25,9 @@ async fn main() -> anyhow::Result<()> {
         ),
         Err(error) => tracing::warn!(%error, "could not raise the open-files limit"),
     }
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
     let ceiling = config.connection_ceiling();
     tracing::info!(
         max_connections = ceiling,

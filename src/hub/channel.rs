@@ -93,6 +93,8 @@ impl fmt::Debug for Epoch {
 pub struct HistoryLimits {
     /// Most messages a channel remembers; 0 disables history (and resume).
     pub size: usize,
+    /// Most bytes of frames a channel remembers (the oldest go first).
+    pub max_bytes: usize,
     /// Messages older than this are forgotten.
     pub ttl: Duration,
 }
@@ -106,6 +108,7 @@ pub(crate) struct Channel {
 pub(crate) struct ChannelState {
     last_offset: u64,
     history: VecDeque<StoredMessage>,
+    history_bytes: usize,
     subscribers: HashMap<ClientId, Arc<Client>>,
     /// Set (under this lock) when the registry removed the channel: whoever still holds the
     /// `Arc` must look the name up again instead of publishing into a forgotten channel.
@@ -152,6 +155,7 @@ impl Channel {
             state: Mutex::new(ChannelState {
                 last_offset: 0,
                 history: VecDeque::new(),
+                history_bytes: 0,
                 subscribers: HashMap::new(),
                 removed: false,
             }),
@@ -179,9 +183,13 @@ impl Channel {
         let frame = message::encode_message(&self.name, &self.epoch, offset, data);
         state.trim_history(limits, now);
         if limits.size > 0 {
-            if state.history.len() >= limits.size {
-                state.history.pop_front();
+            while state.history.len() >= limits.size
+                || (!state.history.is_empty()
+                    && state.history_bytes + frame.len() > limits.max_bytes)
+            {
+                state.pop_oldest();
             }
+            state.history_bytes += frame.len();
             state.history.push_back(StoredMessage {
                 offset,
                 published_at: now,
@@ -306,10 +314,16 @@ impl ChannelState {
         self.subscribers.is_empty() && self.history.is_empty()
     }
 
+    fn pop_oldest(&mut self) {
+        if let Some(oldest) = self.history.pop_front() {
+            self.history_bytes -= oldest.frame.len();
+        }
+    }
+
     pub fn trim_history(&mut self, limits: HistoryLimits, now: Instant) {
         while let Some(oldest) = self.history.front() {
             if now.saturating_duration_since(oldest.published_at) > limits.ttl {
-                self.history.pop_front();
+                self.pop_oldest();
             } else {
                 break;
             }

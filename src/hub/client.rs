@@ -74,13 +74,14 @@ impl Client {
         id: ClientId,
         transport: TransportKind,
         queue_capacity: usize,
+        queue_max_bytes: usize,
         lagging: LagCounter,
         cancel: CancellationToken,
     ) -> Self {
         Self {
             id,
             transport,
-            queue: ClientQueue::new(queue_capacity, lagging),
+            queue: ClientQueue::new(queue_capacity, queue_max_bytes, lagging),
             cancel,
             reason: OnceLock::new(),
             subscriptions: Mutex::new(Subscriptions::default()),

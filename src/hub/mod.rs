@@ -37,6 +37,7 @@ use registry::Registry;
 #[derive(Clone, Debug)]
 pub struct HubConfig {
     pub queue_capacity: usize,
+    pub queue_max_bytes: usize,
     pub history: HistoryLimits,
     pub max_connections: usize,
     pub max_subscriptions: usize,
@@ -51,8 +52,10 @@ impl Default for HubConfig {
     fn default() -> Self {
         Self {
             queue_capacity: 1024,
+            queue_max_bytes: 2 << 20,
             history: HistoryLimits {
                 size: 500,
+                max_bytes: 1 << 20,
                 ttl: Duration::from_secs(300),
             },
             max_connections: 10_000,
@@ -212,6 +215,7 @@ impl Hub {
             id,
             transport,
             inner.config.queue_capacity,
+            inner.config.queue_max_bytes,
             inner.lagging.clone(),
             inner.shutdown.child_token(),
         ));

@@ -37,21 +37,28 @@ pub struct ClientQueue {
     state: Mutex<QueueState>,
     notify: Notify,
     capacity: usize,
+    max_bytes: usize,
     lagging: LagCounter,
 }
 
 #[derive(Debug, Default)]
 struct QueueState {
     frames: VecDeque<Frame>,
+    /// Payload bytes queued (mostly shared with other queues and history, but a stuck
+    /// client's queue is what keeps old frames alive, so it is bounded in bytes too).
+    bytes: usize,
     closed: bool,
 }
 
 impl ClientQueue {
-    pub fn new(capacity: usize, lagging: LagCounter) -> Self {
+    /// A queue of at most `capacity` frames and `max_bytes` bytes (but always room for one
+    /// frame, however large).
+    pub fn new(capacity: usize, max_bytes: usize, lagging: LagCounter) -> Self {
         Self {
             state: Mutex::new(QueueState::default()),
             notify: Notify::new(),
             capacity: capacity.max(1),
+            max_bytes,
             lagging,
         }
     }
@@ -67,9 +74,11 @@ impl ClientQueue {
             if state.closed {
                 return Err(PushError::Closed);
             }
-            if state.frames.len() >= self.capacity {
+            let over_bytes = state.bytes + frame.len() > self.max_bytes && !state.frames.is_empty();
+            if state.frames.len() >= self.capacity || over_bytes {
                 return Err(PushError::Full);
             }
+            state.bytes += frame.len();
             state.frames.push_back(frame);
             if state.frames.len() == self.lag_mark() {
                 self.lagging.fetch_add(1, Ordering::Relaxed);
@@ -120,7 +129,10 @@ impl ClientQueue {
         }
         let before = state.frames.len();
         let n = before.min(max);
-        out.extend(state.frames.drain(..n));
+        let taken = state.frames.drain(..n);
+        let start = out.len();
+        out.extend(taken);
+        state.bytes -= out[start..].iter().map(Frame::len).sum::<usize>();
         if before >= self.lag_mark() && before - n < self.lag_mark() {
             self.lagging.fetch_sub(1, Ordering::Relaxed);
         }
@@ -137,6 +149,7 @@ impl ClientQueue {
         }
         state.closed = true;
         state.frames = VecDeque::new();
+        state.bytes = 0;
         drop(state);
         self.notify.notify_one();
     }
@@ -170,7 +183,7 @@ mod tests {
 
     #[test]
     fn full_queue_refuses_without_waiting() {
-        let q = ClientQueue::new(2, LagCounter::default());
+        let q = ClientQueue::new(2, usize::MAX, LagCounter::default());
         assert_eq!(q.try_push(frame("a")), Ok(()));
         assert_eq!(q.try_push(frame("b")), Ok(()));
         assert_eq!(q.try_push(frame("c")), Err(PushError::Full));
@@ -179,7 +192,7 @@ mod tests {
 
     #[test]
     fn closed_queue_refuses_and_reports_closed() {
-        let q = ClientQueue::new(2, LagCounter::default());
+        let q = ClientQueue::new(2, usize::MAX, LagCounter::default());
         q.try_push(frame("a")).unwrap();
         q.close();
         assert_eq!(q.try_push(frame("b")), Err(PushError::Closed));
@@ -190,7 +203,7 @@ mod tests {
 
     #[tokio::test]
     async fn pop_batch_takes_everything_in_order_then_waits() {
-        let q = std::sync::Arc::new(ClientQueue::new(8, LagCounter::default()));
+        let q = std::sync::Arc::new(ClientQueue::new(8, usize::MAX, LagCounter::default()));
         for s in ["1", "2", "3"] {
             q.try_push(frame(s)).unwrap();
         }
@@ -215,7 +228,7 @@ mod tests {
 
     #[tokio::test]
     async fn close_wakes_a_waiting_consumer() {
-        let q = std::sync::Arc::new(ClientQueue::new(8, LagCounter::default()));
+        let q = std::sync::Arc::new(ClientQueue::new(8, usize::MAX, LagCounter::default()));
         let q2 = q.clone();
         let waiter = tokio::spawn(async move { q2.pop_batch(&mut Vec::new(), 10).await });
         tokio::task::yield_now().await;
@@ -226,7 +239,7 @@ mod tests {
     #[test]
     fn lagging_is_counted_across_the_half_full_mark() {
         let lagging = LagCounter::default();
-        let q = ClientQueue::new(4, lagging.clone());
+        let q = ClientQueue::new(4, usize::MAX, lagging.clone());
         q.try_push(frame("1")).unwrap();
         assert_eq!(lagging.load(Ordering::Relaxed), 0);
         q.try_push(frame("2")).unwrap();
@@ -241,8 +254,23 @@ mod tests {
     }
 
     #[test]
+    fn queue_is_bounded_in_bytes_but_always_takes_one_frame() {
+        let q = ClientQueue::new(100, 10, LagCounter::default());
+        assert_eq!(
+            q.try_push(frame(&"x".repeat(25))),
+            Ok(()),
+            "one frame always fits"
+        );
+        assert_eq!(q.try_push(frame("y")), Err(PushError::Full));
+        q.try_pop_batch(&mut Vec::new(), 10);
+        assert_eq!(q.try_push(frame("123456")), Ok(()));
+        assert_eq!(q.try_push(frame("1234")), Ok(()));
+        assert_eq!(q.try_push(frame("1")), Err(PushError::Full));
+    }
+
+    #[test]
     fn batch_respects_max() {
-        let q = ClientQueue::new(8, LagCounter::default());
+        let q = ClientQueue::new(8, usize::MAX, LagCounter::default());
         for s in ["1", "2", "3"] {
             q.try_push(frame(s)).unwrap();
         }

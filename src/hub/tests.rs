@@ -94,6 +94,7 @@ fn resume_past_history_sends_missed_then_what_is_left() {
     let hub = hub_with(HubConfig {
         history: HistoryLimits {
             size: 3,
+            max_bytes: usize::MAX,
             ttl: Duration::from_secs(60),
         },
         ..HubConfig::default()
@@ -199,6 +200,7 @@ fn registry_forgets_idle_channels_and_departed_clients() {
     let hub = hub_with(HubConfig {
         history: HistoryLimits {
             size: 0,
+            max_bytes: usize::MAX,
             ttl: Duration::from_secs(1),
         },
         ..HubConfig::default()
@@ -226,6 +228,7 @@ fn history_expires_by_age_and_sweep_forgets_the_channel() {
     let hub = hub_with(HubConfig {
         history: HistoryLimits {
             size: 10,
+            max_bytes: usize::MAX,
             ttl: Duration::ZERO,
         },
         ..HubConfig::default()
@@ -278,4 +281,24 @@ fn many_lagging_clients_push_back_on_publishers() {
     assert!(hub.check_load().is_ok());
     hub.disconnect(clients[2].id, DisconnectReason::ClientClosed);
     assert_eq!(hub.lagging_clients(), 0);
+}
+
+#[test]
+fn history_is_bounded_in_bytes() {
+    let hub = hub_with(HubConfig {
+        history: HistoryLimits {
+            size: 100,
+            max_bytes: 300,
+            ttl: Duration::from_secs(60),
+        },
+        ..HubConfig::default()
+    });
+    let ch = name("c");
+    for _ in 0..10 {
+        hub.publish(&ch, &format!("\"{}\"", "x".repeat(50)));
+    }
+    // Each message frame is a little over 100 bytes: two fit in 300.
+    let page = hub.history(&ch, 0, 100).unwrap();
+    assert_eq!(page.frames.len(), 2);
+    assert_eq!(page.last_offset, 10);
 }
