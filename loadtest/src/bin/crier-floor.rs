@@ -1,0 +1,2 @@
+//! crier-floor: the floor measurement (work in progress).
+fn main() {}
