@@ -19,8 +19,9 @@
 //! - [`transport`] — adapters that turn connections into hub calls:
 //!   [`transport::protocol`] (client frames in, reply frames out), [`transport::dispatch`]
 //!   (what a frame does, shared by both transports), [`transport::ws`] (one task per
-//!   socket: queue → socket with batched writes, socket → hub, pings, idle and write
-//!   timeouts) and [`transport::long_poll`] (sessions, held polls, acked batches, reaper).
+//!   socket: queue → socket as pre-encoded frames in one vectored write per batch, socket →
+//!   hub, pings, idle and write timeouts) and [`transport::long_poll`] (sessions, held polls,
+//!   acked batches, reaper).
 //! - [`hub`] — the core, free of HTTP/WebSocket types: [`hub::Hub`] (register, subscribe,
 //!   publish, disconnect), the dashmap registry, channels (offsets, epoch, history ring,
 //!   subscribers), per-client bounded queues, frames encoded once, `DisconnectReason`, stats.
@@ -31,6 +32,8 @@
 //!   reads the client's queue and never touches the registry's maps.
 //! - The hub only pushes into queues (`try_push`, never awaiting). A full queue evicts that
 //!   client as `Slow`; the transport turns the reason into a close code or `disconnect` frame.
+//!   When most clients lag at once, `Hub::check_load` refuses publishes (`overloaded`)
+//!   instead: back-pressure on publishers rather than mass eviction.
 //! - Every ending goes through `Hub::disconnect(id, reason)`, exactly once.
 
 pub mod config;
