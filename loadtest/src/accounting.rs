@@ -326,6 +326,16 @@ impl Ledger {
         ch.accepted.insert(offset);
     }
 
+    /// The highest accepted offset of one channel so far (0 when none).
+    pub fn last_offset(&self, channel: &str) -> u64 {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner
+            .channels
+            .get(channel)
+            .and_then(|c| c.accepted.max())
+            .unwrap_or(0)
+    }
+
     pub fn enqueued(&self) -> u64 {
         self.inner
             .lock()

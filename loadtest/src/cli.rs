@@ -25,8 +25,29 @@ pub struct Cli {
     #[arg(long, global = true, default_value = "http://127.0.0.1:8080")]
     pub url: String,
     /// The hub's process id: enables memory (VmRSS/VmHWM) and CPU (utime+stime) figures.
-    #[arg(long, global = true)]
-    pub server_pid: Option<u32>,
+    /// Several (comma-separated or repeated) are summed: a hub made of several processes.
+    #[arg(long, global = true, value_delimiter = ',', value_name = "PID[,PID…]")]
+    pub server_pid: Vec<u32>,
+    /// Like --server-pid for every process whose name (/proc/PID/comm) is exactly NAME, found
+    /// once at start and summed (e.g. `nginx`: the master and its workers).
+    #[arg(
+        long,
+        global = true,
+        value_name = "NAME",
+        conflicts_with = "server_pid"
+    )]
+    pub server_match: Option<String>,
+    /// Generic mode (a hub that is not crier): subscribers open this WebSocket URL, `{channel}`
+    /// replaced, and take every frame as one published body. Needs --publish-template. Only
+    /// idle, fanout and slow run in generic mode; loss, duplicates and order are checked by a
+    /// per-channel sequence number the publisher writes into each body.
+    #[arg(long, global = true, value_name = "URL", requires = "publish_template")]
+    pub ws_template: Option<String>,
+    /// Generic mode: publishers POST each body to this URL, `{channel}` replaced; any 2xx reply
+    /// counts as accepted. Publishes to one channel go one at a time, so its sequence numbers
+    /// reach the hub in order.
+    #[arg(long, global = true, value_name = "URL", requires = "ws_template")]
+    pub publish_template: Option<String>,
     /// Print the machine-readable result (JSON) instead of the summary.
     #[arg(long, global = true)]
     pub json: bool,
@@ -273,13 +294,49 @@ mod tests {
         ])
         .unwrap();
         assert!(cli.json);
-        assert_eq!(cli.server_pid, Some(42));
+        assert_eq!(cli.server_pid, vec![42]);
         let Command::Slow(s) = cli.command else {
             panic!("not slow")
         };
         assert_eq!(s.slow, 7);
         assert_eq!(s.fanout.rate, 0.0);
         assert_eq!(s.fanout.duration, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn generic_mode_and_several_pids() {
+        let cli = Cli::try_parse_from([
+            "crier-loadtest",
+            "idle",
+            "--ws-template",
+            "ws://127.0.0.1:8081/sub/{channel}",
+            "--publish-template",
+            "http://127.0.0.1:8081/pub/{channel}",
+            "--server-pid",
+            "1,2",
+            "--server-pid",
+            "3",
+        ])
+        .unwrap();
+        assert_eq!(cli.server_pid, vec![1, 2, 3]);
+        assert!(cli.ws_template.is_some() && cli.publish_template.is_some());
+        // One template without the other is refused, as is a pid list next to a name.
+        assert!(Cli::try_parse_from([
+            "crier-loadtest",
+            "idle",
+            "--ws-template",
+            "ws://x/{channel}"
+        ])
+        .is_err());
+        assert!(Cli::try_parse_from([
+            "crier-loadtest",
+            "idle",
+            "--server-pid",
+            "1",
+            "--server-match",
+            "nginx"
+        ])
+        .is_err());
     }
 
     #[test]

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::accounting::Ledger;
 use crate::latency::{Clock, LatencyRecorder};
+use crate::procfs::HubProcs;
 use crate::target::{Spread, Target};
 
 /// Per-request timeout for publishes, stats and long-poll control calls.
@@ -33,7 +34,8 @@ pub struct Ctx {
     pub counters: Counters,
     /// Cancelled on Ctrl-C: every wait in a scenario also selects on it.
     pub interrupted: CancellationToken,
-    pub server_pid: Option<u32>,
+    /// The hub's processes, when given: memory and CPU are summed over them.
+    pub hub_procs: Option<HubProcs>,
     pub spread: Spread,
     phase: Mutex<String>,
 }
@@ -41,7 +43,7 @@ pub struct Ctx {
 impl Ctx {
     pub fn new(
         target: Target,
-        server_pid: Option<u32>,
+        hub_procs: Option<HubProcs>,
         interrupted: CancellationToken,
     ) -> Result<Arc<Self>> {
         let http = reqwest::Client::builder()
@@ -72,7 +74,7 @@ impl Ctx {
             ledger: Ledger::new(),
             counters: Counters::default(),
             interrupted,
-            server_pid,
+            hub_procs,
             spread: Spread::default(),
             phase: Mutex::new(String::from("start")),
         }))
@@ -86,8 +88,11 @@ impl Ctx {
         self.phase.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// `GET /api/stats`, if the hub answers it.
+    /// `GET /api/stats`, if the hub answers it (crier only; nothing in generic mode).
     pub async fn hub_stats(&self) -> Option<serde_json::Value> {
+        if self.target.is_generic() {
+            return None;
+        }
         let resp = self
             .http
             .get(self.target.http_url("/api/stats"))

@@ -42,7 +42,13 @@ pub struct Since {
 pub struct Payload {
     #[serde(default)]
     pub t: Option<u64>,
+    /// Generic mode: the per-channel sequence number (crier's offsets do this job otherwise).
+    #[serde(default)]
+    pub s: Option<u64>,
 }
+
+/// The epoch the trackers and the ledger use in generic mode (sequence numbers have none).
+pub const GENERIC_EPOCH: &str = "generic";
 
 /// `GET /lp/poll` reply.
 #[derive(Debug, Deserialize)]
@@ -71,7 +77,15 @@ pub struct PublishReply<'a> {
 /// The JSON body of a published message: `{"t":…,"p":"xxx…"}` padded so the whole body is
 /// `size` bytes (or as short as it can be when `size` is smaller).
 pub fn payload(intended_us: u64, size: usize) -> String {
-    let mut body = format!("{{\"t\":{intended_us},\"p\":\"");
+    padded(format!("{{\"t\":{intended_us},\"p\":\""), size)
+}
+
+/// Generic mode's body: `{"t":…,"s":SEQ,"p":"xxx…"}`, `size` bytes like `payload`.
+pub fn payload_with_sequence(intended_us: u64, seq: u64, size: usize) -> String {
+    padded(format!("{{\"t\":{intended_us},\"s\":{seq},\"p\":\""), size)
+}
+
+fn padded(mut body: String, size: usize) -> String {
     let fill = size.saturating_sub(body.len() + 2);
     body.extend(std::iter::repeat_n('x', fill));
     body.push_str("\"}");
@@ -166,6 +180,16 @@ mod tests {
         assert!(matches!(f.kind, Cow::Borrowed(_)));
         assert_eq!(f.offset, Some(42));
         assert_eq!(f.data.and_then(|d| d.t), Some(1234));
+    }
+
+    #[test]
+    fn sequence_payload() {
+        let body = payload_with_sequence(1234, 77, 256);
+        assert_eq!(body.len(), 256);
+        let p: Payload = serde_json::from_str(&body).unwrap();
+        assert_eq!((p.t, p.s), (Some(1234), Some(77)));
+        let p: Payload = serde_json::from_str(&payload(5, 100)).unwrap();
+        assert_eq!((p.t, p.s), (Some(5), None));
     }
 
     #[test]

@@ -50,12 +50,44 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: &Cli) -> Result<ExitCode> {
-    let target = target::Target::parse(&cli.url, cli.source_addrs)?;
-    if let Some(pid) = cli.server_pid {
+    let target = match (&cli.ws_template, &cli.publish_template) {
+        (Some(ws), Some(publish)) => target::Target::parse_generic(ws, publish, cli.source_addrs)?,
+        _ => target::Target::parse(&cli.url, cli.source_addrs)?,
+    };
+    if target.is_generic() {
+        let supported = matches!(
+            &cli.command,
+            Command::Idle(a) if a.transport == client::Transport::Ws
+        ) || matches!(
+            &cli.command,
+            Command::Fanout(a) if a.transport == client::Transport::Ws
+        ) || matches!(
+            &cli.command,
+            Command::Slow(a) if a.fanout.transport == client::Transport::Ws
+        );
+        if !supported {
+            bail!(
+                "generic mode (--ws-template) runs idle, fanout and slow over WebSocket only: \
+                 storm, soak and smoke need crier's resume protocol, long-poll is crier's own"
+            );
+        }
+    }
+    for &pid in &cli.server_pid {
         if !procfs::process_exists(pid) {
             bail!("--server-pid {pid}: no such process");
         }
     }
+    let hub_procs = match &cli.server_match {
+        Some(name) => {
+            let pids = procfs::pids_named(name);
+            if pids.is_empty() {
+                bail!("--server-match {name}: no process with that name");
+            }
+            eprintln!("crier-loadtest: hub processes named {name}: {pids:?}");
+            procfs::HubProcs::new(pids)
+        }
+        None => procfs::HubProcs::new(cli.server_pid.clone()),
+    };
     let nofile_limit = target::raise_nofile_limit().context("raising the open-file limit")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cli.threads.max(1))
@@ -65,7 +97,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
     let interrupted = CancellationToken::new();
     let env = Env {
         target,
-        server_pid: cli.server_pid,
+        hub_procs,
         progress: if cli.json && cli.progress == monitor::ProgressMode::Auto {
             monitor::ProgressMode::Plain
         } else {
@@ -121,8 +153,20 @@ fn run(cli: &Cli) -> Result<ExitCode> {
     })
 }
 
-/// Fails fast with a clear message when nothing listens at `--url`.
+/// Fails fast with a clear message when nothing listens at `--url` (or, in generic mode, at
+/// the templates' addresses).
 async fn check_reachable(env: &Env) -> Result<()> {
+    if let Some(t) = &env.target.generic {
+        for addr in [env.target.addr, t.publish_addr] {
+            let connect = tokio::net::TcpStream::connect(addr);
+            match tokio::time::timeout(std::time::Duration::from_secs(5), connect).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => bail!("nothing answers at {addr}: {e}"),
+                Err(_) => bail!("connecting to {addr} timed out"),
+            }
+        }
+        return Ok(());
+    }
     let client = reqwest::Client::builder()
         .no_proxy()
         .timeout(std::time::Duration::from_secs(5))

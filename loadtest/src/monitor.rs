@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ctx::{Counters, Ctx};
 use crate::latency::Percentiles;
-use crate::procfs;
+use crate::procfs::{self, HubProcs};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Sample {
@@ -97,7 +97,7 @@ async fn sample_loop(
     let mut last_t = Instant::now();
     let mut last_deliveries = Counters::get(&ctx.counters.deliveries);
     let mut last_publishes = Counters::get(&ctx.counters.publishes);
-    let mut last_cpu = ctx.server_pid.and_then(procfs::cpu_seconds);
+    let mut last_cpu = ctx.hub_procs.as_ref().and_then(HubProcs::cpu_seconds);
     let me = std::process::id();
     let mut last_own = procfs::cpu_seconds(me);
     let mut last_machine = procfs::machine_cpu_ticks();
@@ -115,7 +115,7 @@ async fn sample_loop(
         last_t = now;
         let deliveries = Counters::get(&ctx.counters.deliveries);
         let publishes = Counters::get(&ctx.counters.publishes);
-        let cpu = ctx.server_pid.and_then(procfs::cpu_seconds);
+        let cpu = ctx.hub_procs.as_ref().and_then(HubProcs::cpu_seconds);
         let hub_cpu_percent = match (cpu, last_cpu) {
             (Some(c), Some(l)) => Some((c - l) / dt * 100.0),
             _ => None,
@@ -137,7 +137,7 @@ async fn sample_loop(
             deliveries_per_s: deliveries.saturating_sub(last_deliveries) as f64 / dt,
             publishes_per_s: publishes.saturating_sub(last_publishes) as f64 / dt,
             latency: Percentiles::of(&ctx.latency.take_interval()),
-            hub_rss_bytes: ctx.server_pid.and_then(procfs::rss_bytes),
+            hub_rss_bytes: ctx.hub_procs.as_ref().and_then(HubProcs::rss_bytes),
             hub_cpu_percent,
             loadtest_cpu_percent,
             machine_busy_percent,

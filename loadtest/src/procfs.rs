@@ -101,6 +101,66 @@ pub fn busy_percent(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> Op
     Some(b1.saturating_sub(b0) as f64 / dt as f64 * 100.0)
 }
 
+/// The hub as one or more processes (nginx: a master and its workers): memory and CPU are
+/// summed over all of them. RSS counts pages shared between the processes (nginx's shared
+/// memory zone, the master's pages inherited by its workers) once per process; PSS splits
+/// each shared page between its sharers, so the PSS sum counts it once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubProcs {
+    pids: Vec<u32>,
+}
+
+impl HubProcs {
+    pub fn new(pids: Vec<u32>) -> Option<Self> {
+        (!pids.is_empty()).then_some(Self { pids })
+    }
+
+    /// Sums `read` over every process; `None` when no process could be read.
+    fn sum<T: std::iter::Sum<T>>(&self, read: impl Fn(u32) -> Option<T>) -> Option<T> {
+        let values: Vec<T> = self.pids.iter().filter_map(|&p| read(p)).collect();
+        (!values.is_empty()).then(|| values.into_iter().sum())
+    }
+
+    pub fn rss_bytes(&self) -> Option<u64> {
+        self.sum(rss_bytes)
+    }
+
+    /// Sum of each process's own peak (VmHWM): at least the peak of the sum.
+    pub fn peak_rss_bytes(&self) -> Option<u64> {
+        self.sum(peak_rss_bytes)
+    }
+
+    pub fn pss_bytes(&self) -> Option<u64> {
+        self.sum(pss_bytes)
+    }
+
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        self.sum(cpu_seconds)
+    }
+}
+
+/// Proportional set size (`Pss` of `/proc/PID/smaps_rollup`), as bytes.
+pub fn pss_bytes(pid: u32) -> Option<u64> {
+    let text = fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    parse_status_kb(&text, "Pss")
+}
+
+/// Every process whose name (`/proc/PID/comm`) is exactly `name`, in pid order. Bounded by the
+/// number of entries in /proc.
+pub fn pids_named(name: &str) -> Vec<u32> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut pids: Vec<u32> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == name)
+        })
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
 /// Whether a process with this pid exists.
 pub fn process_exists(pid: u32) -> bool {
     fs::metadata(format!("/proc/{pid}")).is_ok()
@@ -149,5 +209,20 @@ mod tests {
         assert!(rss_bytes(me).is_some_and(|b| b > 0));
         assert!(cpu_seconds(me).is_some());
         assert!(process_exists(me));
+    }
+
+    #[test]
+    fn sums_over_processes_and_finds_by_name() {
+        let me = std::process::id();
+        let one = HubProcs::new(vec![me]).unwrap();
+        // The same process twice: sums are at least the single figure.
+        let twice = HubProcs::new(vec![me, me, u32::MAX]).unwrap();
+        assert!(twice.rss_bytes().unwrap() >= one.rss_bytes().unwrap());
+        assert!(twice.cpu_seconds().is_some());
+        assert!(HubProcs::new(vec![]).is_none());
+        assert!(HubProcs::new(vec![u32::MAX]).unwrap().rss_bytes().is_none());
+        let comm = fs::read_to_string(format!("/proc/{me}/comm")).unwrap();
+        assert!(pids_named(comm.trim_end()).contains(&me));
+        assert!(pids_named("no-such-process-name-xyz").is_empty());
     }
 }

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::ctx::{error_kind, Counters, Ctx};
-use crate::frame::{payload, PublishReply};
+use crate::frame::{payload, payload_with_sequence, PublishReply, GENERIC_EPOCH};
 
 #[derive(Debug, Clone)]
 pub struct PublishPlan {
@@ -36,12 +36,20 @@ pub async fn run(ctx: Arc<Ctx>, plan: PublishPlan, stop: CancellationToken) {
     let start = Instant::now();
     let end = start + plan.duration;
     let next = Arc::new(AtomicU64::new(0));
+    // Generic mode: the next sequence number per channel, locked across the publish so a
+    // channel's sequence numbers reach the hub in order (crier numbers messages itself).
+    let sequences: Arc<Vec<tokio::sync::Mutex<u64>>> = Arc::new(
+        (0..plan.channels.len())
+            .map(|_| tokio::sync::Mutex::new(0))
+            .collect(),
+    );
     let mut tasks = Vec::with_capacity(plan.publishers.max(1));
     for _ in 0..plan.publishers.max(1) {
         let ctx = ctx.clone();
         let plan = plan.clone();
         let next = next.clone();
         let stop = stop.clone();
+        let sequences = sequences.clone();
         tasks.push(tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
@@ -62,10 +70,20 @@ pub async fn run(ctx: Arc<Ctx>, plan: PublishPlan, stop: CancellationToken) {
                     }
                     now
                 };
-                let channel = &plan.channels[(i % plan.channels.len() as u64) as usize];
-                let body = payload(ctx.clock.at(intended.into_std()), plan.size);
+                let index = (i % plan.channels.len() as u64) as usize;
+                let channel = &plan.channels[index];
+                let t = ctx.clock.at(intended.into_std());
                 let sent = std::time::Instant::now();
-                let pushed_back = publish_one(&ctx, channel, body).await;
+                let pushed_back = if ctx.target.is_generic() {
+                    // Waiting for this channel's previous publish counts in the latency.
+                    let mut seq = sequences[index].lock().await;
+                    *seq += 1;
+                    let body = payload_with_sequence(t, *seq, plan.size);
+                    publish_generic(&ctx, channel, *seq, body).await;
+                    false
+                } else {
+                    publish_one(&ctx, channel, payload(t, plan.size)).await
+                };
                 ctx.publish_rtt
                     .record(i as usize, sent.elapsed().as_micros() as u64);
                 if pushed_back {
@@ -88,7 +106,7 @@ pub async fn run(ctx: Arc<Ctx>, plan: PublishPlan, stop: CancellationToken) {
 /// One publish; the reply's offset goes into the ledger. Returns whether the hub pushed back
 /// (`503 overloaded`).
 pub async fn publish_one(ctx: &Ctx, channel: &str, body: String) -> bool {
-    let url = ctx.target.http_url(&format!("/api/publish/{channel}"));
+    let url = ctx.target.publish_url(channel);
     let result = async {
         let resp = ctx
             .http
@@ -135,4 +153,37 @@ pub async fn publish_one(ctx: &Ctx, channel: &str, body: String) -> bool {
         }
     }
     false
+}
+
+/// Generic mode: one publish of sequence number `seq`; any 2xx reply accepts it.
+async fn publish_generic(ctx: &Ctx, channel: &str, seq: u64, body: String) {
+    let result = async {
+        let resp = ctx
+            .http
+            .post(ctx.target.publish_url(channel))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await?;
+        let status = resp.status();
+        // Read the reply to the end so the connection can be reused.
+        let _ = resp.bytes().await?;
+        Ok::<_, reqwest::Error>(status)
+    }
+    .await;
+    match result {
+        Ok(status) if status.is_success() => {
+            ctx.ledger.accept(channel, GENERIC_EPOCH, seq, 0);
+            Counters::inc(&ctx.counters.publishes);
+        }
+        Ok(status) => {
+            Counters::inc(&ctx.counters.publish_rejected);
+            ctx.counters
+                .error(&format!("publish: HTTP {}", status.as_u16()));
+        }
+        Err(e) => {
+            Counters::inc(&ctx.counters.publish_errors);
+            ctx.counters.error(&error_kind("publish", &e));
+        }
+    }
 }

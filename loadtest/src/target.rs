@@ -21,6 +21,50 @@ pub struct Target {
     pub authority: String,
     pub addr: SocketAddr,
     sources: Vec<IpAddr>,
+    /// Generic mode: another hub, driven through URL templates (see `Templates`).
+    pub generic: Option<Templates>,
+}
+
+/// Generic mode: the subscribe and publish URLs of a hub that is not crier, each with a
+/// `{channel}` placeholder. Frames are the published bodies as-is (no crier protocol).
+#[derive(Debug, Clone)]
+pub struct Templates {
+    /// `ws://HOST:PORT/…{channel}…`
+    pub ws: String,
+    /// `http://HOST:PORT/…{channel}…`
+    pub publish: String,
+    /// Where the publish URL points (checked to be loopback).
+    pub publish_addr: SocketAddr,
+}
+
+const PLACEHOLDER: &str = "{channel}";
+
+/// Resolves `host:port` of a URL and refuses anything that is not loopback only; prefers IPv4.
+fn loopback_addr(what: &str, parsed: &Url) -> Result<SocketAddr> {
+    let host = parsed
+        .host_str()
+        .with_context(|| format!("{what} has no host"))?;
+    let port = parsed.port_or_known_default().unwrap_or(80);
+    let host_for_lookup = host.trim_start_matches('[').trim_end_matches(']');
+    let addrs: Vec<SocketAddr> = (host_for_lookup, port)
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve {host}"))?
+        .collect();
+    if addrs.is_empty() {
+        bail!("{host} resolves to no address");
+    }
+    if let Some(bad) = addrs.iter().find(|a| !a.ip().is_loopback()) {
+        bail!(
+            "refusing to load {bad}: crier-loadtest only targets loopback addresses \
+             (127.0.0.0/8 or ::1)"
+        );
+    }
+    // Prefer IPv4: the source-address spread works within 127.0.0.0/8.
+    Ok(addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .copied()
+        .unwrap_or(addrs[0]))
 }
 
 impl Target {
@@ -33,28 +77,7 @@ impl Target {
                 parsed.scheme()
             );
         }
-        let host = parsed.host_str().context("--url has no host")?;
-        let port = parsed.port_or_known_default().unwrap_or(80);
-        let host_for_lookup = host.trim_start_matches('[').trim_end_matches(']');
-        let addrs: Vec<SocketAddr> = (host_for_lookup, port)
-            .to_socket_addrs()
-            .with_context(|| format!("cannot resolve {host}"))?
-            .collect();
-        if addrs.is_empty() {
-            bail!("{host} resolves to no address");
-        }
-        if let Some(bad) = addrs.iter().find(|a| !a.ip().is_loopback()) {
-            bail!(
-                "refusing to load {bad}: crier-loadtest only targets loopback addresses \
-                 (127.0.0.0/8 or ::1)"
-            );
-        }
-        // Prefer IPv4: the source-address spread works within 127.0.0.0/8.
-        let addr = addrs
-            .iter()
-            .find(|a| a.is_ipv4())
-            .copied()
-            .unwrap_or(addrs[0]);
+        let addr = loopback_addr("--url", &parsed)?;
         let sources = if addr.is_ipv4() {
             source_pool(source_addrs)
         } else {
@@ -65,7 +88,70 @@ impl Target {
             authority: addr.to_string(),
             addr,
             sources,
+            generic: None,
         })
+    }
+
+    /// Generic mode: subscribers connect to `ws_template`, publishers POST to
+    /// `publish_template` (`{channel}` replaced in both); both must be loopback.
+    pub fn parse_generic(
+        ws_template: &str,
+        publish_template: &str,
+        source_addrs: usize,
+    ) -> Result<Self> {
+        for (flag, t) in [
+            ("--ws-template", ws_template),
+            ("--publish-template", publish_template),
+        ] {
+            if !t.contains(PLACEHOLDER) {
+                bail!("{flag} {t:?} has no {PLACEHOLDER} placeholder");
+            }
+        }
+        let ws = Url::parse(ws_template)
+            .with_context(|| format!("--ws-template {ws_template:?} is not a URL"))?;
+        if ws.scheme() != "ws" {
+            bail!(
+                "--ws-template must be ws://HOST:PORT/… (got scheme {:?})",
+                ws.scheme()
+            );
+        }
+        let publish = Url::parse(publish_template)
+            .with_context(|| format!("--publish-template {publish_template:?} is not a URL"))?;
+        if publish.scheme() != "http" {
+            bail!(
+                "--publish-template must be http://HOST:PORT/… (got scheme {:?})",
+                publish.scheme()
+            );
+        }
+        let addr = loopback_addr("--ws-template", &ws)?;
+        let publish_addr = loopback_addr("--publish-template", &publish)?;
+        let mut target = Self::parse(&format!("http://{addr}"), source_addrs)?;
+        target.generic = Some(Templates {
+            ws: ws_template.to_owned(),
+            publish: publish_template.to_owned(),
+            publish_addr,
+        });
+        Ok(target)
+    }
+
+    pub fn is_generic(&self) -> bool {
+        self.generic.is_some()
+    }
+
+    /// The WebSocket URL a fresh subscriber of `channel` connects to.
+    pub fn subscribe_url(&self, channel: &str) -> String {
+        match &self.generic {
+            Some(t) => t.ws.replace(PLACEHOLDER, channel),
+            None => self.ws_url(&format!("/ws?channel={channel}")),
+        }
+    }
+
+    /// Where a message for `channel` is POSTed.
+    pub fn publish_url(&self, channel: &str) -> String {
+        match &self.generic {
+            Some(t) => t.publish.replace(PLACEHOLDER, channel),
+            None => self.http_url(&format!("/api/publish/{channel}")),
+        }
     }
 
     pub fn sources(&self) -> &[IpAddr] {
@@ -182,6 +268,44 @@ mod tests {
         }
         let err = Target::parse("http://10.0.0.1:8080", 1).unwrap_err();
         assert!(err.to_string().contains("loopback"), "{err}");
+    }
+
+    #[test]
+    fn generic_templates() {
+        let t = Target::parse_generic(
+            "ws://127.0.0.1:8081/sub/{channel}",
+            "http://127.0.0.1:8082/pub?id={channel}",
+            2,
+        )
+        .unwrap();
+        assert!(t.is_generic());
+        assert_eq!(t.addr, "127.0.0.1:8081".parse().unwrap());
+        assert_eq!(t.subscribe_url("c1"), "ws://127.0.0.1:8081/sub/c1");
+        assert_eq!(t.publish_url("c1"), "http://127.0.0.1:8082/pub?id=c1");
+        let crier = Target::parse("http://127.0.0.1:8080", 1).unwrap();
+        assert_eq!(crier.subscribe_url("a"), "ws://127.0.0.1:8080/ws?channel=a");
+        assert_eq!(
+            crier.publish_url("a"),
+            "http://127.0.0.1:8080/api/publish/a"
+        );
+        for (ws, publish) in [
+            ("ws://127.0.0.1:1/sub", "http://127.0.0.1:1/pub/{channel}"),
+            ("ws://10.0.0.1:1/{channel}", "http://127.0.0.1:1/{channel}"),
+            ("ws://127.0.0.1:1/{channel}", "http://10.0.0.1:1/{channel}"),
+            (
+                "http://127.0.0.1:1/{channel}",
+                "http://127.0.0.1:1/{channel}",
+            ),
+            (
+                "ws://127.0.0.1:1/{channel}",
+                "https://127.0.0.1:1/{channel}",
+            ),
+        ] {
+            assert!(
+                Target::parse_generic(ws, publish, 1).is_err(),
+                "{ws} {publish}"
+            );
+        }
     }
 
     #[test]

@@ -35,8 +35,8 @@ pub async fn run_slow(
     recv_buffer: u32,
     done: oneshot::Receiver<()>,
 ) -> SlowOutcome {
-    let path = format!("/ws?channel={channel}");
-    let mut stream = match ws::connect(&ctx, &path, source, Some(recv_buffer)).await {
+    let url = ctx.target.subscribe_url(&channel);
+    let mut stream = match ws::connect(&ctx, &url, source, Some(recv_buffer)).await {
         Ok(s) => s,
         Err(e) => {
             Counters::inc(&ctx.counters.connect_failures);

@@ -14,7 +14,7 @@ use tokio_tungstenite::WebSocketStream;
 use super::{drained, handle_frame, Controls, SessionEnd, SubSpec};
 use crate::accounting::Tracker;
 use crate::ctx::{error_kind, Counters, Ctx, CONNECT_TIMEOUT};
-use crate::frame::{subscribe_frame, ServerFrame};
+use crate::frame::{subscribe_frame, Payload, ServerFrame, GENERIC_EPOCH};
 
 pub type Ws = WebSocketStream<TcpStream>;
 
@@ -27,18 +27,12 @@ fn ws_config() -> WebSocketConfig {
         .max_write_buffer_size(1024 * 1024)
 }
 
-/// Connects and upgrades `path_and_query` from `source`.
-pub async fn connect(
-    ctx: &Ctx,
-    path_and_query: &str,
-    source: IpAddr,
-    recv_buffer: Option<u32>,
-) -> Result<Ws> {
+/// Connects to the hub and upgrades to `url` (a full `ws://` URL) from `source`.
+pub async fn connect(ctx: &Ctx, url: &str, source: IpAddr, recv_buffer: Option<u32>) -> Result<Ws> {
     let stream = ctx
         .target
         .connect_tcp(source, recv_buffer, CONNECT_TIMEOUT)
         .await?;
-    let url = ctx.target.ws_url(path_and_query);
     let (ws, _response) = tokio::time::timeout(
         CONNECT_TIMEOUT,
         tokio_tungstenite::client_async_with_config(url, stream, Some(ws_config())),
@@ -73,16 +67,21 @@ pub async fn session(
     tracker: &mut Tracker,
     first_subscription: &mut bool,
 ) -> SessionEnd {
-    let resume = tracker.resume_point().map(|(e, o)| (e.to_owned(), o));
+    let generic = ctx.target.is_generic();
+    // Generic mode has no resume: a reconnect simply subscribes again.
+    let resume = tracker
+        .resume_point()
+        .filter(|_| !generic)
+        .map(|(e, o)| (e.to_owned(), o));
     // A fresh subscriber uses the documented query form; a resume needs `since`, which only the
     // subscribe frame carries.
-    let path = match resume {
-        None => format!("/ws?channel={}", spec.channel),
-        Some(_) => "/ws".to_owned(),
+    let url = match resume {
+        None => ctx.target.subscribe_url(&spec.channel),
+        Some(_) => ctx.target.ws_url("/ws"),
     };
     let mut ws = tokio::select! {
         _ = controls.stop.cancelled() => return SessionEnd::Stopped,
-        r = connect(ctx, &path, source, None) => match r {
+        r = connect(ctx, &url, source, None) => match r {
             Ok(ws) => ws,
             Err(e) => {
                 Counters::inc(&ctx.counters.connect_failures);
@@ -94,6 +93,18 @@ pub async fn session(
     ctx.counters
         .active
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if generic {
+        // Subscribed once the upgrade is done. Owed: every sequence number accepted from now
+        // on (a reconnect keeps the first start, so what it missed counts as lost).
+        let start = ctx.ledger.last_offset(&spec.channel);
+        tracker.subscribed(GENERIC_EPOCH, start);
+        let counter = if std::mem::take(first_subscription) {
+            &ctx.counters.subscribed
+        } else {
+            &ctx.counters.resubscribed
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
     let end = read_loop(
         ctx,
         spec,
@@ -153,6 +164,12 @@ async fn read_loop(
         match msg {
             None => return SessionEnd::HubClosed("eof".to_owned()),
             Some(Err(e)) => return SessionEnd::HubClosed(error_kind("ws error", &e)),
+            Some(Ok(Message::Text(text))) if ctx.target.is_generic() => {
+                handle_body(ctx, spec, tracker, text.as_bytes(), ctx.clock.now_us());
+            }
+            Some(Ok(Message::Binary(body))) if ctx.target.is_generic() => {
+                handle_body(ctx, spec, tracker, &body, ctx.clock.now_us());
+            }
             Some(Ok(Message::Text(text))) => {
                 let now = ctx.clock.now_us();
                 match serde_json::from_str::<ServerFrame>(&text) {
@@ -177,6 +194,25 @@ async fn read_loop(
             }
             // Pings are answered by tungstenite on the next read.
             Some(Ok(_)) => {}
+        }
+    }
+}
+
+/// Generic mode: a frame is one published body, `{"t": µs, "s": sequence, "p": "…"}`.
+fn handle_body(ctx: &Ctx, spec: &SubSpec, tracker: &mut Tracker, body: &[u8], now_us: u64) {
+    match serde_json::from_slice::<Payload>(body) {
+        Ok(p) => {
+            if let Some(seq) = p.s {
+                tracker.observe(seq);
+            }
+            if let Some(t) = p.t {
+                ctx.latency.record(spec.id, now_us.saturating_sub(t));
+            }
+            Counters::inc(&ctx.counters.deliveries);
+        }
+        Err(e) => {
+            Counters::inc(&ctx.counters.protocol_errors);
+            ctx.counters.error(&error_kind("bad body", &e));
         }
     }
 }

@@ -21,7 +21,7 @@ use crate::client::{run_subscriber, Controls, OnHubClose, SubOutcome, SubSpec, T
 use crate::ctx::{Counters, Ctx};
 use crate::latency::Percentiles;
 use crate::monitor::{Monitor, ProgressMode, Sample};
-use crate::procfs;
+use crate::procfs::{self, HubProcs};
 use crate::publisher::{self, PublishPlan};
 
 /// How a run is shaped; scenarios fill it in.
@@ -74,6 +74,11 @@ pub struct MemoryFigures {
     pub hub_peak_rss: Option<u64>,
     /// (after ramp − before) / subscribed clients.
     pub hub_rss_per_connection: Option<f64>,
+    /// PSS (shared pages split between the hub's processes), summed: differs from RSS when
+    /// the hub is several processes sharing memory (nginx).
+    pub hub_pss_before: Option<u64>,
+    pub hub_pss_after_ramp: Option<u64>,
+    pub hub_pss_per_connection: Option<f64>,
     pub tcp_mem_before: Option<u64>,
     pub tcp_mem_after_ramp: Option<u64>,
     /// Kernel TCP memory (both ends of every loopback socket) per client.
@@ -177,9 +182,11 @@ pub async fn run(
     interval: Duration,
 ) -> Result<Outcome> {
     let monitor = Monitor::start(ctx.clone(), interval, progress);
-    let pid = ctx.server_pid;
+    let pid = ctx.hub_procs.clone();
+    let pid = pid.as_ref();
     let hub_stats_before = ctx.hub_stats().await;
-    let rss_before = pid.and_then(procfs::rss_bytes);
+    let rss_before = pid.and_then(HubProcs::rss_bytes);
+    let pss_before = pid.and_then(HubProcs::pss_bytes);
     let tcp_before = procfs::tcp_socket_mem_bytes();
     let channels = Arc::new(channel_names(plan.channels));
     let stop = CancellationToken::new();
@@ -253,7 +260,8 @@ pub async fn run(
     };
     // Let the hub settle its allocations before reading memory.
     sleep_or_interrupt(&ctx, Duration::from_millis(500)).await;
-    let rss_after_ramp = pid.and_then(procfs::rss_bytes);
+    let rss_after_ramp = pid.and_then(HubProcs::rss_bytes);
+    let pss_after_ramp = pid.and_then(HubProcs::pss_bytes);
     let tcp_after_ramp = procfs::tcp_socket_mem_bytes();
 
     // Slow clients join after the healthy ones are in.
@@ -300,7 +308,7 @@ pub async fn run(
     ctx.latency.reset();
     let closes_before = Counters::get(&ctx.counters.hub_closes);
     let deliveries_before = Counters::get(&ctx.counters.deliveries);
-    let cpu_before = pid.and_then(procfs::cpu_seconds);
+    let cpu_before = pid.and_then(HubProcs::cpu_seconds);
     let own_cpu_before = procfs::cpu_seconds(std::process::id());
     let machine_before = procfs::machine_cpu_ticks();
     let loadavg_before = procfs::loadavg();
@@ -354,7 +362,7 @@ pub async fn run(
         let _ = t.await;
     }
     let measured_seconds = measure_start.elapsed().as_secs_f64();
-    let cpu_after = pid.and_then(procfs::cpu_seconds);
+    let cpu_after = pid.and_then(HubProcs::cpu_seconds);
     let hub_closes_during_run = Counters::get(&ctx.counters.hub_closes) - closes_before;
 
     // Drain: every subscriber stops once it has its channel's last accepted offset.
@@ -369,7 +377,7 @@ pub async fn run(
             interrupted = true;
         }
     }
-    let cpu_after_drain = pid.and_then(procfs::cpu_seconds);
+    let cpu_after_drain = pid.and_then(HubProcs::cpu_seconds);
     let machine = MachineFigures {
         loadavg_before,
         loadavg_after: procfs::loadavg(),
@@ -429,8 +437,8 @@ pub async fn run(
         *slow.endings.entry(o.ending).or_default() += 1;
     }
 
-    let hub_peak_rss = pid.and_then(procfs::peak_rss_bytes);
-    let rss_end = pid.and_then(procfs::rss_bytes);
+    let hub_peak_rss = pid.and_then(HubProcs::peak_rss_bytes);
+    let rss_end = pid.and_then(HubProcs::rss_bytes);
     let hub_stats_after = ctx.hub_stats().await;
     let samples = monitor.finish().await;
     let per_conn = |after: Option<u64>, before: Option<u64>| match (after, before) {
@@ -450,6 +458,9 @@ pub async fn run(
             hub_rss_end: rss_end,
             hub_peak_rss,
             hub_rss_per_connection: per_conn(rss_after_ramp, rss_before),
+            hub_pss_before: pss_before,
+            hub_pss_after_ramp: pss_after_ramp,
+            hub_pss_per_connection: per_conn(pss_after_ramp, pss_before),
             tcp_mem_before: tcp_before,
             tcp_mem_after_ramp: tcp_after_ramp,
             tcp_mem_per_connection: per_conn(tcp_after_ramp, tcp_before),

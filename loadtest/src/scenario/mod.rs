@@ -25,7 +25,7 @@ use engine::{Outcome, Plan};
 /// What every scenario needs from the global options.
 pub struct Env {
     pub target: Target,
-    pub server_pid: Option<u32>,
+    pub hub_procs: Option<crate::procfs::HubProcs>,
     pub progress: ProgressMode,
     pub sample_interval: Duration,
     pub nofile_limit: u64,
@@ -39,7 +39,7 @@ impl Env {
         check_fd_budget(sockets_needed(plan), self.nofile_limit)?;
         let ctx: Arc<Ctx> = Ctx::new(
             self.target.clone(),
-            self.server_pid,
+            self.hub_procs.clone(),
             self.interrupted.clone(),
         )?;
         engine::run(ctx, plan, self.progress, self.sample_interval).await
@@ -112,6 +112,21 @@ pub fn memory_section(o: &Outcome) -> Section {
     if let Some(p) = m.hub_rss_per_connection {
         s.row("hub RSS per connection", signed_bytes(p as i64));
     }
+    if let (Some(b), Some(a), Some(p)) = (
+        m.hub_pss_before,
+        m.hub_pss_after_ramp,
+        m.hub_pss_per_connection,
+    ) {
+        s.row(
+            "hub PSS before → after ramp",
+            format!(
+                "{} → {} ({} per connection)",
+                bytes(b),
+                bytes(a),
+                signed_bytes(p as i64)
+            ),
+        );
+    }
     if let (Some(b), Some(a)) = (m.tcp_mem_before, m.tcp_mem_after_ramp) {
         s.row(
             "kernel TCP buffers",
@@ -141,12 +156,16 @@ pub fn delivery_section(o: &Outcome) -> Section {
     )
     .row(
         "deliveries",
-        format!(
-            "{} ({}); hub reported {} enqueued",
-            o.deliveries,
-            rate(o.deliveries_per_s),
-            o.hub_enqueued
-        ),
+        if o.hub_enqueued > 0 {
+            format!(
+                "{} ({}); hub reported {} enqueued",
+                o.deliveries,
+                rate(o.deliveries_per_s),
+                o.hub_enqueued
+            )
+        } else {
+            format!("{} ({})", o.deliveries, rate(o.deliveries_per_s))
+        },
     )
     .row(
         "latency p50 / p99 / p99.9 / max",
