@@ -184,11 +184,10 @@ impl WebSockets {
         let timer = sleep_until(next_ping.min(last_seen + config.idle_timeout));
         tokio::pin!(timer);
         loop {
+            // No cancellation branch here: `Hub::disconnect` (and so shutdown) closes the
+            // queue, which wakes `ready()`. Polling a token on every wake-up costs a lock.
             tokio::select! {
                 biased;
-                () = client.cancel.cancelled() => {
-                    return client.disconnect_reason().unwrap_or(DisconnectReason::Shutdown);
-                }
                 () = client.queue.ready() => {
                     if client.queue.try_pop_batch(&mut batch, MAX_FRAMES_PER_WRITE) == Some(false) {
                         return client.disconnect_reason().unwrap_or(DisconnectReason::Internal);
@@ -199,8 +198,8 @@ impl WebSockets {
                     let write = writer.write(ws.get_mut());
                     // A client evicted while its socket is full must not keep this task (and
                     // its frames) alive until the write timeout: stop writing at once. The
-                    // unwritten bytes stay in tungstenite's buffer, so the stream stays
-                    // consistent for the close frame that follows them.
+                    // writer remembers how far it got, so the close frame can follow the
+                    // frames on a frame boundary.
                     tokio::select! {
                         written = timeout(config.write_timeout, write) => match written {
                             Ok(Ok(())) => {}
