@@ -94,13 +94,8 @@ pub async fn publish_json(
 ) -> Result<Response, ApiError> {
     let body =
         body.map_err(|e| ApiError::from_body_rejection(&e, state.config.max_message_size))?;
-    let request: PublishRequest = serde_json::from_slice(&body).map_err(|e| {
-        if e.is_syntax() || e.is_eof() {
-            ApiError::bad_request("bad_json", format!("body is not valid JSON: {e}"))
-        } else {
-            ApiError::bad_request("bad_request", format!("body has the wrong shape: {e}"))
-        }
-    })?;
+    let request: PublishRequest =
+        serde_json::from_slice(&body).map_err(|e| ApiError::from_json_error(&e))?;
     let data = request
         .data
         .ok_or_else(|| ApiError::bad_request("bad_request", "missing field `data`"))?;

@@ -52,6 +52,16 @@ impl ApiError {
         }
     }
 
+    /// A JSON body that failed to parse: broken JSON (`bad_json`) or the wrong shape
+    /// (`bad_request`).
+    pub fn from_json_error(e: &serde_json::Error) -> Self {
+        if e.is_syntax() || e.is_eof() {
+            Self::bad_request("bad_json", format!("body is not valid JSON: {e}"))
+        } else {
+            Self::bad_request("bad_request", format!("body has the wrong shape: {e}"))
+        }
+    }
+
     pub fn from_query_rejection(rejection: &QueryRejection) -> Self {
         Self::bad_request("bad_request", rejection.body_text())
     }

@@ -51,13 +51,8 @@ pub async fn connect(
         .await
         .map_err(|_| ApiError::too_large(limit))?;
     if !body.iter().all(u8::is_ascii_whitespace) {
-        let parsed: ConnectBody = serde_json::from_slice(&body).map_err(|e| {
-            if e.is_syntax() || e.is_eof() {
-                ApiError::bad_request("bad_json", format!("body is not valid JSON: {e}"))
-            } else {
-                ApiError::bad_request("bad_request", format!("body has the wrong shape: {e}"))
-            }
-        })?;
+        let parsed: ConnectBody =
+            serde_json::from_slice(&body).map_err(|e| ApiError::from_json_error(&e))?;
         channels.extend(parsed.channels);
     }
     let id = state.long_poll.connect(channels)?;

@@ -143,6 +143,27 @@ impl TestServer {
             .await
     }
 
+    /// Starts a poll in the background and waits until the hub holds it.
+    pub async fn spawn_parked_poll(&self, session: &str, ack: u64) -> JoinHandle<Value> {
+        let url = self.url(&format!("/lp/poll?session={session}&ack={ack}"));
+        let http = self.http.clone();
+        let before = self.long_poll.polls_in_flight();
+        let poll = tokio::spawn(async move {
+            http.get(url)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        });
+        wait_until("the poll to park", || {
+            self.long_poll.polls_in_flight() > before
+        })
+        .await;
+        poll
+    }
+
     pub async fn lp_send(&self, session: &str, frame: &Value) -> (u16, Value) {
         self.post(
             &format!("/lp/send?session={session}"),

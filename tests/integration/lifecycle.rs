@@ -12,23 +12,7 @@ async fn shutdown_closes_websockets_with_going_away_and_answers_polls() {
     let session = server.lp_connect("?channel=a", None).await;
     let mut ack = 0;
     server.lp_collect(&session, &mut ack, 1).await;
-    let parked = {
-        let url = server.url(&format!("/lp/poll?session={session}&ack={ack}"));
-        let http = server.http.clone();
-        tokio::spawn(async move {
-            http.get(url)
-                .send()
-                .await
-                .unwrap()
-                .json::<serde_json::Value>()
-                .await
-                .unwrap()
-        })
-    };
-    wait_until("the poll to park", || {
-        server.long_poll.polls_in_flight() == 1
-    })
-    .await;
+    let parked = server.spawn_parked_poll(&session, ack).await;
 
     let hub = server.hub.clone();
     let stopping = tokio::spawn(server.shutdown());

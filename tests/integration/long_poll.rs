@@ -116,23 +116,7 @@ async fn a_lost_response_is_sent_again_until_acknowledged() {
 async fn a_second_concurrent_poll_is_rejected() {
     let server = TestServer::start().await;
     let session = server.lp_connect("", None).await;
-    let parked = {
-        let url = server.url(&format!("/lp/poll?session={session}"));
-        let http = server.http.clone();
-        tokio::spawn(async move {
-            http.get(url)
-                .send()
-                .await
-                .unwrap()
-                .json::<serde_json::Value>()
-                .await
-                .unwrap()
-        })
-    };
-    wait_until("the first poll to park", || {
-        server.long_poll.polls_in_flight() == 1
-    })
-    .await;
+    let parked = server.spawn_parked_poll(&session, 0).await;
     let (status, error) = server.lp_poll(&session, 0).await;
     assert_eq!(status, 409);
     assert_eq!(error["error"]["code"], "poll_in_progress");
