@@ -2,8 +2,9 @@
 //! upgrades on every accepted connection, runs the housekeeping tasks, and drains
 //! everything on shutdown.
 //!
-//! Shutdown order: stop accepting → cancel the root token (WebSocket tasks close with 1001,
-//! pending polls are answered) → disconnect every client with `shutdown` → wait for every
+//! Shutdown order: stop accepting → cancel the root token (HTTP connections finish their
+//! request in flight, housekeeping stops) → disconnect every client with `shutdown` (which
+//! closes its queue: WebSocket tasks send 1001, pending polls are answered) → wait for every
 //! tracked task up to the grace period.
 
 use std::future::Future;

@@ -7,8 +7,6 @@
 use std::fmt;
 use std::sync::{Mutex, OnceLock};
 
-use tokio_util::sync::CancellationToken;
-
 use super::channel::ChannelName;
 use super::disconnect::DisconnectReason;
 use super::queue::{ClientQueue, LagCounter};
@@ -47,9 +45,10 @@ impl TransportKind {
 pub struct Client {
     pub id: ClientId,
     pub transport: TransportKind,
+    /// Also the client's cancellation signal: `Hub::disconnect` (and so shutdown) closes it,
+    /// which wakes the transport however it is waiting. A per-client `CancellationToken`
+    /// would cost a tree node per connection and a lock on the root at every connect.
     pub queue: ClientQueue,
-    /// Cancelled when the client is disconnected or the hub shuts down (a child of the root).
-    pub cancel: CancellationToken,
     reason: OnceLock<DisconnectReason>,
     subscriptions: Mutex<Subscriptions>,
 }
@@ -76,13 +75,11 @@ impl Client {
         queue_capacity: usize,
         queue_max_bytes: usize,
         lagging: LagCounter,
-        cancel: CancellationToken,
     ) -> Self {
         Self {
             id,
             transport,
             queue: ClientQueue::new(queue_capacity, queue_max_bytes, lagging),
-            cancel,
             reason: OnceLock::new(),
             subscriptions: Mutex::new(Subscriptions::default()),
         }

@@ -178,7 +178,7 @@ impl Hub {
         &self.inner.stats
     }
 
-    /// Cancelled when the hub shuts down; each client's token is a child of it.
+    /// Cancelled when the hub shuts down (clients are then disconnected with `shutdown`).
     pub fn shutdown_token(&self) -> &CancellationToken {
         &self.inner.shutdown
     }
@@ -217,7 +217,6 @@ impl Hub {
             inner.config.queue_capacity,
             inner.config.queue_max_bytes,
             inner.lagging.clone(),
-            inner.shutdown.child_token(),
         ));
         inner.registry.clients.insert(id, client.clone());
         inner.stats.connected(transport);
@@ -225,8 +224,8 @@ impl Hub {
     }
 
     /// The one way a client leaves. Idempotent: the first reason wins and later calls return
-    /// `false`. Wakes the transport (queue closed, token cancelled), which then closes the
-    /// connection with the reason's code.
+    /// `false`. Wakes the transport (its queue is closed), which then closes the connection
+    /// with the reason's code.
     pub fn disconnect(&self, id: ClientId, reason: DisconnectReason) -> bool {
         let inner = &self.inner;
         let Some((_, client)) = inner.registry.clients.remove(&id) else {
@@ -235,7 +234,6 @@ impl Hub {
         client.set_reason(reason);
         let channels = client.close_subscriptions();
         client.queue.close();
-        client.cancel.cancel();
         for name in channels {
             self.leave_channel(&name, id);
         }

@@ -118,6 +118,17 @@ impl ClientQueue {
         }
     }
 
+    /// Waits until the queue is closed (the client was disconnected). Only for a consumer
+    /// that is not waiting in `ready` or `pop_batch` at the same time.
+    pub async fn closed(&self) {
+        loop {
+            if self.is_closed() {
+                return;
+            }
+            self.notify.notified().await;
+        }
+    }
+
     /// `Some(true)` when frames were moved, `Some(false)` when closed, `None` when empty.
     pub fn try_pop_batch(&self, out: &mut Vec<Frame>, max: usize) -> Option<bool> {
         let mut state = lock(&self.state);

@@ -226,16 +226,15 @@ impl LongPoll {
         };
         let client = &session.client;
         tokio::select! {
+            // Also wakes when the client is disconnected: that closes the queue.
             () = client.queue.ready() => {}
-            () = client.cancel.cancelled() => {}
             () = sleep(self.inner.config.hold) => {}
         }
         let mut frames = Vec::new();
         let closed = client
             .queue
             .try_pop_batch(&mut frames, MAX_FRAMES_PER_BATCH)
-            == Some(false)
-            || client.cancel.is_cancelled();
+            == Some(false);
         if closed {
             let reason = client
                 .disconnect_reason()

@@ -206,7 +206,7 @@ impl WebSockets {
                             Ok(Err(error)) => return reason_for(&WsError::Io(error)),
                             Err(_) => return DisconnectReason::WriteTimeout,
                         },
-                        () = client.cancel.cancelled() => {
+                        () = client.queue.closed() => {
                             return client.disconnect_reason().unwrap_or(DisconnectReason::Shutdown);
                         }
                     }
