@@ -161,6 +161,24 @@ pub fn pids_named(name: &str) -> Vec<u32> {
     pids
 }
 
+/// `TcpExt: ListenOverflows` of /proc/net/netstat: connection attempts the kernel dropped
+/// because a listener's accept queue was full (whole machine). Each one costs the client a
+/// SYN retransmission (1 s, then 2 s, …).
+pub fn listen_overflows() -> Option<u64> {
+    let text = fs::read_to_string("/proc/net/netstat").ok()?;
+    parse_netstat(&text, "TcpExt", "ListenOverflows")
+}
+
+/// One counter of /proc/net/netstat (pairs of lines: names, then values).
+pub fn parse_netstat(text: &str, group: &str, name: &str) -> Option<u64> {
+    let prefix = format!("{group}:");
+    let mut lines = text.lines().filter(|l| l.starts_with(&prefix));
+    let names = lines.next()?;
+    let values = lines.next()?;
+    let i = names.split_whitespace().position(|n| n == name)?;
+    values.split_whitespace().nth(i)?.parse().ok()
+}
+
 /// Whether a process with this pid exists.
 pub fn process_exists(pid: u32) -> bool {
     fs::metadata(format!("/proc/{pid}")).is_ok()
@@ -209,6 +227,13 @@ mod tests {
         assert!(rss_bytes(me).is_some_and(|b| b > 0));
         assert!(cpu_seconds(me).is_some());
         assert!(process_exists(me));
+    }
+
+    #[test]
+    fn parses_netstat() {
+        let text = "TcpExt: SyncookiesSent ListenOverflows ListenDrops\nTcpExt: 1 42 43\nIpExt: A\nIpExt: 1\n";
+        assert_eq!(parse_netstat(text, "TcpExt", "ListenOverflows"), Some(42));
+        assert_eq!(parse_netstat(text, "TcpExt", "Nope"), None);
     }
 
     #[test]

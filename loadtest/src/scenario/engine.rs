@@ -64,6 +64,9 @@ pub struct RampFigures {
     pub connect_failures: u64,
     pub seconds: f64,
     pub connects_per_s: f64,
+    /// Connection attempts dropped by a full accept queue during the ramp (whole machine;
+    /// each costs its client a 1 s SYN retransmission).
+    pub listen_overflows: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -198,6 +201,7 @@ pub async fn run(
 
     // Ramp: paced spawns, then wait (bounded) for every `subscribed`.
     ctx.set_phase("ramp");
+    let overflows_before = procfs::listen_overflows();
     let ramp_start = Instant::now();
     let ramp_rate = plan.ramp_rate.max(1.0);
     let mut handles: Vec<JoinHandle<SubOutcome>> = Vec::with_capacity(plan.clients);
@@ -257,6 +261,10 @@ pub async fn run(
         connect_failures: Counters::get(&ctx.counters.connect_failures),
         seconds: ramp_secs,
         connects_per_s: subscribed as f64 / ramp_secs,
+        listen_overflows: match (overflows_before, procfs::listen_overflows()) {
+            (Some(b), Some(a)) => Some(a.saturating_sub(b)),
+            _ => None,
+        },
     };
     // Let the hub settle its allocations before reading memory.
     sleep_or_interrupt(&ctx, Duration::from_millis(500)).await;

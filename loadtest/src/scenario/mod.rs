@@ -87,6 +87,12 @@ pub fn connection_section(o: &Outcome) -> Section {
     )
     .row("connect failures", o.ramp.connect_failures.to_string())
     .row(
+        "SYNs dropped, accept queue full (ramp)",
+        o.ramp
+            .listen_overflows
+            .map_or_else(|| "n/a".to_owned(), |n| n.to_string()),
+    )
+    .row(
         "closed by the hub during the run",
         o.hub_closes_during_run.to_string(),
     )
