@@ -223,6 +223,8 @@ pub struct Ws {
 pub enum Incoming {
     Json(Value),
     Closed(Option<(u16, String)>),
+    /// The connection ended without a close frame.
+    Ended(String),
 }
 
 impl Ws {
@@ -251,7 +253,8 @@ impl Ws {
                         )
                     }
                     Some(Ok(_)) => continue,
-                    Some(Err(_)) | None => return Incoming::Closed(None),
+                    Some(Err(error)) => return Incoming::Ended(error.to_string()),
+                    None => return Incoming::Ended("end of stream".to_owned()),
                 }
             }
         })
@@ -261,7 +264,7 @@ impl Ws {
     pub async fn recv(&mut self) -> Value {
         match self.next().await {
             Incoming::Json(v) => v,
-            Incoming::Closed(c) => panic!("expected a frame, connection closed: {c:?}"),
+            other => panic!("expected a frame, got {other:?}"),
         }
     }
 
@@ -281,7 +284,8 @@ impl Ws {
             match self.next().await {
                 Incoming::Json(_) => continue,
                 Incoming::Closed(Some(close)) => return close,
-                Incoming::Closed(None) => panic!("connection ended without a close frame"),
+                Incoming::Closed(None) => panic!("close frame without a code"),
+                Incoming::Ended(why) => panic!("connection ended without a close frame: {why}"),
             }
         }
     }
