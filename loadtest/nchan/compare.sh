@@ -53,6 +53,12 @@ HARD_NOFILE=$(ulimit -Hn)
 ulimit -n "$HARD_NOFILE"
 mkdir -p "$OUT"
 WORK=$(mktemp -d /tmp/crier-nchan.XXXXXX)
+# One build of each for the whole matrix, even if the binary is rebuilt while the runs go on.
+cp "$CRIER_BIN" "$WORK/crier"
+CRIER_BUILT=$(date -u -r "$CRIER_BIN" +%FT%TZ)
+CRIER_BIN=$WORK/crier
+cp "$LOADTEST_BIN" "$WORK/crier-loadtest"
+LOADTEST_BIN=$WORK/crier-loadtest
 HUB_PID=""
 HUB_PIDS=""
 
@@ -145,7 +151,7 @@ HUB_DIRTY=$(git status --porcelain -- src Cargo.toml | wc -l)
 {
     echo "date: $(date -u +%FT%TZ)"
     echo "crier commit: $HUB_COMMIT ($HUB_DIRTY uncommitted changes under src/ and Cargo.toml when run)"
-    echo "crier binary: $CRIER_BIN, built $(date -u -r "$CRIER_BIN" +%FT%TZ)"
+    echo "crier binary: built $CRIER_BUILT, sha256 $(sha256sum "$CRIER_BIN" | cut -c1-16) (copied before the first run)"
     echo "nginx: $(nginx -v 2>&1 | sed 's/^nginx version: //'); nchan: $(dpkg-query -W -f '${Version}' libnginx-mod-nchan 2>/dev/null || echo '?')"
     echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), open-file limit $HARD_NOFILE"
 } >"$OUT/meta.txt"
