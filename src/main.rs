@@ -35,8 +35,7 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let shutdown = shutdown_signal().context("cannot install the signal handlers")?;
-    let listener = tokio::net::TcpListener::bind(config.bind)
-        .await
+    let listener = crier::server::bind(config.bind)
         .with_context(|| format!("cannot listen on {}", config.bind))?;
     let addr = listener.local_addr()?;
     if !config.static_dir.is_dir() {

@@ -23,6 +23,7 @@ use crate::config::Config;
 use crate::http::{self, AppState};
 use crate::hub::{DisconnectReason, Hub};
 use crate::transport::long_poll::LongPoll;
+use crate::transport::ws::direct::{self, Opening};
 use crate::transport::ws::WebSockets;
 
 /// How often history is trimmed by age and idle long-poll sessions are reaped.
@@ -31,6 +32,23 @@ const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(500);
 /// Pause after `accept` fails for lack of file descriptors, so the loop does not spin while
 /// connections are at the ceiling.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Pending connections the kernel may hold for us (capped by `net.core.somaxconn`). Tokio's
+/// default of 1024 drops SYNs when thousands of clients reconnect at once, and a dropped SYN
+/// costs the client a one-second retransmit.
+const LISTEN_BACKLOG: u32 = 16_384;
+
+/// Binds the listening socket with a backlog sized for reconnect storms.
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
 
 pub struct Server {
     state: AppState,
@@ -43,7 +61,12 @@ impl Server {
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         let hub = Hub::new(config.hub_config(), shutdown.clone());
-        let websockets = WebSockets::new(hub.clone(), tracker.clone(), config.ws_config());
+        let websockets = WebSockets::new(
+            hub.clone(),
+            tracker.clone(),
+            config.ws_config(),
+            Arc::new(http::error::render_rejection),
+        );
         let long_poll = LongPoll::new(hub.clone(), config.long_poll_config());
         Self {
             state: AppState {
@@ -107,11 +130,26 @@ impl Server {
             }
             let router = router.clone();
             let shutdown = shutdown.clone();
+            let websockets = state.websockets.clone();
             tracker.spawn(async move {
-                if let Err(error) =
-                    serve_connection(stream, router, handshake_timeout, shutdown).await
-                {
-                    tracing::debug!(%peer, %error, "http connection ended with an error");
+                match direct::sniff(&stream, handshake_timeout).await {
+                    Opening::WebSocket => websockets.accept_direct(stream).await,
+                    Opening::Http => {
+                        // Boxed: an HTTP connection's state should not enlarge the task of
+                        // every WebSocket connection spawned from this same code.
+                        let serve = Box::pin(serve_connection(
+                            stream,
+                            router,
+                            handshake_timeout,
+                            shutdown,
+                        ));
+                        if let Err(error) = serve.await {
+                            tracing::debug!(%peer, %error, "http connection ended with an error");
+                        }
+                    }
+                    Opening::Silent => {
+                        tracing::debug!(%peer, "no request within the handshake timeout")
+                    }
                 }
             });
         }

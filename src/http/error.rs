@@ -105,13 +105,26 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The JSON body every error response carries.
+    pub fn body(&self) -> serde_json::Value {
         let mut error = json!({"code": self.code, "message": self.message});
         if let Some(limit) = self.limit {
             error["limit"] = limit.into();
         }
-        let mut response = (self.status, Json(json!({ "error": error }))).into_response();
+        json!({ "error": error })
+    }
+}
+
+/// Status and body for a WebSocket handshake refused outside hyper (`transport::ws::direct`).
+pub fn render_rejection(error: TransportError) -> (u16, String) {
+    let error = ApiError::from(error);
+    (error.status.as_u16(), error.body().to_string())
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, Json(self.body())).into_response();
         if self.code == "overloaded" {
             // Publishers back off for about a second; queues drain in far less.
             response.headers_mut().insert(

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{Query, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -87,13 +87,6 @@ async fn websocket(State(state): State<AppState>, request: Request<Body>) -> Res
 
 /// The repeated `channel` query parameter of `/ws` and `/lp/connect`, validated.
 fn channels_from_query(request: &Request<Body>) -> Result<Vec<ChannelName>, ApiError> {
-    let Query(pairs) = Query::<Vec<(String, String)>>::try_from_uri(request.uri())
-        .map_err(|e| ApiError::from_query_rejection(&e))?;
-    pairs
-        .iter()
-        .filter(|(key, _)| key == "channel")
-        .map(|(_, value)| {
-            ChannelName::parse(value).map_err(|e| ApiError::from(crate::hub::HubError::from(e)))
-        })
-        .collect()
+    crate::transport::ws::channels_from_query(request.uri().query().unwrap_or(""))
+        .map_err(ApiError::from)
 }

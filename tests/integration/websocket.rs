@@ -354,3 +354,47 @@ async fn protocol_pings_from_the_client_are_answered_between_messages() {
     ws.close().await;
     server.assert_no_clients().await;
 }
+
+/// Upgrades whose head is too large for the direct path's sniffing go through hyper, and
+/// behave the same.
+#[tokio::test]
+async fn an_upgrade_with_a_huge_header_takes_the_hyper_path_and_works() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let server = TestServer::start().await;
+    let mut request = format!("ws://{}/ws?channel=big", server.addr)
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("x-padding", "p".repeat(4096).parse().unwrap());
+    let (stream, _) = within("connect", tokio_tungstenite::connect_async(request))
+        .await
+        .unwrap();
+    let mut ws = Ws { stream };
+    assert_eq!(ws.recv().await["type"], "subscribed");
+    server.publish("big", &json!("hello")).await;
+    assert_eq!(ws.recv().await["data"], "hello");
+    ws.close().await;
+    server.assert_no_clients().await;
+}
+
+/// A request head that arrives in pieces is still recognised.
+#[tokio::test]
+async fn an_upgrade_arriving_in_pieces_is_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start().await;
+    let mut raw = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    raw.set_nodelay(true).unwrap();
+    let head = "GET /ws?channel=p HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+    for piece in [&head[..5], &head[5..40], &head[40..]] {
+        raw.write_all(piece.as_bytes()).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let mut response = vec![0u8; 1024];
+    let n = within("handshake response", raw.read(&mut response))
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&response[..n]);
+    assert!(text.starts_with("HTTP/1.1 101"), "{text}");
+    assert!(text.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{text}");
+}

@@ -25,6 +25,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::hub::{ChannelName, Client, DisconnectReason, Frame, Hub, HubError, TransportKind};
 
+pub mod direct;
 mod frame_writer;
 
 use frame_writer::FrameWriter;
@@ -55,20 +56,117 @@ pub struct WsConfig {
     pub max_message_size: usize,
 }
 
+/// Turns a refusal into an HTTP status and JSON body; supplied by the HTTP layer, which owns
+/// the mapping of errors to statuses, for handshakes that never reach hyper.
+pub type RejectionRenderer = Arc<dyn Fn(TransportError) -> (u16, String) + Send + Sync>;
+
 #[derive(Clone)]
 pub struct WebSockets {
     hub: Hub,
     tracker: TaskTracker,
     config: Arc<WsConfig>,
+    render_rejection: RejectionRenderer,
 }
 
 impl WebSockets {
-    pub fn new(hub: Hub, tracker: TaskTracker, config: WsConfig) -> Self {
+    pub fn new(
+        hub: Hub,
+        tracker: TaskTracker,
+        config: WsConfig,
+        render_rejection: RejectionRenderer,
+    ) -> Self {
         Self {
             hub,
             tracker,
             config: Arc::new(config),
+            render_rejection,
         }
+    }
+
+    fn ws_config(&self) -> WebSocketConfig {
+        WebSocketConfig::default()
+            .read_buffer_size(READ_BUFFER_SIZE)
+            .max_message_size(Some(self.config.max_message_size))
+            .max_frame_size(Some(self.config.max_message_size))
+    }
+
+    /// Checks a new WebSocket client against the hub's limits and registers it.
+    fn admit(&self, channels: &[ChannelName]) -> Result<Arc<Client>, TransportError> {
+        let hub = &self.hub;
+        if hub.is_shutting_down() {
+            return Err(TransportError::ShuttingDown);
+        }
+        if channels.len() > hub.config().max_subscriptions {
+            return Err(HubError::TooManySubscriptions(hub.config().max_subscriptions).into());
+        }
+        Ok(hub.register(TransportKind::WebSocket)?)
+    }
+
+    /// Serves a connection whose opening [`direct::sniff`] found to be an upgrade of `/ws`:
+    /// tungstenite does the handshake on the bare socket; refusals get the same HTTP status
+    /// and JSON body as on the hyper path.
+    pub async fn accept_direct(&self, stream: tokio::net::TcpStream) {
+        let mut admitted: Option<(Arc<Client>, Vec<ChannelName>)> = None;
+        // The callback's signature (and its large error type) is tungstenite's.
+        #[allow(clippy::result_large_err)]
+        let callback =
+            |request: &tokio_tungstenite::tungstenite::handshake::server::Request,
+             response: tokio_tungstenite::tungstenite::handshake::server::Response| {
+                let result = channels_from_query(request.uri().query().unwrap_or(""))
+                    .and_then(|channels| self.admit(&channels).map(|client| (client, channels)));
+                match result {
+                    Ok(accepted) => {
+                        admitted = Some(accepted);
+                        Ok(response)
+                    }
+                    Err(error) => Err(self.rejection(error)),
+                }
+            };
+        // Boxed: the handshake's state is large and only needed for a moment.
+        let handshake = Box::pin(tokio_tungstenite::accept_hdr_async_with_config(
+            stream,
+            callback,
+            Some(self.ws_config()),
+        ));
+        let outcome = timeout(self.config.handshake_timeout, handshake).await;
+        // Unpacked before the long await below, so the handshake's result type (large error
+        // variants included) is not kept in the connection's state.
+        let (ws, client) = match (outcome, admitted) {
+            (Ok(Ok(ws)), Some((client, channels))) => {
+                for channel in &channels {
+                    let _ = self.hub.subscribe(&client, channel, None, None);
+                }
+                (Box::new(ws), client)
+            }
+            (outcome, admitted) => {
+                if let Some((client, _)) = admitted {
+                    hub_disconnect(&self.hub, &client, DisconnectReason::ClientClosed);
+                }
+                if let Ok(Err(error)) = outcome {
+                    tracing::debug!(%error, "websocket handshake failed");
+                }
+                return;
+            }
+        };
+        self.run(ws, client).await;
+    }
+
+    fn rejection(
+        &self,
+        error: TransportError,
+    ) -> tokio_tungstenite::tungstenite::handshake::server::ErrorResponse {
+        let (status, body) = (self.render_rejection)(error);
+        let mut response =
+            tokio_tungstenite::tungstenite::handshake::server::ErrorResponse::new(Some(body));
+        *response.status_mut() = tokio_tungstenite::tungstenite::http::StatusCode::from_u16(status)
+            .unwrap_or(tokio_tungstenite::tungstenite::http::StatusCode::BAD_REQUEST);
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response
     }
 
     /// Answers an upgrade request with `101 Switching Protocols` and spawns the connection
@@ -78,16 +176,9 @@ impl WebSockets {
         mut request: Request<Body>,
         channels: Vec<ChannelName>,
     ) -> Result<Response<Body>, TransportError> {
-        let hub = &self.hub;
-        if hub.is_shutting_down() {
-            return Err(TransportError::ShuttingDown);
-        }
         let accept_key = websocket_accept_key(request.headers())?;
-        if channels.len() > hub.config().max_subscriptions {
-            return Err(HubError::TooManySubscriptions(hub.config().max_subscriptions).into());
-        }
+        let client = self.admit(&channels)?;
         let on_upgrade = hyper::upgrade::on(&mut request);
-        let client = hub.register(TransportKind::WebSocket)?;
         let this = self.clone();
         self.tracker.spawn(async move {
             let upgraded = match timeout(this.config.handshake_timeout, on_upgrade).await {
@@ -103,14 +194,10 @@ impl WebSockets {
                     return;
                 }
             };
-            let ws_config = WebSocketConfig::default()
-                .read_buffer_size(READ_BUFFER_SIZE)
-                .max_message_size(Some(this.config.max_message_size))
-                .max_frame_size(Some(this.config.max_message_size));
             let ws = WebSocketStream::from_raw_socket(
                 TokioIo::new(upgraded),
                 Role::Server,
-                Some(ws_config),
+                Some(this.ws_config()),
             )
             .await;
             for channel in &channels {
@@ -118,7 +205,7 @@ impl WebSockets {
                 // already evicted, which the connection loop reports.
                 let _ = this.hub.subscribe(&client, channel, None, None);
             }
-            this.run(ws, client).await;
+            this.run(Box::new(ws), client).await;
         });
         Response::builder()
             .status(StatusCode::SWITCHING_PROTOCOLS)
@@ -129,7 +216,9 @@ impl WebSockets {
             .map_err(|e| TransportError::BadRequest(e.to_string()))
     }
 
-    async fn run<S>(&self, mut ws: WebSocketStream<S>, client: Arc<Client>)
+    /// The stream comes boxed: held by value, an async fn's argument takes two slots in its
+    /// state (the argument and the moved-in local), 300 bytes each, in every connection.
+    async fn run<S>(&self, mut ws: Box<WebSocketStream<S>>, client: Arc<Client>)
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     {
@@ -139,6 +228,19 @@ impl WebSockets {
         // If someone else ended the client first (a publisher evicting it as slow, shutdown),
         // their reason is the one the client hears.
         let reason = client.disconnect_reason().unwrap_or(ended);
+        Box::pin(self.close(&mut ws, &mut writer, reason)).await;
+        tracing::debug!(client_id = %client.id, transport = "websocket", %reason, "connection ended");
+    }
+
+    /// Tells the client why it is being closed, as far as its socket allows.
+    async fn close<S>(
+        &self,
+        ws: &mut WebSocketStream<S>,
+        writer: &mut FrameWriter,
+        reason: DisconnectReason,
+    ) where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
         if reason == DisconnectReason::ClientClosed {
             // tungstenite queued the reply to the client's close frame; send it.
             let _ = timeout(self.config.write_timeout, ws.flush()).await;
@@ -162,7 +264,6 @@ impl WebSockets {
                 .await;
             }
         }
-        tracing::debug!(client_id = %client.id, transport = "websocket", %reason, "connection ended");
     }
 
     /// The connection loop; returns why it ended.
@@ -193,22 +294,10 @@ impl WebSockets {
                         return client.disconnect_reason().unwrap_or(DisconnectReason::Internal);
                     }
                     writer.load(std::mem::take(&mut batch));
-                    // tungstenite's own frames (pongs) never sit half-written between ours:
-                    // they are flushed as soon as they are queued, in the read branch below.
-                    let write = writer.write(ws.get_mut());
-                    // A client evicted while its socket is full must not keep this task (and
-                    // its frames) alive until the write timeout: stop writing at once. The
-                    // writer remembers how far it got, so the close frame can follow the
-                    // frames on a frame boundary.
-                    tokio::select! {
-                        written = timeout(config.write_timeout, write) => match written {
-                            Ok(Ok(())) => {}
-                            Ok(Err(error)) => return reason_for(&WsError::Io(error)),
-                            Err(_) => return DisconnectReason::WriteTimeout,
-                        },
-                        () = client.queue.closed() => {
-                            return client.disconnect_reason().unwrap_or(DisconnectReason::Shutdown);
-                        }
+                    // Boxed, like every rarely-pending step below: a future held inline is
+                    // part of every connection's task, idle or not.
+                    if let Some(ended) = Box::pin(write_batch(writer, ws.get_mut(), client, config.write_timeout)).await {
+                        return ended;
                     }
                 }
                 incoming = ws.next() => {
@@ -228,7 +317,7 @@ impl WebSockets {
                         Message::Close(_) => return DisconnectReason::ClientClosed,
                         // tungstenite queued the pong; send it now, so our own frame writes
                         // never have to check for it.
-                        Message::Ping(_) => match timeout(config.write_timeout, ws.flush()).await {
+                        Message::Ping(_) => match Box::pin(timeout(config.write_timeout, ws.flush())).await {
                             Ok(Ok(())) => {}
                             Ok(Err(error)) => return reason_for(&error),
                             Err(_) => return DisconnectReason::WriteTimeout,
@@ -243,7 +332,7 @@ impl WebSockets {
                         return DisconnectReason::IdleTimeout;
                     }
                     if now >= next_ping {
-                        match timeout(config.write_timeout, ws.send(Message::Ping(Default::default()))).await {
+                        match Box::pin(timeout(config.write_timeout, ws.send(Message::Ping(Default::default())))).await {
                             Ok(Ok(())) => {}
                             Ok(Err(error)) => return reason_for(&error),
                             Err(_) => return DisconnectReason::WriteTimeout,
@@ -257,8 +346,40 @@ impl WebSockets {
     }
 }
 
+/// Writes the loaded batch within `limit`; stops early if the client is disconnected while
+/// its socket is full. `None` when all was written.
+async fn write_batch<S: tokio::io::AsyncWrite + Unpin>(
+    writer: &mut FrameWriter,
+    io: &mut S,
+    client: &Client,
+    limit: Duration,
+) -> Option<DisconnectReason> {
+    // A client evicted while its socket is full must not keep this task (and its frames)
+    // alive until the write timeout: stop writing at once. The writer remembers how far it
+    // got, so the close frame can follow on a frame boundary.
+    tokio::select! {
+        written = timeout(limit, writer.write(io)) => match written {
+            Ok(Ok(())) => None,
+            Ok(Err(error)) => Some(reason_for(&WsError::Io(error))),
+            Err(_) => Some(DisconnectReason::WriteTimeout),
+        },
+        () = client.queue.closed() => Some(client.disconnect_reason().unwrap_or(DisconnectReason::Shutdown)),
+    }
+}
+
 fn hub_disconnect(hub: &Hub, client: &Client, reason: DisconnectReason) {
     hub.disconnect(client.id, reason);
+}
+
+/// The repeated `channel` query parameter of `/ws`, validated.
+pub fn channels_from_query(query: &str) -> Result<Vec<ChannelName>, TransportError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
+        .map_err(|e| TransportError::BadRequest(format!("bad query string: {e}")))?;
+    pairs
+        .iter()
+        .filter(|(key, _)| key == "channel")
+        .map(|(_, value)| ChannelName::parse(value).map_err(TransportError::from))
+        .collect()
 }
 
 /// Maps a tungstenite error to the documented close reason.
@@ -311,4 +432,47 @@ fn websocket_accept_key(headers: &HeaderMap) -> Result<HeaderValue, TransportErr
         .ok_or(TransportError::NotWebSocket("missing `Sec-WebSocket-Key`"))?;
     HeaderValue::from_str(&derive_accept_key(key.as_bytes()))
         .map_err(|_| TransportError::NotWebSocket("bad `Sec-WebSocket-Key`"))
+}
+
+#[cfg(test)]
+mod task_size {
+    use super::*;
+
+    /// Every idle WebSocket connection is one task whose size is the largest state of this
+    /// future. Held-across-await buffers, large error types or unboxed one-off steps inflate
+    /// it for every connection (this guard caught 1.6 KiB of such waste). Structural, not a
+    /// timing: sizes depend only on the code.
+    #[tokio::test]
+    async fn a_connection_task_stays_small() {
+        let hub = Hub::new(
+            crate::hub::HubConfig::default(),
+            tokio_util::sync::CancellationToken::new(),
+        );
+        let second = Duration::from_secs(1);
+        let websockets = WebSockets::new(
+            hub,
+            TaskTracker::new(),
+            WsConfig {
+                ping_interval: second,
+                idle_timeout: second,
+                write_timeout: second,
+                handshake_timeout: second,
+                max_message_size: 1000,
+            },
+            Arc::new(|_| (400, String::new())),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (stream, _) = listener.accept().await.unwrap();
+        let sniff = std::mem::size_of_val(&direct::sniff(&stream, second));
+        let connection = std::mem::size_of_val(&websockets.accept_direct(stream));
+        eprintln!("sniff: {sniff} bytes, connection: {connection} bytes");
+        assert!(sniff <= 256, "sniff future is {sniff} bytes");
+        assert!(
+            connection <= 1024,
+            "connection future is {connection} bytes"
+        );
+    }
 }
