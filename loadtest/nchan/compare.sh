@@ -236,7 +236,7 @@ cell_ldr() { # hub: lost / duplicated / reordered over every run of that hub
     echo "| hub CPU per delivery at saturation ($N_SUBS subs / 10 channels / 256 B) | $(cell_sat nchan) | $(cell_sat crier) |"
     echo "| p99 publish→receive, $N_SUBS subs, $RATE20K msg/s over 10 channels | $(cell_rate nchan) | $(cell_rate crier) |"
     echo "| $K_SLOW never-reading among $((N_SLOW + K_SLOW)), 100 msg/s × 16 KiB, $D_SLOW: hub memory growth | $(cell_slow_mem nchan) | $(cell_slow_mem crier) |"
-    echo "| same: healthy p99 with / without stuck clients | $(cell_slow_p99 nchan) | $(cell_slow_p99 crier) |"
+    echo "| same: healthy p99, with ÷ without stuck clients (without → with) | $(cell_slow_p99 nchan) | $(cell_slow_p99 crier) |"
     echo "| same: how the stuck clients ended | $(cell_slow_end nchan) | $(cell_slow_end crier) |"
     echo "| lost / duplicated / reordered (healthy clients, all runs) | $(cell_ldr nchan) | $(cell_ldr crier) |"
 } | tee "$OUT/table.md"
