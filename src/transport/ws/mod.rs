@@ -15,6 +15,7 @@ use futures_util::{SinkExt, StreamExt};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use tokio::io::AsyncReadExt;
 use tokio::time::{sleep_until, timeout, Instant};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -256,10 +257,14 @@ impl WebSockets {
                 ws.close(Some(frame)).await
             };
             if let Ok(Ok(())) = timeout(self.config.write_timeout, close).await {
-                // Read until the peer answers the close (or goes), so the socket is not reset
-                // while our close frame is still unread on the other side.
+                // Lingering close: read and discard (raw bytes: after a read error the
+                // frame parser may be mid-frame) until the peer closes too. Closing with
+                // unread input would make the kernel send a reset, which can overtake our
+                // close frame, and the client would see 1006 instead of the reason.
+                let io = ws.get_mut();
                 let _ = timeout(CLOSE_HANDSHAKE_TIMEOUT, async {
-                    while let Some(Ok(_)) = ws.next().await {}
+                    let mut sink = [0u8; 1024];
+                    while let Ok(1..) = io.read(&mut sink).await {}
                 })
                 .await;
             }
