@@ -11,9 +11,11 @@
 //! - `main.rs` — thin binary: parse [`config::Config`], init tracing, raise the open-files
 //!   limit, bind, [`server::Server::run`] until SIGINT/SIGTERM.
 //! - [`config`] — clap flags with `CRIER_*` env vars, turned into typed limits per layer.
-//! - [`server`] — accept loop (hyper HTTP/1.1 with upgrades), housekeeping task (history
-//!   ageing, long-poll reaper), graceful shutdown over a root `CancellationToken` and a
-//!   `TaskTracker` that holds every spawned task.
+//! - [`server`] — accept loop: each new connection's first bytes are sniffed; a WebSocket
+//!   upgrade of `/ws` goes straight to tungstenite ([`transport::ws::direct`]), everything
+//!   else to hyper (HTTP/1.1 with upgrades) and the axum router. Also the housekeeping task
+//!   (history ageing, long-poll reaper) and graceful shutdown over a root
+//!   `CancellationToken` and a `TaskTracker` that holds every spawned task.
 //! - [`http`] — axum wiring only: router, publish/history/stats API, long-poll endpoints,
 //!   error → status mapping ([`http::error`]).
 //! - [`transport`] — adapters that turn connections into hub calls:
@@ -34,7 +36,8 @@
 //!   client as `Slow`; the transport turns the reason into a close code or `disconnect` frame.
 //!   When most clients lag at once, `Hub::check_load` refuses publishes (`overloaded`)
 //!   instead: back-pressure on publishers rather than mass eviction.
-//! - Every ending goes through `Hub::disconnect(id, reason)`, exactly once.
+//! - Every ending goes through `Hub::disconnect(id, reason)`, exactly once. It closes the
+//!   client's queue, which is also the transport's cancellation signal.
 
 pub mod config;
 pub mod http;
