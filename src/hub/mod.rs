@@ -1,7 +1,7 @@
 //! The hub core: clients, channels, offsets, history and fan-out. No HTTP, WebSocket or
 //! axum types live here; transports call these methods and own their sockets.
 //!
-//! - [`registry`] — the two dashmaps (clients, channels) and channel lifetime.
+//! - `registry` — the two dashmaps (clients, channels) and channel lifetime.
 //! - [`channel`] — one channel: offset counter, history ring, subscribers.
 //! - [`client`] — the handle kept per connection (queue, cancel token, reason).
 //! - [`queue`] — the bounded per-client frame queue.
