@@ -7,8 +7,8 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use crier::hub::{message, ChannelName, Epoch, Hub, HubConfig, TransportKind};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use tokio_util::sync::CancellationToken;
 
 /// Publishes timed between queue drains; below the default queue capacity.
@@ -42,23 +42,27 @@ fn publish_fanout(c: &mut Criterion) {
         };
         drain();
         group.throughput(Throughput::Elements(subscribers as u64));
-        group.bench_with_input(BenchmarkId::from_parameter(subscribers), &subscribers, |b, _| {
-            b.iter_custom(|iters| {
-                let mut timed = Duration::ZERO;
-                let mut done = 0;
-                while done < iters {
-                    let n = PUBLISHES_PER_DRAIN.min(iters - done);
-                    let start = Instant::now();
-                    for _ in 0..n {
-                        black_box(hub.publish(&channel, &data));
+        group.bench_with_input(
+            BenchmarkId::from_parameter(subscribers),
+            &subscribers,
+            |b, _| {
+                b.iter_custom(|iters| {
+                    let mut timed = Duration::ZERO;
+                    let mut done = 0;
+                    while done < iters {
+                        let n = PUBLISHES_PER_DRAIN.min(iters - done);
+                        let start = Instant::now();
+                        for _ in 0..n {
+                            black_box(hub.publish(&channel, &data));
+                        }
+                        timed += start.elapsed();
+                        drain();
+                        done += n;
                     }
-                    timed += start.elapsed();
-                    drain();
-                    done += n;
-                }
-                timed
-            });
-        });
+                    timed
+                });
+            },
+        );
     }
     group.finish();
 }
@@ -68,7 +72,14 @@ fn encode_once(c: &mut Criterion) {
     let epoch = Epoch::random();
     let data = format!("\"{}\"", "x".repeat(200));
     c.bench_function("encode_message_256B", |b| {
-        b.iter(|| black_box(message::encode_message(&channel, &epoch, black_box(42), &data)));
+        b.iter(|| {
+            black_box(message::encode_message(
+                &channel,
+                &epoch,
+                black_box(42),
+                &data,
+            ))
+        });
     });
 }
 
