@@ -99,3 +99,25 @@ impl fmt::Display for DisconnectReason {
         f.write_str(self.as_str())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Stats index per-reason counters by discriminant, in `ALL`'s order.
+    #[test]
+    fn all_lists_every_reason_in_declaration_order() {
+        for (i, reason) in DisconnectReason::ALL.iter().enumerate() {
+            assert_eq!(*reason as usize, i, "{reason}");
+        }
+        let codes: std::collections::HashSet<u16> = DisconnectReason::ALL
+            .iter()
+            .map(|r| r.close_code())
+            .collect();
+        assert_eq!(
+            codes.len(),
+            DisconnectReason::ALL.len(),
+            "close codes are distinct"
+        );
+    }
+}

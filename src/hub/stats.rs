@@ -13,9 +13,11 @@ type Labels = [(&'static str, &'static str); 1];
 
 pub struct Stats {
     registry: Registry,
-    connections: Family<Labels, Gauge>,
-    connects: Family<Labels, Counter>,
-    disconnects: Family<Labels, Counter>,
+    // Handles into the labelled families, resolved once: a connect or disconnect then costs
+    // an atomic add, not a family lookup under its lock.
+    connections: [Gauge; 2],
+    connects: [Counter; 2],
+    disconnects: [Counter; DisconnectReason::ALL.len()],
     pub(crate) channels: Gauge,
     pub(crate) published: Counter,
     pub(crate) deliveries: Counter,
@@ -86,11 +88,14 @@ impl Default for Stats {
             "Clients whose queue is at least half full",
             lagging.clone(),
         );
+        let transports = [TransportKind::WebSocket, TransportKind::LongPoll];
+        let by_transport = |t: &TransportKind| [("transport", t.as_str())];
         Self {
             registry,
-            connections,
-            connects,
-            disconnects,
+            connections: transports.map(|t| connections.get_or_create(&by_transport(&t)).clone()),
+            connects: transports.map(|t| connects.get_or_create(&by_transport(&t)).clone()),
+            disconnects: DisconnectReason::ALL
+                .map(|r| disconnects.get_or_create(&[("reason", r.as_str())]).clone()),
             channels,
             published,
             deliveries,
@@ -104,30 +109,21 @@ impl Default for Stats {
 
 impl Stats {
     pub(crate) fn connected(&self, transport: TransportKind) {
-        let labels = [("transport", transport.as_str())];
-        self.connections.get_or_create(&labels).inc();
-        self.connects.get_or_create(&labels).inc();
+        self.connections[transport as usize].inc();
+        self.connects[transport as usize].inc();
     }
 
     pub(crate) fn disconnected(&self, transport: TransportKind, reason: DisconnectReason) {
-        self.connections
-            .get_or_create(&[("transport", transport.as_str())])
-            .dec();
-        self.disconnects
-            .get_or_create(&[("reason", reason.as_str())])
-            .inc();
+        self.connections[transport as usize].dec();
+        self.disconnects[reason as usize].inc();
     }
 
     pub fn connections(&self, transport: TransportKind) -> i64 {
-        self.connections
-            .get_or_create(&[("transport", transport.as_str())])
-            .get()
+        self.connections[transport as usize].get()
     }
 
     pub fn disconnects(&self, reason: DisconnectReason) -> u64 {
-        self.disconnects
-            .get_or_create(&[("reason", reason.as_str())])
-            .get()
+        self.disconnects[reason as usize].get()
     }
 
     pub fn published(&self) -> u64 {

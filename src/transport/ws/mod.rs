@@ -39,6 +39,9 @@ use super::TransportError;
 /// still turning a backlog into few syscalls.
 const MAX_FRAMES_PER_WRITE: usize = 64;
 
+/// A write of fewer frames than this waits one scheduler turn for more to arrive.
+const YIELD_BELOW_FRAMES: usize = 16;
+
 /// How long a closing connection waits for the peer's close frame before dropping the socket.
 const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -297,6 +300,16 @@ impl WebSockets {
                 () = client.queue.ready() => {
                     if client.queue.try_pop_batch(&mut batch, MAX_FRAMES_PER_WRITE) == Some(false) {
                         return client.disconnect_reason().unwrap_or(DisconnectReason::Internal);
+                    }
+                    if batch.len() < YIELD_BELOW_FRAMES {
+                        // Let the tasks already queued run first: when the hub is busy, they
+                        // are publishes whose frames then share this write (one syscall for
+                        // several frames); when it is idle, this returns at once.
+                        Box::pin(tokio::task::yield_now()).await;
+                        let room = MAX_FRAMES_PER_WRITE - batch.len();
+                        if client.queue.try_pop_batch(&mut batch, room) == Some(false) {
+                            return client.disconnect_reason().unwrap_or(DisconnectReason::Internal);
+                        }
                     }
                     writer.load(std::mem::take(&mut batch));
                     // Boxed, like every rarely-pending step below: a future held inline is
