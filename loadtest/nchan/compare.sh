@@ -158,7 +158,7 @@ HUB_DIRTY=$(git status --porcelain -- src Cargo.toml | wc -l)
 
 for hub in nchan crier; do
     if wants idle15k; then run "$hub" idle15k idle -n "$N_IDLE" --ramp-rate 50000 --hold 10s; fi
-    if wants sat; then run "$hub" sat fanout -n "$N_SUBS" -c 10 --rate 0 --publishers 8 --size 256 --duration "$D_SAT"; fi
+    if wants sat; then run "$hub" sat fanout -n "$N_SUBS" -c 10 --rate 0 --publishers 16 --size 256 --duration "$D_SAT"; fi
     if wants rate20k; then run "$hub" rate20k fanout -n "$N_SUBS" -c 10 --rate "$RATE20K" --size 256 --duration "$D_FIX"; fi
     if wants slow; then run "$hub" slow slow -n "$N_SLOW" -c 10 --rate 100 --size 16384 --duration "$D_SLOW" --slow "$K_SLOW"; fi
 done
