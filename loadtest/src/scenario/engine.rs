@@ -50,6 +50,34 @@ pub struct Plan {
     pub drain_timeout: Duration,
 }
 
+impl Plan {
+    /// Subscribers that reconnect if the hub closes them, and nothing else: no publishing,
+    /// no slow clients, no storm or churn. Scenarios add what they need.
+    pub fn subscribers(
+        clients: usize,
+        channels: usize,
+        transport: Transport,
+        ramp_rate: f64,
+        duration: Duration,
+    ) -> Self {
+        Self {
+            clients,
+            channels,
+            transport,
+            ramp_rate,
+            on_hub_close: OnHubClose::Reconnect,
+            duration,
+            publish: None,
+            slow: 0,
+            slow_recv_buffer: 0,
+            slow_every: None,
+            storm_at: None,
+            churn_per_s: 0.0,
+            drain_timeout: Duration::from_secs(15),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct PublishSettings {
     pub rate: f64,

@@ -5,28 +5,23 @@ use anyhow::Result;
 use super::engine::{Plan, PublishSettings};
 use super::{problems, standard_sections, unix_now, Env};
 use crate::cli::FanoutArgs;
-use crate::client::OnHubClose;
 use crate::report::RunReport;
 
 pub fn plan(args: &FanoutArgs) -> Plan {
     Plan {
-        clients: args.subscribers,
-        channels: args.channels,
-        transport: args.transport,
-        ramp_rate: args.ramp_rate,
-        on_hub_close: OnHubClose::Reconnect,
-        duration: args.duration,
         publish: Some(PublishSettings {
             rate: args.rate,
             publishers: args.publishers,
             size: args.size,
         }),
-        slow: 0,
-        slow_recv_buffer: 0,
-        slow_every: None,
-        storm_at: None,
-        churn_per_s: 0.0,
         drain_timeout: args.drain_timeout,
+        ..Plan::subscribers(
+            args.subscribers,
+            args.channels,
+            args.transport,
+            args.ramp_rate,
+            args.duration,
+        )
     }
 }
 

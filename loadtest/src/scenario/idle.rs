@@ -11,19 +11,15 @@ use crate::report::RunReport;
 
 pub async fn run(env: &Env, args: &IdleArgs) -> Result<RunReport> {
     let plan = Plan {
-        clients: args.clients,
-        channels: args.channels,
-        transport: args.transport,
-        ramp_rate: args.ramp_rate,
         on_hub_close: OnHubClose::GiveUp,
-        duration: args.hold,
-        publish: None,
-        slow: 0,
-        slow_recv_buffer: 0,
-        slow_every: None,
-        storm_at: None,
-        churn_per_s: 0.0,
         drain_timeout: std::time::Duration::from_secs(1),
+        ..Plan::subscribers(
+            args.clients,
+            args.channels,
+            args.transport,
+            args.ramp_rate,
+            args.hold,
+        )
     };
     let started = unix_now();
     let o = env.run(&plan).await?;

@@ -9,28 +9,24 @@ use anyhow::Result;
 use super::engine::{Plan, PublishSettings};
 use super::{problems, standard_sections, unix_now, Env};
 use crate::cli::SmokeArgs;
-use crate::client::OnHubClose;
 use crate::report::{RunReport, Section};
 
 pub async fn run(env: &Env, args: &SmokeArgs) -> Result<RunReport> {
     let plan = Plan {
-        clients: args.clients,
-        channels: args.channels,
-        transport: args.transport,
-        ramp_rate: 1000.0,
-        on_hub_close: OnHubClose::Reconnect,
-        duration: args.duration,
         publish: Some(PublishSettings {
             rate: args.rate,
             publishers: 4,
             size: 128,
         }),
-        slow: 0,
-        slow_recv_buffer: 0,
-        slow_every: None,
         storm_at: Some(args.duration / 2),
-        churn_per_s: 0.0,
         drain_timeout: Duration::from_secs(20),
+        ..Plan::subscribers(
+            args.clients,
+            args.channels,
+            args.transport,
+            1000.0,
+            args.duration,
+        )
     };
     let started = unix_now();
     let o = env.run(&plan).await?;

@@ -6,7 +6,6 @@ use anyhow::Result;
 use super::engine::{Plan, PublishSettings};
 use super::{problems, standard_sections, unix_now, Env};
 use crate::cli::SoakArgs;
-use crate::client::OnHubClose;
 use crate::monitor::Sample;
 use crate::report::{bytes, ms, RunReport, Section};
 
@@ -40,23 +39,22 @@ pub fn drift(samples: &[Sample], f: impl Fn(&Sample) -> Option<f64>) -> Option<(
 
 pub async fn run(env: &Env, args: &SoakArgs) -> Result<RunReport> {
     let plan = Plan {
-        clients: args.clients,
-        channels: args.channels,
-        transport: args.transport,
-        ramp_rate: args.ramp_rate,
-        on_hub_close: OnHubClose::Reconnect,
-        duration: args.duration,
         publish: Some(PublishSettings {
             rate: args.rate,
             publishers: args.publishers,
             size: args.size,
         }),
-        slow: 0,
         slow_recv_buffer: args.slow_recv_buffer,
         slow_every: (args.slow_batch > 0).then_some((args.slow_every, args.slow_batch)),
-        storm_at: None,
         churn_per_s: args.churn,
         drain_timeout: args.drain_timeout,
+        ..Plan::subscribers(
+            args.clients,
+            args.channels,
+            args.transport,
+            args.ramp_rate,
+            args.duration,
+        )
     };
     let started = unix_now();
     let o = env.run(&plan).await?;

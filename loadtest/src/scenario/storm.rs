@@ -6,28 +6,24 @@ use anyhow::Result;
 use super::engine::{Plan, PublishSettings};
 use super::{problems, standard_sections, unix_now, Env};
 use crate::cli::StormArgs;
-use crate::client::OnHubClose;
 use crate::report::{RunReport, Section};
 
 pub async fn run(env: &Env, args: &StormArgs) -> Result<RunReport> {
     let plan = Plan {
-        clients: args.clients,
-        channels: args.channels,
-        transport: args.transport,
-        ramp_rate: args.ramp_rate,
-        on_hub_close: OnHubClose::Reconnect,
-        duration: args.duration,
         publish: Some(PublishSettings {
             rate: args.rate,
             publishers: args.publishers,
             size: args.size,
         }),
-        slow: 0,
-        slow_recv_buffer: 0,
-        slow_every: None,
         storm_at: Some(args.storm_at),
-        churn_per_s: 0.0,
         drain_timeout: args.drain_timeout,
+        ..Plan::subscribers(
+            args.clients,
+            args.channels,
+            args.transport,
+            args.ramp_rate,
+            args.duration,
+        )
     };
     let started = unix_now();
     let o = env.run(&plan).await?;
