@@ -316,6 +316,15 @@ impl Ws {
     }
 }
 
+/// The last frame of a long-poll batch.
+pub fn last_frame(batch: &Value) -> Value {
+    batch["messages"]
+        .as_array()
+        .and_then(|frames| frames.last())
+        .cloned()
+        .unwrap_or_else(|| panic!("empty batch: {batch}"))
+}
+
 /// Offsets of the `message` frames among `frames`.
 pub fn offsets(frames: &[Value]) -> Vec<u64> {
     frames

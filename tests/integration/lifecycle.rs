@@ -18,12 +18,7 @@ async fn shutdown_closes_websockets_with_going_away_and_answers_polls() {
     let stopping = tokio::spawn(server.shutdown());
     assert_eq!(ws.recv_close().await, (1001, "shutdown".to_owned()));
     let batch = within("parked poll answer", parked).await.unwrap();
-    let last = batch["messages"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .clone();
+    let last = last_frame(&batch);
     assert_eq!(
         (
             last["type"].as_str(),

@@ -234,12 +234,7 @@ async fn slow_session_is_ended_with_the_reason() {
     }
     let (status, batch) = server.lp_poll(&session, 0).await;
     assert_eq!(status, 200);
-    let last = batch["messages"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .clone();
+    let last = last_frame(&batch);
     assert_eq!(last["type"], "disconnect");
     assert_eq!(last["reason"], "slow");
     assert_eq!(last["code"], 4000);
