@@ -69,7 +69,8 @@ pub struct Config {
     #[arg(long, env = "CRIER_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
     pub handshake_timeout: Duration,
 
-    /// A socket write stalled this long closes the connection (4002).
+    /// A socket write stalled this long closes the connection (no close frame fits through a
+    /// stalled socket; counted as `write_timeout`, 4002 in long-poll and docs).
     #[arg(long, env = "CRIER_WRITE_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
     pub write_timeout: Duration,
 
