@@ -70,7 +70,7 @@ pub struct Config {
     pub handshake_timeout: Duration,
 
     /// A socket write stalled this long closes the connection (no close frame fits through a
-    /// stalled socket; counted as `write_timeout`, 4002 in long-poll and docs).
+    /// stalled socket; counted as `write_timeout`).
     #[arg(long, env = "CRIER_WRITE_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
     pub write_timeout: Duration,
 
