@@ -94,10 +94,6 @@ impl Client {
         self.lock_subs().closed
     }
 
-    pub fn subscriptions(&self) -> Vec<ChannelName> {
-        self.lock_subs().channels.clone()
-    }
-
     /// Records the first reason only: the first party to end a client explains it.
     pub(crate) fn set_reason(&self, reason: DisconnectReason) {
         let _ = self.reason.set(reason);

@@ -93,14 +93,6 @@ impl PublishPolicy {
             None => name == p,
         })
     }
-
-    pub fn describe(&self) -> String {
-        if self.patterns.is_empty() {
-            "none".to_owned()
-        } else {
-            self.patterns.join(",")
-        }
-    }
 }
 
 /// Errors a client request can meet in the hub; each has a stable wire code.
@@ -178,11 +170,6 @@ impl Hub {
         &self.inner.stats
     }
 
-    /// Cancelled when the hub shuts down (clients are then disconnected with `shutdown`).
-    pub fn shutdown_token(&self) -> &CancellationToken {
-        &self.inner.shutdown
-    }
-
     pub fn is_shutting_down(&self) -> bool {
         self.inner.shutdown.is_cancelled()
     }
@@ -193,12 +180,6 @@ impl Hub {
 
     pub fn channel_count(&self) -> usize {
         self.inner.registry.channel_count()
-    }
-
-    /// Whether one more client would fit (checked before a WebSocket upgrade, so a refused
-    /// client gets a plain HTTP 503 instead of a socket that closes at once).
-    pub fn has_capacity(&self) -> bool {
-        self.client_count() < self.inner.config.max_connections
     }
 
     /// Adds a client. The caller (a transport) keeps the returned handle and reads its queue.
@@ -418,10 +399,6 @@ impl Hub {
         for id in ids {
             self.disconnect(id, reason);
         }
-    }
-
-    pub fn client(&self, id: ClientId) -> Option<Arc<Client>> {
-        self.inner.registry.client(id)
     }
 
     /// Subscriber count of a channel (0 when the hub does not hold it).

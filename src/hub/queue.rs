@@ -93,18 +93,6 @@ impl ClientQueue {
         Ok(())
     }
 
-    /// Moves up to `max` queued frames into `out`, waiting while the queue is empty.
-    /// Returns `false` once the queue is closed (frames still queued then are dropped: a
-    /// closed client resumes from its last offset).
-    pub async fn pop_batch(&self, out: &mut Vec<Frame>, max: usize) -> bool {
-        loop {
-            if let Some(open) = self.try_pop_batch(out, max) {
-                return open;
-            }
-            self.notify.notified().await;
-        }
-    }
-
     /// Waits until a frame is queued or the queue is closed. Cancel-safe: it takes nothing.
     pub async fn ready(&self) {
         loop {
@@ -119,7 +107,7 @@ impl ClientQueue {
     }
 
     /// Waits until the queue is closed (the client was disconnected). Only for a consumer
-    /// that is not waiting in `ready` or `pop_batch` at the same time.
+    /// that is not waiting in `ready` at the same time.
     pub async fn closed(&self) {
         loop {
             if self.is_closed() {
@@ -129,7 +117,9 @@ impl ClientQueue {
         }
     }
 
-    /// `Some(true)` when frames were moved, `Some(false)` when closed, `None` when empty.
+    /// Moves up to `max` queued frames into `out`: `Some(true)` when frames were moved,
+    /// `None` when there were none, `Some(false)` once the queue is closed (frames still
+    /// queued then are dropped: a closed client resumes from its last offset).
     pub fn try_pop_batch(&self, out: &mut Vec<Frame>, max: usize) -> Option<bool> {
         let mut state = lock(&self.state);
         if state.closed {
@@ -169,12 +159,9 @@ impl ClientQueue {
         lock(&self.state).closed
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         lock(&self.state).frames.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -187,6 +174,13 @@ fn lock(m: &Mutex<QueueState>) -> std::sync::MutexGuard<'_, QueueState> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// How the transports consume: wait for `ready`, then take what is there. `false` once
+    /// the queue is closed.
+    async fn pop_batch(q: &ClientQueue, out: &mut Vec<Frame>, max: usize) -> bool {
+        q.ready().await;
+        q.try_pop_batch(out, max) != Some(false)
+    }
 
     fn frame(s: &str) -> Frame {
         Frame::from_string(s.to_owned())
@@ -219,7 +213,7 @@ mod tests {
             q.try_push(frame(s)).unwrap();
         }
         let mut out = Vec::new();
-        assert!(q.pop_batch(&mut out, 10).await);
+        assert!(pop_batch(&q, &mut out, 10).await);
         let got: Vec<&str> = out
             .iter()
             .map(|f| std::str::from_utf8(f.as_bytes()).unwrap())
@@ -229,7 +223,7 @@ mod tests {
         let q2 = q.clone();
         let waiter = tokio::spawn(async move {
             let mut out = Vec::new();
-            let open = q2.pop_batch(&mut out, 10).await;
+            let open = pop_batch(&q2, &mut out, 10).await;
             (open, out.len())
         });
         tokio::task::yield_now().await;
@@ -241,7 +235,7 @@ mod tests {
     async fn close_wakes_a_waiting_consumer() {
         let q = std::sync::Arc::new(ClientQueue::new(8, usize::MAX, LagCounter::default()));
         let q2 = q.clone();
-        let waiter = tokio::spawn(async move { q2.pop_batch(&mut Vec::new(), 10).await });
+        let waiter = tokio::spawn(async move { pop_batch(&q2, &mut Vec::new(), 10).await });
         tokio::task::yield_now().await;
         q.close();
         assert!(!waiter.await.unwrap());

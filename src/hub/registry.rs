@@ -57,8 +57,4 @@ impl Registry {
     pub fn channel_count(&self) -> usize {
         self.channels.len()
     }
-
-    pub fn client(&self, id: ClientId) -> Option<Arc<Client>> {
-        self.clients.get(&id).map(|c| c.value().clone())
-    }
 }

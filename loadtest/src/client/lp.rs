@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use reqwest::StatusCode;
 
-use super::{drained, handle_frame, Controls, SessionEnd, SubSpec};
+use super::{drained, handle_frame, open_session, Controls, SessionEnd, SubSpec};
 use crate::accounting::Tracker;
 use crate::ctx::{error_kind, Counters, Ctx, HTTP_TIMEOUT};
 use crate::frame::{lp_connect_body, LpSession, PollBatch};
@@ -69,20 +69,16 @@ pub async fn session(
     first_subscription: &mut bool,
 ) -> SessionEnd {
     let resume = tracker.resume_point().map(|(e, o)| (e.to_owned(), o));
-    let session = tokio::select! {
-        _ = controls.stop.cancelled() => return SessionEnd::Stopped,
-        r = connect(ctx, source, &spec.channel, resume.as_ref().map(|(e, o)| (e.as_str(), *o))) => match r {
-            Ok(s) => s,
-            Err(e) => {
-                Counters::inc(&ctx.counters.connect_failures);
-                return SessionEnd::Failed(error_kind("lp connect", &e));
-            }
-        },
+    let connecting = connect(
+        ctx,
+        source,
+        &spec.channel,
+        resume.as_ref().map(|(e, o)| (e.as_str(), *o)),
+    );
+    let session = match open_session(ctx, controls, "lp connect", connecting).await {
+        Ok(session) => session,
+        Err(end) => return end,
     };
-    Counters::inc(&ctx.counters.connects);
-    ctx.counters
-        .active
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let end = poll_loop(
         ctx,
         spec,

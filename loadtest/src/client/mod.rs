@@ -83,6 +83,31 @@ pub enum SessionEnd {
     Failed(String),
 }
 
+/// Opens a session's connection unless the run stops first, and counts the outcome: a
+/// failure (with its kind), or a connect and one more active client.
+async fn open_session<T, E: std::fmt::Display>(
+    ctx: &Ctx,
+    controls: &Controls,
+    what: &str,
+    connect: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, SessionEnd> {
+    let opened = tokio::select! {
+        _ = controls.stop.cancelled() => return Err(SessionEnd::Stopped),
+        r = connect => r,
+    };
+    match opened {
+        Ok(session) => {
+            Counters::inc(&ctx.counters.connects);
+            ctx.counters.active.fetch_add(1, Ordering::Relaxed);
+            Ok(session)
+        }
+        Err(e) => {
+            Counters::inc(&ctx.counters.connect_failures);
+            Err(SessionEnd::Failed(crate::ctx::error_kind(what, &e)))
+        }
+    }
+}
+
 /// What a subscriber hands back at the end.
 pub struct SubOutcome {
     pub channel: String,

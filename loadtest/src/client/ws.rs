@@ -11,7 +11,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use super::{drained, handle_frame, Controls, SessionEnd, SubSpec};
+use super::{drained, handle_frame, open_session, Controls, SessionEnd, SubSpec};
 use crate::accounting::Tracker;
 use crate::ctx::{error_kind, Counters, Ctx, CONNECT_TIMEOUT};
 use crate::frame::{subscribe_frame, Payload, ServerFrame, GENERIC_EPOCH};
@@ -79,20 +79,17 @@ pub async fn session(
         None => ctx.target.subscribe_url(&spec.channel),
         Some(_) => ctx.target.ws_url("/ws"),
     };
-    let mut ws = tokio::select! {
-        _ = controls.stop.cancelled() => return SessionEnd::Stopped,
-        r = connect(ctx, &url, source, None) => match r {
-            Ok(ws) => ws,
-            Err(e) => {
-                Counters::inc(&ctx.counters.connect_failures);
-                return SessionEnd::Failed(error_kind("ws connect", &e));
-            }
-        },
+    let mut ws = match open_session(
+        ctx,
+        controls,
+        "ws connect",
+        connect(ctx, &url, source, None),
+    )
+    .await
+    {
+        Ok(ws) => ws,
+        Err(end) => return end,
     };
-    Counters::inc(&ctx.counters.connects);
-    ctx.counters
-        .active
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     if generic {
         // Subscribed once the upgrade is done. Owed: every sequence number accepted from now
         // on (a reconnect keeps the first start, so what it missed counts as lost).

@@ -137,14 +137,13 @@ impl WebSockets {
         // variants included) is not kept in the connection's state.
         let (ws, client) = match (outcome, admitted) {
             (Ok(Ok(ws)), Some((client, channels))) => {
-                for channel in &channels {
-                    let _ = self.hub.subscribe(&client, channel, None, None);
-                }
+                self.subscribe_at_connect(&client, &channels);
                 (Box::new(ws), client)
             }
             (outcome, admitted) => {
                 if let Some((client, _)) = admitted {
-                    hub_disconnect(&self.hub, &client, DisconnectReason::ClientClosed);
+                    self.hub
+                        .disconnect(client.id, DisconnectReason::ClientClosed);
                 }
                 if let Ok(Err(error)) = outcome {
                     tracing::debug!(%error, "websocket handshake failed");
@@ -153,6 +152,15 @@ impl WebSockets {
             }
         };
         self.run(ws, client).await;
+    }
+
+    /// The `?channel=` subscriptions of the upgrade request, made once the socket is ours.
+    fn subscribe_at_connect(&self, client: &Arc<Client>, channels: &[ChannelName]) {
+        for channel in channels {
+            // Limits were checked before the upgrade; a failure here means the client was
+            // already evicted, which the connection loop reports.
+            let _ = self.hub.subscribe(client, channel, None, None);
+        }
     }
 
     fn rejection(
@@ -189,12 +197,14 @@ impl WebSockets {
                 Ok(Ok(upgraded)) => upgraded,
                 Ok(Err(error)) => {
                     tracing::debug!(client_id = %client.id, %error, "websocket upgrade failed");
-                    hub_disconnect(&this.hub, &client, DisconnectReason::ClientClosed);
+                    this.hub
+                        .disconnect(client.id, DisconnectReason::ClientClosed);
                     return;
                 }
                 Err(_) => {
                     tracing::debug!(client_id = %client.id, "websocket upgrade timed out");
-                    hub_disconnect(&this.hub, &client, DisconnectReason::IdleTimeout);
+                    this.hub
+                        .disconnect(client.id, DisconnectReason::IdleTimeout);
                     return;
                 }
             };
@@ -204,11 +214,7 @@ impl WebSockets {
                 Some(this.ws_config()),
             )
             .await;
-            for channel in &channels {
-                // Limits were checked before the upgrade; a failure here means the client was
-                // already evicted, which the connection loop reports.
-                let _ = this.hub.subscribe(&client, channel, None, None);
-            }
+            this.subscribe_at_connect(&client, &channels);
             this.run(Box::new(ws), client).await;
         });
         Response::builder()
@@ -228,7 +234,7 @@ impl WebSockets {
     {
         let mut writer = FrameWriter::default();
         let ended = self.drive(&mut ws, &mut writer, &client).await;
-        hub_disconnect(&self.hub, &client, ended);
+        self.hub.disconnect(client.id, ended);
         // If someone else ended the client first (a publisher evicting it as slow, shutdown),
         // their reason is the one the client hears.
         let reason = client.disconnect_reason().unwrap_or(ended);
@@ -385,10 +391,6 @@ async fn write_batch<S: tokio::io::AsyncWrite + Unpin>(
     }
 }
 
-fn hub_disconnect(hub: &Hub, client: &Client, reason: DisconnectReason) {
-    hub.disconnect(client.id, reason);
-}
-
 /// The repeated `channel` query parameter of `/ws`, validated.
 pub fn channels_from_query(query: &str) -> Result<Vec<ChannelName>, TransportError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
@@ -402,13 +404,10 @@ pub fn channels_from_query(query: &str) -> Result<Vec<ChannelName>, TransportErr
 
 /// Maps a tungstenite error to the documented close reason.
 fn reason_for(error: &WsError) -> DisconnectReason {
-    use tokio_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
+    use tokio_tungstenite::tungstenite::error::ProtocolError;
     match error {
         WsError::ConnectionClosed | WsError::AlreadyClosed | WsError::Io(_) => {
             DisconnectReason::ClientClosed
-        }
-        WsError::Capacity(CapacityError::MessageTooLong { .. }) => {
-            DisconnectReason::MessageTooLarge
         }
         WsError::Capacity(_) => DisconnectReason::MessageTooLarge,
         WsError::Utf8(_) => DisconnectReason::InvalidUtf8,
