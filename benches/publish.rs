@@ -7,7 +7,8 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use crier::hub::{message, ChannelName, Epoch, Hub, HubConfig, TransportKind};
+use crier::hub::{ChannelName, Epoch, Hub, HubConfig, TransportKind};
+use crier::protocol::server;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use tokio_util::sync::CancellationToken;
 
@@ -29,7 +30,8 @@ fn publish_fanout(c: &mut Criterion) {
         let clients: Vec<_> = (0..subscribers)
             .map(|_| {
                 let client = hub.register(TransportKind::WebSocket).unwrap();
-                hub.subscribe(&client, &channel, None, None).unwrap();
+                hub.subscribe(&client, &channel, None, &|s| server::subscribed(s, None))
+                    .unwrap();
                 client
             })
             .collect();
@@ -72,14 +74,7 @@ fn encode_once(c: &mut Criterion) {
     let epoch = Epoch::random();
     let data = format!("\"{}\"", "x".repeat(200));
     c.bench_function("encode_message_256B", |b| {
-        b.iter(|| {
-            black_box(message::encode_message(
-                &channel,
-                &epoch,
-                black_box(42),
-                &data,
-            ))
-        });
+        b.iter(|| black_box(server::message(&channel, &epoch, black_box(42), &data)));
     });
 }
 

@@ -42,5 +42,6 @@
 pub mod config;
 pub mod http;
 pub mod hub;
+pub mod protocol;
 pub mod server;
 pub mod transport;

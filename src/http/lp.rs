@@ -6,26 +6,16 @@ use axum::extract::{Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
-use serde_json::json;
 
-use crate::transport::long_poll::{ConnectChannel, SessionId};
+use crate::protocol::bodies::{
+    Accepted, Closed, ConnectChannel, ConnectRequest, SessionOpened, SessionQuery,
+};
+use crate::protocol::query;
+use crate::transport::long_poll::SessionId;
+use crate::transport::TransportError;
 
 use super::error::ApiError;
 use super::AppState;
-
-#[derive(Deserialize)]
-struct ConnectBody {
-    #[serde(default)]
-    channels: Vec<ConnectChannel>,
-}
-
-#[derive(Deserialize)]
-pub struct SessionQuery {
-    session: String,
-    #[serde(default)]
-    ack: u64,
-}
 
 fn session_id(
     query: Result<Query<SessionQuery>, QueryRejection>,
@@ -33,7 +23,7 @@ fn session_id(
     let Query(query) = query.map_err(|e| ApiError::from_query_rejection(&e))?;
     // A malformed id is as unknown as an expired one: the client's remedy is the same.
     let id = SessionId::parse(&query.session)
-        .ok_or_else(|| ApiError::from(crate::transport::TransportError::UnknownSession))?;
+        .ok_or_else(|| ApiError::from(TransportError::UnknownSession))?;
     Ok((id, query.ack))
 }
 
@@ -42,26 +32,27 @@ pub async fn connect(
     State(state): State<AppState>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let mut channels: Vec<ConnectChannel> = super::channels_from_query(&request)?
-        .into_iter()
-        .map(|c| ConnectChannel::Name(c.as_str().to_owned()))
-        .collect();
+    let mut channels: Vec<ConnectChannel> =
+        query::channels_from_query(request.uri().query().unwrap_or(""))?
+            .into_iter()
+            .map(|c| ConnectChannel::Name(c.as_str().to_owned()))
+            .collect();
     let limit = state.config.max_message_size;
     let body = axum::body::to_bytes(request.into_body(), limit)
         .await
         .map_err(|_| ApiError::too_large(limit))?;
     if !body.iter().all(u8::is_ascii_whitespace) {
-        let parsed: ConnectBody =
+        let parsed: ConnectRequest =
             serde_json::from_slice(&body).map_err(|e| ApiError::from_json_error(&e))?;
         channels.extend(parsed.channels);
     }
     let id = state.long_poll.connect(channels)?;
     let config = state.long_poll.config();
-    Ok(Json(json!({
-        "session": id.to_string(),
-        "hold_ms": config.hold.as_millis() as u64,
-        "session_timeout_ms": config.session_timeout.as_millis() as u64,
-    }))
+    Ok(Json(SessionOpened {
+        session: id.to_string(),
+        hold_ms: config.hold.as_millis() as u64,
+        session_timeout_ms: config.session_timeout.as_millis() as u64,
+    })
     .into_response())
 }
 
@@ -84,10 +75,9 @@ pub async fn send(
     let (id, _) = session_id(query)?;
     let body =
         body.map_err(|e| ApiError::from_body_rejection(&e, state.config.max_message_size))?;
-    let text = std::str::from_utf8(&body)
-        .map_err(|e| ApiError::bad_request("invalid_utf8", format!("body is not UTF-8: {e}")))?;
+    let text = std::str::from_utf8(&body).map_err(ApiError::from_utf8_error)?;
     let accepted = state.long_poll.send(id, text)?;
-    Ok((StatusCode::ACCEPTED, Json(json!({ "accepted": accepted }))).into_response())
+    Ok((StatusCode::ACCEPTED, Json(Accepted { accepted })).into_response())
 }
 
 /// `POST /lp/close?session=ID`
@@ -97,5 +87,5 @@ pub async fn close(
 ) -> Result<Response, ApiError> {
     let (id, _) = session_id(query)?;
     state.long_poll.close(id)?;
-    Ok(Json(json!({ "closed": true })).into_response())
+    Ok(Json(Closed { closed: true }).into_response())
 }

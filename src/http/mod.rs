@@ -19,7 +19,8 @@ use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::config::Config;
-use crate::hub::{ChannelName, Hub};
+use crate::hub::Hub;
+use crate::protocol::query;
 use crate::transport::long_poll::LongPoll;
 use crate::transport::ws::WebSockets;
 
@@ -75,18 +76,12 @@ pub fn router(state: AppState) -> Router {
 
 /// `GET /ws?channel=a&channel=b`
 async fn websocket(State(state): State<AppState>, request: Request<Body>) -> Response {
-    let channels = match channels_from_query(&request) {
+    let channels = match query::channels_from_query(request.uri().query().unwrap_or("")) {
         Ok(channels) => channels,
-        Err(e) => return e.into_response(),
+        Err(e) => return ApiError::from(e).into_response(),
     };
     match state.websockets.upgrade(request, channels) {
         Ok(response) => response,
         Err(e) => ApiError::from(e).into_response(),
     }
-}
-
-/// The repeated `channel` query parameter of `/ws` and `/lp/connect`, validated.
-fn channels_from_query(request: &Request<Body>) -> Result<Vec<ChannelName>, ApiError> {
-    crate::transport::ws::channels_from_query(request.uri().query().unwrap_or(""))
-        .map_err(ApiError::from)
 }

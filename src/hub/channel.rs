@@ -9,85 +9,15 @@
 //! caller, who evicts them after the lock is released.
 
 use std::collections::{HashMap, VecDeque};
-use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use crate::protocol::{
+    server, ChannelName, Epoch, Frame, Missed, MissedReason, Published, Since, Subscribed,
+};
 
 use super::client::{Client, ClientId};
-use super::message::{self, Frame, MissedReason, Since};
 use super::queue::PushError;
-
-/// Longest channel name, in bytes. Names travel in every message frame and are map keys, so
-/// they are kept short; 128 leaves room for namespaced names like `tenant:42:room:lobby`.
-pub const MAX_CHANNEL_NAME_LEN: usize = 128;
-
-#[derive(Debug, thiserror::Error)]
-#[error("channel name must be 1-{MAX_CHANNEL_NAME_LEN} bytes of A-Z a-z 0-9 _ - . : @")]
-pub struct InvalidChannelName;
-
-/// A validated channel name: 1–128 bytes of `A–Z a–z 0–9 _ - . : @`. The alphabet never
-/// needs escaping in JSON or in a URL path segment.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ChannelName(Arc<str>);
-
-impl ChannelName {
-    pub fn parse(name: &str) -> Result<Self, InvalidChannelName> {
-        let valid = !name.is_empty()
-            && name.len() <= MAX_CHANNEL_NAME_LEN
-            && name.bytes().all(|b| {
-                b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':' | b'@')
-            });
-        if valid {
-            Ok(Self(Arc::from(name)))
-        } else {
-            Err(InvalidChannelName)
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for ChannelName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&*self.0, f)
-    }
-}
-
-impl fmt::Display for ChannelName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// A channel's numbering generation: 48 random bits as 12 hex digits. A new `Channel` value
-/// (after a restart, or after an idle channel was forgotten) always gets a new epoch.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Epoch(Arc<str>);
-
-impl Epoch {
-    pub fn random() -> Self {
-        let bits: u64 = rand::random::<u64>() & 0xffff_ffff_ffff;
-        Self(Arc::from(format!("{bits:012x}")))
-    }
-
-    pub fn from_string(s: String) -> Self {
-        Self(Arc::from(s))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Epoch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&*self.0, f)
-    }
-}
 
 #[derive(Clone, Copy, Debug)]
 pub struct HistoryLimits {
@@ -121,19 +51,9 @@ struct StoredMessage {
     frame: Frame,
 }
 
-/// What one publish did.
-#[derive(Debug, Clone)]
-pub struct Published {
-    pub channel: ChannelName,
-    pub epoch: Epoch,
-    pub offset: u64,
-    /// Subscribers whose queue took the frame.
-    pub enqueued: usize,
-}
-
 /// A subscribe's catch-up, reported for metrics and logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Subscribed {
+pub struct Joined {
     pub offset: u64,
     pub recovered: bool,
     pub replayed: usize,
@@ -180,7 +100,7 @@ impl Channel {
     ) -> Published {
         state.last_offset += 1;
         let offset = state.last_offset;
-        let frame = message::encode_message(&self.name, &self.epoch, offset, data);
+        let frame = server::message(&self.name, &self.epoch, offset, data);
         state.trim_history(limits, now);
         if limits.size > 0 {
             while state.history.len() >= limits.size
@@ -213,18 +133,19 @@ impl Channel {
         }
     }
 
-    /// Enqueues `subscribed`, then (for a resume) `missed` if history falls short and the
-    /// messages after `since`, then adds the client to the live set. Returns `Err(())` when
-    /// the client's queue overflowed on the way (the caller evicts it as slow).
+    /// Enqueues `subscribed` (encoded by `reply`, which adds the transport's request id),
+    /// then (for a resume) `missed` if history falls short and the messages after `since`,
+    /// then adds the client to the live set. Fails when the client's queue overflowed on the
+    /// way (the caller evicts it as slow).
     pub fn subscribe(
         &self,
         state: &mut ChannelState,
         client: &Arc<Client>,
         since: Option<&Since>,
-        reply_id: Option<&Value>,
+        reply: &dyn Fn(&Subscribed<'_>) -> Frame,
         limits: HistoryLimits,
         now: Instant,
-    ) -> Result<Subscribed, PushError> {
+    ) -> Result<Joined, PushError> {
         state.trim_history(limits, now);
         let last = state.last_offset;
         let first_available = state.history.front().map_or(last + 1, |m| m.offset);
@@ -248,21 +169,20 @@ impl Channel {
         };
 
         let queue = &client.queue;
-        queue.try_push(message::encode_subscribed(
-            &self.name,
-            &self.epoch,
-            last,
-            missed.is_none(),
-            reply_id,
-        ))?;
+        queue.try_push(reply(&Subscribed {
+            channel: &self.name,
+            epoch: &self.epoch,
+            offset: last,
+            recovered: missed.is_none(),
+        }))?;
         if let (Some(reason), Some(since)) = (missed, since) {
-            queue.try_push(message::encode_missed(
-                &self.name,
-                &self.epoch,
+            queue.try_push(server::missed(&Missed {
+                channel: &self.name,
+                epoch: &self.epoch,
                 since,
                 first_available,
                 reason,
-            ))?;
+            }))?;
         }
         let mut replayed = 0;
         for stored in state.history.iter().filter(|m| m.offset > replay_after) {
@@ -270,7 +190,7 @@ impl Channel {
             replayed += 1;
         }
         state.subscribers.insert(client.id, client.clone());
-        Ok(Subscribed {
+        Ok(Joined {
             offset: last,
             recovered: missed.is_none(),
             replayed,
@@ -337,26 +257,6 @@ impl ChannelState {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn channel_names_follow_the_documented_alphabet() {
-        for ok in [
-            "news",
-            "chat:lobby",
-            "a",
-            "user@example.com",
-            "x_y-z.1",
-            &"a".repeat(128),
-        ] {
-            assert!(ChannelName::parse(ok).is_ok(), "{ok} should be valid");
-        }
-        for bad in ["", "a/b", "a b", "é", "a\"b", "a?b", &"a".repeat(129)] {
-            assert!(
-                ChannelName::parse(bad).is_err(),
-                "{bad:?} should be invalid"
-            );
-        }
-    }
 
     #[test]
     fn epochs_differ_between_channel_instances() {

@@ -1,14 +1,15 @@
 //! `Client`: the transport-agnostic handle the hub keeps for each connection — its id, its
-//! bounded queue, its cancellation token, its subscriptions and why it left.
+//! bounded queue (which is also its cancellation signal and records why it left), and its
+//! subscriptions.
 //!
 //! The hub only ever pushes into the queue; the transport adapter that registered the client
 //! owns the reading side and turns the final `DisconnectReason` into a close code.
 
 use std::fmt;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
-use super::channel::ChannelName;
-use super::disconnect::DisconnectReason;
+use crate::protocol::{ChannelName, DisconnectReason};
+
 use super::queue::{ClientQueue, LagCounter};
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -45,11 +46,11 @@ impl TransportKind {
 pub struct Client {
     pub id: ClientId,
     pub transport: TransportKind,
-    /// Also the client's cancellation signal: `Hub::disconnect` (and so shutdown) closes it,
-    /// which wakes the transport however it is waiting. A per-client `CancellationToken`
-    /// would cost a tree node per connection and a lock on the root at every connect.
+    /// Also the client's cancellation signal: `Hub::disconnect` (and so shutdown) closes it
+    /// with the reason, which wakes the transport however it is waiting. A per-client
+    /// `CancellationToken` would cost a tree node per connection and a lock on the root at
+    /// every connect.
     pub queue: ClientQueue,
-    reason: OnceLock<DisconnectReason>,
     subscriptions: Mutex<Subscriptions>,
 }
 
@@ -80,23 +81,17 @@ impl Client {
             id,
             transport,
             queue: ClientQueue::new(queue_capacity, queue_max_bytes, lagging),
-            reason: OnceLock::new(),
             subscriptions: Mutex::new(Subscriptions::default()),
         }
     }
 
     /// Why the client was disconnected; `None` while it is connected.
     pub fn disconnect_reason(&self) -> Option<DisconnectReason> {
-        self.reason.get().copied()
+        self.queue.reason()
     }
 
     pub fn is_closed(&self) -> bool {
         self.lock_subs().closed
-    }
-
-    /// Records the first reason only: the first party to end a client explains it.
-    pub(crate) fn set_reason(&self, reason: DisconnectReason) {
-        let _ = self.reason.set(reason);
     }
 
     pub(crate) fn add_subscription(&self, name: &ChannelName, max: usize) -> AddSubscription {

@@ -1,135 +1,42 @@
 //! The hub core: clients, channels, offsets, history and fan-out. No HTTP, WebSocket or
-//! axum types live here; transports call these methods and own their sockets.
+//! axum types live here; transports call these methods and own their sockets. It speaks the
+//! contract's vocabulary from [`crate::protocol`] (names, frames, codes) and nothing above it.
 //!
 //! - `registry` — the two dashmaps (clients, channels) and channel lifetime.
 //! - [`channel`] — one channel: offset counter, history ring, subscribers.
-//! - [`client`] — the handle kept per connection (queue, cancel token, reason).
-//! - [`queue`] — the bounded per-client frame queue.
-//! - [`message`] — frames encoded once into shared bytes.
-//! - [`disconnect`] — why a client left.
+//! - [`client`] — the handle kept per connection (queue, subscriptions).
+//! - [`queue`] — the bounded per-client frame queue, closed with the reason a client left.
+//! - [`config`] — the limits the hub enforces; which channels clients may publish to.
+//! - [`error`] — `HubError`, each with its wire code.
 //! - [`stats`] — counters, exported as Prometheus text and JSON.
 
 pub mod channel;
 pub mod client;
-pub mod disconnect;
-pub mod message;
+pub mod config;
+pub mod error;
 pub mod queue;
 mod registry;
 pub mod stats;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-pub use channel::{ChannelName, Epoch, HistoryLimits, HistoryPage, InvalidChannelName, Published};
+pub use crate::protocol::{
+    ChannelName, DisconnectReason, Epoch, Frame, InvalidChannelName, Published, Since, Subscribed,
+};
+pub use channel::{HistoryLimits, HistoryPage};
 pub use client::{Client, ClientId, TransportKind};
-pub use disconnect::DisconnectReason;
-pub use message::{Frame, Since};
+pub use config::{HubConfig, PublishPolicy};
+pub use error::HubError;
+pub use queue::Pop;
 pub use stats::Stats;
 
 use client::AddSubscription;
+use queue::PushError;
 use registry::Registry;
-
-/// The limits the hub enforces, already validated by `Config`.
-#[derive(Clone, Debug)]
-pub struct HubConfig {
-    pub queue_capacity: usize,
-    pub queue_max_bytes: usize,
-    pub history: HistoryLimits,
-    pub max_connections: usize,
-    pub max_subscriptions: usize,
-    pub client_publish: PublishPolicy,
-    /// The hub counts as overloaded — and refuses publishes — while more than this fraction
-    /// of its clients (and at least `overload_min_lagging`) have a queue at least half full.
-    pub overload_fraction: f64,
-    pub overload_min_lagging: usize,
-}
-
-impl Default for HubConfig {
-    fn default() -> Self {
-        Self {
-            queue_capacity: 1024,
-            queue_max_bytes: 2 << 20,
-            history: HistoryLimits {
-                size: 500,
-                max_bytes: 1 << 20,
-                ttl: Duration::from_secs(300),
-            },
-            max_connections: 10_000,
-            max_subscriptions: 64,
-            client_publish: PublishPolicy::parse("chat:*"),
-            overload_fraction: 0.5,
-            overload_min_lagging: 16,
-        }
-    }
-}
-
-/// Which channels clients (not backends) may publish to: exact names, or prefixes ending in
-/// `*`; `*` alone allows every channel and an empty list none.
-#[derive(Clone, Debug, Default)]
-pub struct PublishPolicy {
-    patterns: Vec<String>,
-}
-
-impl PublishPolicy {
-    pub fn parse(spec: &str) -> Self {
-        Self {
-            patterns: spec
-                .split(',')
-                .map(str::trim)
-                .filter(|p| !p.is_empty())
-                .map(str::to_owned)
-                .collect(),
-        }
-    }
-
-    pub fn allows(&self, channel: &ChannelName) -> bool {
-        let name = channel.as_str();
-        self.patterns.iter().any(|p| match p.strip_suffix('*') {
-            Some(prefix) => name.starts_with(prefix),
-            None => name == p,
-        })
-    }
-}
-
-/// Errors a client request can meet in the hub; each has a stable wire code.
-#[derive(Debug, thiserror::Error)]
-pub enum HubError {
-    #[error(transparent)]
-    InvalidChannel(#[from] InvalidChannelName),
-    #[error("already subscribed to {0}")]
-    AlreadySubscribed(ChannelName),
-    #[error("not subscribed to {0}")]
-    NotSubscribed(ChannelName),
-    #[error("at most {0} subscriptions per client")]
-    TooManySubscriptions(usize),
-    #[error("clients may not publish to {0}")]
-    PublishForbidden(ChannelName),
-    #[error("the hub is at its connection limit ({0})")]
-    OverCapacity(usize),
-    #[error("the hub is overloaded ({lagging} of {clients} clients are lagging); retry shortly")]
-    Overloaded { lagging: usize, clients: usize },
-    #[error("the client has disconnected")]
-    ClientGone,
-}
-
-impl HubError {
-    pub fn code(&self) -> &'static str {
-        match self {
-            Self::InvalidChannel(_) => "invalid_channel",
-            Self::AlreadySubscribed(_) => "already_subscribed",
-            Self::NotSubscribed(_) => "not_subscribed",
-            Self::TooManySubscriptions(_) => "too_many_subscriptions",
-            Self::PublishForbidden(_) => "publish_forbidden",
-            Self::OverCapacity(_) => "over_capacity",
-            Self::Overloaded { .. } => "overloaded",
-            Self::ClientGone => "client_gone",
-        }
-    }
-}
 
 /// A cheap, cloneable handle to the hub.
 #[derive(Clone)]
@@ -212,28 +119,44 @@ impl Hub {
         let Some((_, client)) = inner.registry.clients.remove(&id) else {
             return false;
         };
-        client.set_reason(reason);
         let channels = client.close_subscriptions();
-        client.queue.close();
+        client.queue.close(reason);
         for name in channels {
             self.leave_channel(&name, id);
         }
         inner.connections.fetch_sub(1, Ordering::AcqRel);
         inner.stats.disconnected(client.transport, reason);
-        if reason == DisconnectReason::Slow {
-            tracing::info!(client_id = %id, transport = client.transport.as_str(), "evicted slow client");
-        } else {
-            tracing::debug!(client_id = %id, transport = client.transport.as_str(), %reason, "client left");
-        }
+        tracing::debug!(client_id = %id, transport = client.transport.as_str(), %reason, "client left");
         true
     }
 
+    /// The one place a full queue ends a client: it did not read fast enough, and it alone
+    /// pays (reconnect and resume from its last offset).
+    fn evict_slow(&self, client: &Client) {
+        if self.disconnect(client.id, DisconnectReason::Slow) {
+            tracing::info!(client_id = %client.id, transport = client.transport.as_str(), "evicted slow client");
+        }
+    }
+
+    /// Queues a frame for one client (a reply, an error): a client too far behind to take
+    /// its own reply is slow.
+    pub fn send(&self, client: &Client, frame: Frame) {
+        if client.queue.try_push(frame) == Err(PushError::Full) {
+            self.evict_slow(client);
+        }
+    }
+
+    /// Subscribes `client` to `channel`, resuming after `since` if given. The `subscribed`
+    /// frame, encoded by `reply` (which knows the request's id), comes first in the queue,
+    /// then any `missed` notice and catch-up, then live messages — all under the channel
+    /// lock, so nothing slips between them. A client whose queue cannot take the catch-up is
+    /// evicted as slow.
     pub fn subscribe(
         &self,
         client: &Arc<Client>,
         channel: &ChannelName,
         since: Option<&Since>,
-        reply_id: Option<&Value>,
+        reply: &dyn Fn(&Subscribed<'_>) -> Frame,
     ) -> Result<(), HubError> {
         let config = &self.inner.config;
         match client.add_subscription(channel, config.max_subscriptions) {
@@ -244,29 +167,25 @@ impl Hub {
             }
             AddSubscription::Closed => return Err(HubError::ClientGone),
         }
-        let outcome = loop {
-            let ch = self.inner.registry.channel_or_create(channel);
-            let mut state = ch.lock();
-            if state.removed {
-                continue;
-            }
-            // Checked under the channel lock: `disconnect` marks the client closed before it
-            // walks its channels, so either we see it closed here or it finds us subscribed.
-            if client.is_closed() {
-                return Err(HubError::ClientGone);
-            }
-            let limits = config.history;
-            break ch.subscribe(&mut state, client, since, reply_id, limits, Instant::now());
-        };
+        let outcome = self
+            .inner
+            .registry
+            .with_live_channel(channel, |ch, state| {
+                // Checked under the channel lock: `disconnect` marks the client closed before it
+                // walks its channels, so either we see it closed here or it finds us subscribed.
+                if client.is_closed() {
+                    return Err(HubError::ClientGone);
+                }
+                let limits = config.history;
+                Ok(ch.subscribe(state, client, since, reply, limits, Instant::now()))
+            })?;
         match outcome {
-            Ok(subscribed) => {
-                self.inner.stats.replayed.inc_by(subscribed.replayed as u64);
-                tracing::debug!(client_id = %client.id, %channel, offset = subscribed.offset,
-                    recovered = subscribed.recovered, replayed = subscribed.replayed, "subscribed");
+            Ok(joined) => {
+                self.inner.stats.replayed.inc_by(joined.replayed as u64);
+                tracing::debug!(client_id = %client.id, %channel, offset = joined.offset,
+                    recovered = joined.recovered, replayed = joined.replayed, "subscribed");
             }
-            Err(_) => {
-                self.disconnect(client.id, DisconnectReason::Slow);
-            }
+            Err(_) => self.evict_slow(client),
         }
         Ok(())
     }
@@ -306,20 +225,15 @@ impl Hub {
     /// that can push back on their publisher call [`Hub::check_load`] first.
     pub fn publish(&self, channel: &ChannelName, data: &str) -> Published {
         let mut overflowed = Vec::new();
-        let published = loop {
-            let ch = self.inner.registry.channel_or_create(channel);
-            let mut state = ch.lock();
-            if state.removed {
-                continue;
-            }
-            let limits = self.inner.config.history;
-            break ch.publish(&mut state, data, limits, Instant::now(), &mut overflowed);
-        };
+        let limits = self.inner.config.history;
+        let published = self.inner.registry.with_live_channel(channel, |ch, state| {
+            ch.publish(state, data, limits, Instant::now(), &mut overflowed)
+        });
         let stats = &self.inner.stats;
         stats.published.inc();
         stats.deliveries.inc_by(published.enqueued as u64);
         for client in overflowed {
-            self.disconnect(client.id, DisconnectReason::Slow);
+            self.evict_slow(&client);
         }
         published
     }

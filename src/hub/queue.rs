@@ -2,7 +2,8 @@
 //!
 //! Publishers push with `try_push`, which never waits: a full queue is reported to the caller,
 //! who evicts the client as `Slow`. The consumer (a WebSocket writer or a long-poll session)
-//! takes everything queued at once, so one socket write can carry many frames.
+//! takes everything queued at once, so one socket write can carry many frames. Closing the
+//! queue records why the client left; the consumer learns it from [`Pop::Closed`].
 //!
 //! Why not a tokio mpsc: an idle connection should cost almost nothing, and an empty mpsc
 //! allocates its first block (~1.3 KiB) up front. A `VecDeque` allocates on first push and is
@@ -14,11 +15,23 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
-use super::message::Frame;
+use crate::protocol::{DisconnectReason, Frame};
 
 /// Frames beyond this many slots of spare capacity are given back once the queue is empty,
 /// so a burst does not pin memory on an idle client.
 const RETAINED_CAPACITY: usize = 16;
+
+/// What [`ClientQueue::try_pop_batch`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pop {
+    /// Frames were moved out.
+    Frames,
+    /// Nothing is queued: wait on [`ClientQueue::ready`].
+    Empty,
+    /// The client was disconnected, for this reason; frames still queued then were dropped (a
+    /// closed client resumes from its last offset).
+    Closed(DisconnectReason),
+}
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum PushError {
@@ -47,7 +60,8 @@ struct QueueState {
     /// Payload bytes queued (mostly shared with other queues and history, but a stuck
     /// client's queue is what keeps old frames alive, so it is bounded in bytes too).
     bytes: usize,
-    closed: bool,
+    /// Set once, by `close`: why the client left.
+    closed: Option<DisconnectReason>,
 }
 
 impl ClientQueue {
@@ -71,7 +85,7 @@ impl ClientQueue {
     pub fn try_push(&self, frame: Frame) -> Result<(), PushError> {
         let was_empty = {
             let mut state = lock(&self.state);
-            if state.closed {
+            if state.closed.is_some() {
                 return Err(PushError::Closed);
             }
             let over_bytes = state.bytes + frame.len() > self.max_bytes && !state.frames.is_empty();
@@ -98,7 +112,7 @@ impl ClientQueue {
         loop {
             {
                 let state = lock(&self.state);
-                if state.closed || !state.frames.is_empty() {
+                if state.closed.is_some() || !state.frames.is_empty() {
                     return;
                 }
             }
@@ -106,27 +120,25 @@ impl ClientQueue {
         }
     }
 
-    /// Waits until the queue is closed (the client was disconnected). Only for a consumer
-    /// that is not waiting in `ready` at the same time.
-    pub async fn closed(&self) {
+    /// Waits until the queue is closed (the client was disconnected) and says why. Only for
+    /// a consumer that is not waiting in `ready` at the same time.
+    pub async fn closed(&self) -> DisconnectReason {
         loop {
-            if self.is_closed() {
-                return;
+            if let Some(reason) = self.reason() {
+                return reason;
             }
             self.notify.notified().await;
         }
     }
 
-    /// Moves up to `max` queued frames into `out`: `Some(true)` when frames were moved,
-    /// `None` when there were none, `Some(false)` once the queue is closed (frames still
-    /// queued then are dropped: a closed client resumes from its last offset).
-    pub fn try_pop_batch(&self, out: &mut Vec<Frame>, max: usize) -> Option<bool> {
+    /// Moves up to `max` queued frames into `out`.
+    pub fn try_pop_batch(&self, out: &mut Vec<Frame>, max: usize) -> Pop {
         let mut state = lock(&self.state);
-        if state.closed {
-            return Some(false);
+        if let Some(reason) = state.closed {
+            return Pop::Closed(reason);
         }
         if state.frames.is_empty() {
-            return None;
+            return Pop::Empty;
         }
         let before = state.frames.len();
         let n = before.min(max);
@@ -140,22 +152,27 @@ impl ClientQueue {
         if state.frames.is_empty() && state.frames.capacity() > RETAINED_CAPACITY {
             state.frames = VecDeque::new();
         }
-        Some(true)
+        Pop::Frames
     }
 
-    pub fn close(&self) {
+    /// Closes the queue for `reason`; the first reason is kept.
+    pub fn close(&self, reason: DisconnectReason) {
         let mut state = lock(&self.state);
-        if !state.closed && state.frames.len() >= self.lag_mark() {
+        if state.closed.is_some() {
+            return;
+        }
+        if state.frames.len() >= self.lag_mark() {
             self.lagging.fetch_sub(1, Ordering::Relaxed);
         }
-        state.closed = true;
+        state.closed = Some(reason);
         state.frames = VecDeque::new();
         state.bytes = 0;
         drop(state);
         self.notify.notify_one();
     }
 
-    pub fn is_closed(&self) -> bool {
+    /// Why the client was disconnected; `None` while it is connected.
+    pub fn reason(&self) -> Option<DisconnectReason> {
         lock(&self.state).closed
     }
 
@@ -179,7 +196,7 @@ mod tests {
     /// the queue is closed.
     async fn pop_batch(q: &ClientQueue, out: &mut Vec<Frame>, max: usize) -> bool {
         q.ready().await;
-        q.try_pop_batch(out, max) != Some(false)
+        !matches!(q.try_pop_batch(out, max), Pop::Closed(_))
     }
 
     fn frame(s: &str) -> Frame {
@@ -199,10 +216,15 @@ mod tests {
     fn closed_queue_refuses_and_reports_closed() {
         let q = ClientQueue::new(2, usize::MAX, LagCounter::default());
         q.try_push(frame("a")).unwrap();
-        q.close();
+        q.close(DisconnectReason::Slow);
+        q.close(DisconnectReason::Shutdown);
         assert_eq!(q.try_push(frame("b")), Err(PushError::Closed));
         let mut out = Vec::new();
-        assert_eq!(q.try_pop_batch(&mut out, 10), Some(false));
+        assert_eq!(
+            q.try_pop_batch(&mut out, 10),
+            Pop::Closed(DisconnectReason::Slow),
+            "the first reason is kept"
+        );
         assert!(out.is_empty());
     }
 
@@ -237,7 +259,7 @@ mod tests {
         let q2 = q.clone();
         let waiter = tokio::spawn(async move { pop_batch(&q2, &mut Vec::new(), 10).await });
         tokio::task::yield_now().await;
-        q.close();
+        q.close(DisconnectReason::Shutdown);
         assert!(!waiter.await.unwrap());
     }
 
@@ -254,7 +276,7 @@ mod tests {
         assert_eq!(lagging.load(Ordering::Relaxed), 0);
         q.try_push(frame("4")).unwrap();
         assert_eq!(lagging.load(Ordering::Relaxed), 1);
-        q.close();
+        q.close(DisconnectReason::Slow);
         assert_eq!(lagging.load(Ordering::Relaxed), 0);
     }
 
@@ -280,8 +302,11 @@ mod tests {
             q.try_push(frame(s)).unwrap();
         }
         let mut out = Vec::new();
-        assert_eq!(q.try_pop_batch(&mut out, 2), Some(true));
+        assert_eq!(q.try_pop_batch(&mut out, 2), Pop::Frames);
         assert_eq!(out.len(), 2);
         assert_eq!(q.len(), 1);
+        assert_eq!(q.try_pop_batch(&mut out, 2), Pop::Frames);
+        assert_eq!(q.try_pop_batch(&mut out, 2), Pop::Empty);
+        assert_eq!(out.len(), 3);
     }
 }

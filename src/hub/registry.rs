@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 
-use super::channel::{Channel, ChannelName};
+use crate::protocol::ChannelName;
+
+use super::channel::{Channel, ChannelState};
 use super::client::{Client, ClientId};
 
 #[derive(Default)]
@@ -24,7 +26,7 @@ impl Registry {
         self.channels.get(name).map(|c| c.value().clone())
     }
 
-    pub fn channel_or_create(&self, name: &ChannelName) -> Arc<Channel> {
+    fn channel_or_create(&self, name: &ChannelName) -> Arc<Channel> {
         if let Some(channel) = self.channel(name) {
             return channel;
         }
@@ -33,6 +35,23 @@ impl Registry {
             .or_insert_with(|| Arc::new(Channel::new(name.clone())))
             .value()
             .clone()
+    }
+
+    /// Runs `f` on the live channel `name` (created if need be) under its lock. A channel the
+    /// registry removed between the lookup and the lock is looked up again, so `f` never acts
+    /// on a forgotten channel.
+    pub fn with_live_channel<R>(
+        &self,
+        name: &ChannelName,
+        f: impl FnOnce(&Channel, &mut ChannelState) -> R,
+    ) -> R {
+        loop {
+            let channel = self.channel_or_create(name);
+            let mut state = channel.lock();
+            if !state.removed {
+                return f(&channel, &mut state);
+            }
+        }
     }
 
     /// Forgets the channel if nothing would be lost by doing so.

@@ -7,7 +7,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use super::client::TransportKind;
-use super::disconnect::DisconnectReason;
+use crate::protocol::DisconnectReason;
 
 type Labels = [(&'static str, &'static str); 1];
 

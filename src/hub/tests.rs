@@ -1,7 +1,14 @@
 //! Unit tests of the hub core: no sockets, frames read straight from client queues.
 
 use super::*;
-use serde_json::json;
+use crate::protocol::{server, ErrorCode};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// The `subscribed` reply of a request without an id.
+fn no_id(s: &Subscribed<'_>) -> Frame {
+    server::subscribed(s, None)
+}
 
 fn hub_with(config: HubConfig) -> Hub {
     Hub::new(config, CancellationToken::new())
@@ -39,8 +46,9 @@ fn publish_reaches_each_subscriber_once_in_order() {
     let news = name("news");
     let a = hub.register(TransportKind::WebSocket).unwrap();
     let b = hub.register(TransportKind::LongPoll).unwrap();
-    hub.subscribe(&a, &news, None, Some(&json!(1))).unwrap();
-    hub.subscribe(&b, &news, None, None).unwrap();
+    hub.subscribe(&a, &news, None, &|s| server::subscribed(s, Some(&json!(1))))
+        .unwrap();
+    hub.subscribe(&b, &news, None, &no_id).unwrap();
     for i in 0..50 {
         let p = hub.publish(&news, &i.to_string());
         assert_eq!(p.offset, i + 1);
@@ -55,8 +63,10 @@ fn publish_reaches_each_subscriber_once_in_order() {
     }
     assert_eq!(drain(&a).len(), 0);
     let first = hub.register(TransportKind::WebSocket).unwrap();
-    hub.subscribe(&first, &news, None, Some(&json!("x")))
-        .unwrap();
+    hub.subscribe(&first, &news, None, &|s| {
+        server::subscribed(s, Some(&json!("x")))
+    })
+    .unwrap();
     assert_eq!(drain(&first)[0]["id"], "x");
 }
 
@@ -65,7 +75,7 @@ fn resume_replays_missed_messages_without_gap_or_duplicate() {
     let hub = hub();
     let news = name("news");
     let c = hub.register(TransportKind::WebSocket).unwrap();
-    hub.subscribe(&c, &news, None, None).unwrap();
+    hub.subscribe(&c, &news, None, &no_id).unwrap();
     for i in 0..5 {
         hub.publish(&news, &i.to_string());
     }
@@ -80,7 +90,7 @@ fn resume_replays_missed_messages_without_gap_or_duplicate() {
         epoch: Some(epoch),
         offset: 5,
     };
-    hub.subscribe(&again, &news, Some(&since), None).unwrap();
+    hub.subscribe(&again, &news, Some(&since), &no_id).unwrap();
     hub.publish(&news, "9");
     let frames = drain(&again);
     assert_eq!(frames[0]["type"], "subscribed");
@@ -109,7 +119,7 @@ fn resume_past_history_sends_missed_then_what_is_left() {
         epoch: Some(epoch.as_str().to_owned()),
         offset: 2,
     };
-    hub.subscribe(&c, &ch, Some(&since), None).unwrap();
+    hub.subscribe(&c, &ch, Some(&since), &no_id).unwrap();
     let frames = drain(&c);
     assert_eq!(frames[0]["recovered"], false);
     assert_eq!(frames[1]["type"], "missed");
@@ -128,7 +138,7 @@ fn resume_with_another_epoch_reports_epoch_changed() {
         epoch: Some("000000000000".into()),
         offset: 1,
     };
-    hub.subscribe(&c, &ch, Some(&since), None).unwrap();
+    hub.subscribe(&c, &ch, Some(&since), &no_id).unwrap();
     let frames = drain(&c);
     assert_eq!(frames[1]["type"], "missed");
     assert_eq!(frames[1]["reason"], "epoch_changed");
@@ -144,8 +154,8 @@ fn full_queue_evicts_only_the_slow_client() {
     let ch = name("c");
     let slow = hub.register(TransportKind::WebSocket).unwrap();
     let fast = hub.register(TransportKind::WebSocket).unwrap();
-    hub.subscribe(&slow, &ch, None, None).unwrap();
-    hub.subscribe(&fast, &ch, None, None).unwrap();
+    hub.subscribe(&slow, &ch, None, &no_id).unwrap();
+    hub.subscribe(&fast, &ch, None, &no_id).unwrap();
     let mut received = Vec::new();
     for i in 0..10 {
         hub.publish(&ch, &i.to_string());
@@ -153,7 +163,7 @@ fn full_queue_evicts_only_the_slow_client() {
     }
     assert_eq!(received, (1..=10).collect::<Vec<_>>());
     assert_eq!(slow.disconnect_reason(), Some(DisconnectReason::Slow));
-    assert!(slow.queue.is_closed());
+    assert_eq!(slow.queue.reason(), Some(DisconnectReason::Slow));
     assert_eq!(hub.stats().disconnects(DisconnectReason::Slow), 1);
     assert_eq!(hub.subscriber_count(&ch), 1);
     assert_eq!(hub.client_count(), 1);
@@ -171,27 +181,27 @@ fn limits_and_policy_are_enforced() {
         hub.register(TransportKind::LongPoll),
         Err(HubError::OverCapacity(1))
     ));
-    hub.subscribe(&c, &name("a"), None, None).unwrap();
+    hub.subscribe(&c, &name("a"), None, &no_id).unwrap();
     assert_eq!(
-        hub.subscribe(&c, &name("a"), None, None)
+        hub.subscribe(&c, &name("a"), None, &no_id)
             .unwrap_err()
             .code(),
-        "already_subscribed"
+        ErrorCode::AlreadySubscribed
     );
     assert_eq!(
-        hub.subscribe(&c, &name("b"), None, None)
+        hub.subscribe(&c, &name("b"), None, &no_id)
             .unwrap_err()
             .code(),
-        "too_many_subscriptions"
+        ErrorCode::TooManySubscriptions
     );
     assert_eq!(
         hub.unsubscribe(&c, &name("b")).unwrap_err().code(),
-        "not_subscribed"
+        ErrorCode::NotSubscribed
     );
     assert!(hub.client_publish(&name("chat:x"), "1").is_ok());
     assert_eq!(
         hub.client_publish(&name("news"), "1").unwrap_err().code(),
-        "publish_forbidden"
+        ErrorCode::PublishForbidden
     );
 }
 
@@ -206,8 +216,8 @@ fn registry_forgets_idle_channels_and_departed_clients() {
         ..HubConfig::default()
     });
     let c = hub.register(TransportKind::WebSocket).unwrap();
-    hub.subscribe(&c, &name("a"), None, None).unwrap();
-    hub.subscribe(&c, &name("b"), None, None).unwrap();
+    hub.subscribe(&c, &name("a"), None, &no_id).unwrap();
+    hub.subscribe(&c, &name("b"), None, &no_id).unwrap();
     assert_eq!(hub.channel_count(), 2);
     hub.unsubscribe(&c, &name("a")).unwrap();
     assert_eq!(hub.channel_count(), 1);
@@ -219,7 +229,7 @@ fn registry_forgets_idle_channels_and_departed_clients() {
     assert_eq!(c.disconnect_reason(), Some(DisconnectReason::ClientClosed));
     assert_eq!(hub.channel_count(), 0);
     assert_eq!(hub.client_count(), 0);
-    assert!(hub.subscribe(&c, &name("a"), None, None).is_err());
+    assert!(hub.subscribe(&c, &name("a"), None, &no_id).is_err());
     assert_eq!(hub.channel_count(), 0);
 }
 
@@ -261,7 +271,7 @@ fn many_lagging_clients_push_back_on_publishers() {
     let clients: Vec<_> = (0..3)
         .map(|_| {
             let c = hub.register(TransportKind::LongPoll).unwrap();
-            hub.subscribe(&c, &ch, None, None).unwrap();
+            hub.subscribe(&c, &ch, None, &no_id).unwrap();
             c
         })
         .collect();
@@ -269,10 +279,10 @@ fn many_lagging_clients_push_back_on_publishers() {
     assert!(hub.check_load().is_ok());
     hub.publish(&ch, "1");
     assert_eq!(hub.lagging_clients(), 3);
-    assert_eq!(hub.check_load().unwrap_err().code(), "overloaded");
+    assert_eq!(hub.check_load().unwrap_err().code(), ErrorCode::Overloaded);
     assert_eq!(
         hub.client_publish(&name("chat:x"), "1").unwrap_err().code(),
-        "overloaded"
+        ErrorCode::Overloaded
     );
     // Two clients catch up: one lagging client of three is not overload.
     drain(&clients[0]);

@@ -4,18 +4,19 @@
 
 use std::sync::Arc;
 
-use crate::hub::{Client, DisconnectReason, Frame, Hub, HubError};
+use serde_json::Value;
 
-use super::protocol::{self, ClientFrame, FrameError};
+use crate::hub::{Client, Hub, HubError};
+use crate::protocol::{client, server, ClientFrame, Frame};
 
 /// Handles one client text frame.
 pub fn handle_text(hub: &Hub, client: &Arc<Client>, text: &str) {
-    let reply = match protocol::parse(text) {
+    let reply = match client::parse(text) {
         Err(error) => Some(error.to_frame()),
         Ok(frame) => handle_frame(hub, client, frame),
     };
     if let Some(reply) = reply {
-        send(hub, client, reply);
+        hub.send(client, reply);
     }
 }
 
@@ -23,31 +24,26 @@ fn handle_frame(hub: &Hub, client: &Arc<Client>, frame: ClientFrame<'_>) -> Opti
     match frame {
         ClientFrame::Subscribe { channel, since, id } => {
             // On success the hub queues `subscribed` itself, atomically with the catch-up.
-            hub.subscribe(client, &channel, since.as_ref(), id.as_ref())
-                .err()
-                .map(|e| hub_error(&e, id))
+            hub.subscribe(client, &channel, since.as_ref(), &|s| {
+                server::subscribed(s, id.as_ref())
+            })
+            .err()
+            .map(|e| hub_error(&e, id.as_ref()))
         }
         ClientFrame::Unsubscribe { channel, id } => Some(match hub.unsubscribe(client, &channel) {
-            Ok(()) => protocol::unsubscribed(&channel, id.as_ref()),
-            Err(e) => hub_error(&e, id),
+            Ok(()) => server::unsubscribed(&channel, id.as_ref()),
+            Err(e) => hub_error(&e, id.as_ref()),
         }),
         ClientFrame::Publish { channel, data, id } => {
             Some(match hub.client_publish(&channel, data.get()) {
-                Ok(published) => protocol::published(&published, id.as_ref()),
-                Err(e) => hub_error(&e, id),
+                Ok(published) => server::published(&published, id.as_ref()),
+                Err(e) => hub_error(&e, id.as_ref()),
             })
         }
-        ClientFrame::Ping { id } => Some(protocol::pong(id.as_ref())),
+        ClientFrame::Ping { id } => Some(server::pong(id.as_ref())),
     }
 }
 
-fn hub_error(error: &HubError, id: Option<serde_json::Value>) -> Frame {
-    FrameError::new(error.code(), error.to_string(), id).to_frame()
-}
-
-/// Queues a frame for the client; a client too far behind to take its own reply is slow.
-pub fn send(hub: &Hub, client: &Arc<Client>, frame: Frame) {
-    if client.queue.try_push(frame).is_err() {
-        hub.disconnect(client.id, DisconnectReason::Slow);
-    }
+fn hub_error(error: &HubError, id: Option<&Value>) -> Frame {
+    server::error(error.code(), &error.to_string(), id)
 }

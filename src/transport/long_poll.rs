@@ -14,9 +14,9 @@ use dashmap::DashMap;
 use serde_json::value::RawValue;
 use tokio::time::{sleep, Instant};
 
-use crate::hub::{
-    message, ChannelName, Client, DisconnectReason, Frame, Hub, HubError, Since, TransportKind,
-};
+use crate::hub::{ChannelName, Client, DisconnectReason, Hub, HubError, Pop, TransportKind};
+use crate::protocol::bodies::{poll_batch_body, ConnectChannel};
+use crate::protocol::server;
 
 use super::dispatch;
 use super::TransportError;
@@ -53,18 +53,6 @@ impl std::fmt::Display for SessionId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{:032x}", self.0)
     }
-}
-
-/// One channel to join at connect, with an optional resume position.
-#[derive(Debug, Clone, serde::Deserialize)]
-#[serde(untagged)]
-pub enum ConnectChannel {
-    Name(String),
-    Resume {
-        channel: String,
-        #[serde(default)]
-        since: Option<Since>,
-    },
 }
 
 #[derive(Clone)]
@@ -164,7 +152,9 @@ impl LongPoll {
         }
         let client = hub.register(TransportKind::LongPoll)?;
         for (channel, since) in &wanted {
-            match hub.subscribe(&client, channel, since.as_ref(), None) {
+            match hub.subscribe(&client, channel, since.as_ref(), &|s| {
+                server::subscribed(s, None)
+            }) {
                 Ok(()) => {}
                 Err(HubError::AlreadySubscribed(_)) => {}
                 Err(e) => {
@@ -231,25 +221,20 @@ impl LongPoll {
             () = sleep(self.inner.config.hold) => {}
         }
         let mut frames = Vec::new();
-        let closed = client
+        if let Pop::Closed(reason) = client
             .queue
             .try_pop_batch(&mut frames, MAX_FRAMES_PER_BATCH)
-            == Some(false);
-        if closed {
-            let reason = client
-                .disconnect_reason()
-                .unwrap_or(DisconnectReason::Shutdown);
-            self.inner.hub.disconnect(client.id, reason);
-            frames.clear();
-            frames.push(message::encode_disconnect(reason));
+        {
+            // The hub ended this client: its last batch says why, then the session is gone.
+            frames.push(server::disconnect(reason));
             self.inner.sessions.remove(&id);
         }
         let mut state = session.lock();
         if frames.is_empty() {
-            return Ok(PollBatch(batch_body(state.last_batch, &[])));
+            return Ok(PollBatch(poll_batch_body(state.last_batch, &[])));
         }
         state.last_batch += 1;
-        let body = batch_body(state.last_batch, &frames);
+        let body = poll_batch_body(state.last_batch, &frames);
         state.unacked = Some(body.clone());
         Ok(PollBatch(body))
     }
@@ -314,11 +299,4 @@ impl LongPoll {
     pub fn clear(&self) {
         self.inner.sessions.clear();
     }
-}
-
-fn batch_body(batch: u64, frames: &[Frame]) -> Bytes {
-    let mut body = format!("{{\"batch\":{batch},\"messages\":").into_bytes();
-    message::write_json_array(&mut body, frames);
-    body.push(b'}');
-    Bytes::from(body)
 }

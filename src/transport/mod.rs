@@ -1,21 +1,27 @@
-//! Transports: adapters that turn a connection into hub calls. Both speak the frames in
-//! [`protocol`] through [`dispatch`]; each owns its sockets and its client's queue reader.
+//! Transports: adapters that turn a connection into hub calls. Both speak the frames of
+//! [`crate::protocol`] through [`dispatch`]; each owns its sockets and its client's queue
+//! reader.
 //!
-//! - [`ws`] — WebSocket: upgrade, one task per connection (queue → socket, socket → hub).
+//! - [`ws`] — WebSocket: handshake (admission, refusals), then one task per connection
+//!   (queue → socket, socket → hub).
 //! - [`long_poll`] — HTTP long-poll sessions: connect, poll (hold), send, close, reaper.
 
 pub mod dispatch;
 pub mod long_poll;
-pub mod protocol;
 pub mod ws;
 
 use crate::hub::{HubError, InvalidChannelName};
+use crate::protocol::query::QueryError;
+use crate::protocol::ErrorCode;
 
-/// Errors a transport reports to its HTTP caller, which maps each to a status code.
+/// Errors a transport reports to its HTTP caller; each has one documented code (and so one
+/// status).
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
     #[error(transparent)]
     Hub(#[from] HubError),
+    #[error(transparent)]
+    Query(#[from] QueryError),
     #[error("unknown or expired long-poll session; connect again and resume")]
     UnknownSession,
     #[error("another poll is already waiting on this session")]
@@ -28,6 +34,21 @@ pub enum TransportError {
     ShuttingDown,
     #[error("{0}")]
     BadRequest(String),
+}
+
+impl TransportError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Hub(e) => e.code(),
+            Self::Query(e) => e.code(),
+            Self::UnknownSession => ErrorCode::UnknownSession,
+            Self::PollInProgress => ErrorCode::PollInProgress,
+            Self::BadAck { .. } => ErrorCode::BadAck,
+            Self::NotWebSocket(_) => ErrorCode::NotWebSocket,
+            Self::ShuttingDown => ErrorCode::ShuttingDown,
+            Self::BadRequest(_) => ErrorCode::BadRequest,
+        }
+    }
 }
 
 impl From<InvalidChannelName> for TransportError {

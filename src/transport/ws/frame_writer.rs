@@ -18,7 +18,7 @@ use std::task::{Context, Poll};
 
 use tokio::io::AsyncWrite;
 
-use crate::hub::Frame;
+use crate::protocol::Frame;
 
 /// Frames per `writev` call: two iovecs each, far below Linux's limit of 1024, and plenty to
 /// amortise the syscall.

@@ -94,6 +94,12 @@ impl DisconnectReason {
     }
 }
 
+impl serde::Serialize for DisconnectReason {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 impl fmt::Display for DisconnectReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -104,7 +110,8 @@ impl fmt::Display for DisconnectReason {
 mod tests {
     use super::*;
 
-    /// Stats index per-reason counters by discriminant, in `ALL`'s order.
+    /// Stats index per-reason counters by discriminant, in `ALL`'s order. (The close-code table
+    /// of `docs/PROTOCOL.md` is checked against these reasons in `codes`.)
     #[test]
     fn all_lists_every_reason_in_declaration_order() {
         for (i, reason) in DisconnectReason::ALL.iter().enumerate() {

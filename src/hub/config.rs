@@ -1,0 +1,69 @@
+//! `HubConfig`: the limits the hub enforces, already validated by `crate::config::Config`;
+//! and `PublishPolicy`, which channels clients (not backends) may publish to.
+
+use std::time::Duration;
+
+use crate::protocol::ChannelName;
+
+use super::channel::HistoryLimits;
+
+#[derive(Clone, Debug)]
+pub struct HubConfig {
+    pub queue_capacity: usize,
+    pub queue_max_bytes: usize,
+    pub history: HistoryLimits,
+    pub max_connections: usize,
+    pub max_subscriptions: usize,
+    pub client_publish: PublishPolicy,
+    /// The hub counts as overloaded — and refuses publishes — while more than this fraction
+    /// of its clients (and at least `overload_min_lagging`) have a queue at least half full.
+    pub overload_fraction: f64,
+    pub overload_min_lagging: usize,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            queue_capacity: 1024,
+            queue_max_bytes: 2 << 20,
+            history: HistoryLimits {
+                size: 500,
+                max_bytes: 1 << 20,
+                ttl: Duration::from_secs(300),
+            },
+            max_connections: 10_000,
+            max_subscriptions: 64,
+            client_publish: PublishPolicy::parse("chat:*"),
+            overload_fraction: 0.5,
+            overload_min_lagging: 16,
+        }
+    }
+}
+
+/// Which channels clients (not backends) may publish to: exact names, or prefixes ending in
+/// `*`; `*` alone allows every channel and an empty list none.
+#[derive(Clone, Debug, Default)]
+pub struct PublishPolicy {
+    patterns: Vec<String>,
+}
+
+impl PublishPolicy {
+    pub fn parse(spec: &str) -> Self {
+        Self {
+            patterns: spec
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        }
+    }
+
+    pub fn allows(&self, channel: &ChannelName) -> bool {
+        let name = channel.as_str();
+        self.patterns.iter().any(|p| match p.strip_suffix('*') {
+            Some(prefix) => name.starts_with(prefix),
+            None => name == p,
+        })
+    }
+}

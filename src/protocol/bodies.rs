@@ -1,0 +1,227 @@
+//! Every HTTP body and query of the contract: what backends and long-poll clients send, and
+//! what they get back. Handlers in `crate::http` parse into and reply with these shapes only.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::client::present;
+use super::frame::write_json_array;
+use super::{ChannelName, Epoch, ErrorCode, Frame, Published, Since};
+
+// ---- requests ----
+
+/// `POST /api/publish`: `{"channel": …, "data": …}` or `{"channels": […], "data": …}`.
+#[derive(Deserialize)]
+pub struct PublishRequest<'a> {
+    #[serde(default)]
+    pub channel: Option<String>,
+    #[serde(default)]
+    pub channels: Option<Vec<String>>,
+    // `Some` even for JSON `null`, which is a legitimate payload.
+    #[serde(default, borrow, deserialize_with = "present")]
+    pub data: Option<&'a RawValue>,
+}
+
+/// `GET /api/channels/{channel}/history?since=OFFSET&limit=N`
+#[derive(Deserialize)]
+pub struct HistoryQuery {
+    #[serde(default)]
+    pub since: u64,
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+/// `POST /lp/connect` body: `{"channels": ["a", {"channel": "b", "since": {…}}]}`.
+#[derive(Deserialize)]
+pub struct ConnectRequest {
+    #[serde(default)]
+    pub channels: Vec<ConnectChannel>,
+}
+
+/// One channel to join at connect, with an optional resume position.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ConnectChannel {
+    Name(String),
+    Resume {
+        channel: String,
+        #[serde(default)]
+        since: Option<Since>,
+    },
+}
+
+/// `?session=ID&ack=N` of `/lp/poll`, `/lp/send` and `/lp/close`.
+#[derive(Deserialize)]
+pub struct SessionQuery {
+    pub session: String,
+    #[serde(default)]
+    pub ack: u64,
+}
+
+// ---- responses ----
+
+/// `{"error": {"code", "message", "limit"?}}`, the body of every HTTP error.
+#[derive(Serialize)]
+pub struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorDetail<'a> {
+    code: ErrorCode,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    limit: Option<usize>,
+}
+
+impl<'a> ErrorBody<'a> {
+    pub fn new(code: ErrorCode, message: &'a str, limit: Option<usize>) -> Self {
+        Self {
+            error: ErrorDetail {
+                code,
+                message,
+                limit,
+            },
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// `POST /api/publish` with `channels`: one result per channel, in order.
+#[derive(Serialize)]
+pub struct PublishResults {
+    pub results: Vec<Published>,
+}
+
+/// `GET /api/channels/{channel}/history`: `{"channel", "epoch" (or null for a channel the hub
+/// does not hold), "offset" (the last assigned), "messages": [message frames]}`. The frames
+/// are JSON already and are copied in, not re-encoded.
+pub fn history_body(
+    channel: &ChannelName,
+    epoch: Option<&Epoch>,
+    last_offset: u64,
+    frames: &[Frame],
+) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Head<'a> {
+        channel: &'a ChannelName,
+        epoch: Option<&'a Epoch>,
+        offset: u64,
+    }
+    let head = Head {
+        channel,
+        epoch,
+        offset: last_offset,
+    };
+    let mut body = serde_json::to_vec(&head).unwrap_or_default();
+    // Reopen the object to append the raw frames.
+    body.pop();
+    body.extend_from_slice(br#","messages":"#);
+    write_json_array(&mut body, frames);
+    body.push(b'}');
+    body
+}
+
+/// `POST /lp/connect`: the new session.
+#[derive(Serialize)]
+pub struct SessionOpened {
+    pub session: String,
+    pub hold_ms: u64,
+    pub session_timeout_ms: u64,
+}
+
+/// `GET /lp/poll`: `{"batch": N, "messages": [frames]}`.
+pub fn poll_batch_body(batch: u64, frames: &[Frame]) -> Bytes {
+    let mut body = format!("{{\"batch\":{batch},\"messages\":").into_bytes();
+    write_json_array(&mut body, frames);
+    body.push(b'}');
+    Bytes::from(body)
+}
+
+/// `POST /lp/send`: how many frames the body held (replies come through the poll).
+#[derive(Serialize)]
+pub struct Accepted {
+    pub accepted: usize,
+}
+
+/// `POST /lp/close`.
+#[derive(Serialize)]
+pub struct Closed {
+    pub closed: bool,
+}
+
+/// `GET /healthz` while serving.
+#[derive(Serialize)]
+pub struct Health {
+    pub status: &'static str,
+}
+
+/// `GET /api/stats`: live figures as flat JSON numbers, plus disconnects by reason.
+#[derive(Serialize)]
+pub struct StatsBody {
+    pub connections: usize,
+    pub websocket: i64,
+    pub long_poll: i64,
+    pub long_poll_sessions: usize,
+    pub channels: usize,
+    pub published: u64,
+    pub deliveries: u64,
+    pub replayed: u64,
+    pub evicted_slow: u64,
+    pub rejected_over_capacity: u64,
+    pub rejected_overloaded: u64,
+    pub lagging_clients: usize,
+    pub max_connections: usize,
+    pub uptime_seconds: u64,
+    pub disconnects: BTreeMap<&'static str, u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    #[test]
+    fn history_body_embeds_frames_as_they_are() {
+        let channel = ChannelName::parse("news").unwrap();
+        let epoch = Epoch::from_string("e1".into());
+        let frames = [Frame::from_string(
+            r#"{"type":"message","offset":1}"#.into(),
+        )];
+        let v: Value =
+            serde_json::from_slice(&history_body(&channel, Some(&epoch), 1, &frames)).unwrap();
+        assert_eq!(
+            v,
+            json!({"channel":"news","epoch":"e1","offset":1,"messages":[{"type":"message","offset":1}]})
+        );
+        let v: Value = serde_json::from_slice(&history_body(&channel, None, 0, &[])).unwrap();
+        assert_eq!(
+            v,
+            json!({"channel":"news","epoch":null,"offset":0,"messages":[]})
+        );
+    }
+
+    #[test]
+    fn poll_batch_and_error_bodies() {
+        let frames = [
+            Frame::from_string("1".into()),
+            Frame::from_string("2".into()),
+        ];
+        let v: Value = serde_json::from_slice(&poll_batch_body(4, &frames)).unwrap();
+        assert_eq!(v, json!({"batch":4,"messages":[1,2]}));
+        let v: Value = serde_json::from_str(
+            &ErrorBody::new(ErrorCode::MessageTooLarge, "too big", Some(10)).to_json(),
+        )
+        .unwrap();
+        assert_eq!(
+            v,
+            json!({"error":{"code":"message_too_large","message":"too big","limit":10}})
+        );
+    }
+}

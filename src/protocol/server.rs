@@ -1,0 +1,247 @@
+//! Every server → client frame, in one place: `message`, `subscribed`, `missed`,
+//! `unsubscribed`, `published`, `pong`, `error` and `disconnect`.
+//!
+//! The hub encodes the frames it must order under a channel lock (`message`, `subscribed`,
+//! `missed`); the transports encode the replies. Both call these functions, so the shape of
+//! each frame is written once.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{ChannelName, DisconnectReason, Epoch, ErrorCode, Frame, Since};
+
+/// The `message` frame for one publish — the hot path, so written by hand rather than by
+/// serde. `data` must be valid JSON text (callers validate it); channel names and epochs come
+/// from restricted alphabets that never need escaping.
+pub fn message(channel: &ChannelName, epoch: &Epoch, offset: u64, data: &str) -> Frame {
+    let mut text = String::with_capacity(64 + channel.as_str().len() + data.len());
+    text.push_str(r#"{"type":"message","channel":""#);
+    text.push_str(channel.as_str());
+    text.push_str(r#"","epoch":""#);
+    text.push_str(epoch.as_str());
+    text.push_str(r#"","offset":"#);
+    let _ = write!(text, "{offset}");
+    text.push_str(r#","data":"#);
+    text.push_str(data);
+    text.push('}');
+    Frame::from_string(text)
+}
+
+/// What one publish did: the reply to a client's `publish` frame and the body of
+/// `POST /api/publish`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Published {
+    pub channel: ChannelName,
+    pub epoch: Epoch,
+    pub offset: u64,
+    /// Subscribers whose queue took the frame.
+    pub enqueued: usize,
+}
+
+/// A subscription just made: the channel's position at that moment.
+#[derive(Debug, Clone, Copy)]
+pub struct Subscribed<'a> {
+    pub channel: &'a ChannelName,
+    pub epoch: &'a Epoch,
+    /// The last offset assigned (0 if none yet); live messages follow above it.
+    pub offset: u64,
+    /// `true` when no resume position was given or history covered it entirely.
+    pub recovered: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MissedReason {
+    /// Messages after the requested offset are partly gone from history.
+    HistoryExhausted,
+    /// The channel's numbering restarted; the requested offsets mean nothing now.
+    EpochChanged,
+}
+
+/// A resume position history could not honour.
+#[derive(Debug, Clone, Copy)]
+pub struct Missed<'a> {
+    pub channel: &'a ChannelName,
+    pub epoch: &'a Epoch,
+    pub since: &'a Since,
+    pub first_available: u64,
+    pub reason: MissedReason,
+}
+
+/// Every frame but `message`, as serde shapes. `id` echoes the client frame's `id`.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ServerFrame<'a> {
+    Subscribed {
+        channel: &'a ChannelName,
+        epoch: &'a Epoch,
+        offset: u64,
+        recovered: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a Value>,
+    },
+    Missed {
+        channel: &'a ChannelName,
+        epoch: &'a Epoch,
+        since: &'a Since,
+        first_available: u64,
+        reason: MissedReason,
+    },
+    Unsubscribed {
+        channel: &'a ChannelName,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a Value>,
+    },
+    Published {
+        #[serde(flatten)]
+        published: &'a Published,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a Value>,
+    },
+    Pong {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a Value>,
+    },
+    Error {
+        code: ErrorCode,
+        message: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a Value>,
+    },
+    Disconnect {
+        reason: DisconnectReason,
+        code: u16,
+        reconnect: bool,
+        message: &'static str,
+    },
+}
+
+pub fn subscribed(s: &Subscribed<'_>, id: Option<&Value>) -> Frame {
+    Frame::json(&ServerFrame::Subscribed {
+        channel: s.channel,
+        epoch: s.epoch,
+        offset: s.offset,
+        recovered: s.recovered,
+        id,
+    })
+}
+
+pub fn missed(m: &Missed<'_>) -> Frame {
+    Frame::json(&ServerFrame::Missed {
+        channel: m.channel,
+        epoch: m.epoch,
+        since: m.since,
+        first_available: m.first_available,
+        reason: m.reason,
+    })
+}
+
+pub fn unsubscribed(channel: &ChannelName, id: Option<&Value>) -> Frame {
+    Frame::json(&ServerFrame::Unsubscribed { channel, id })
+}
+
+pub fn published(published: &Published, id: Option<&Value>) -> Frame {
+    Frame::json(&ServerFrame::Published { published, id })
+}
+
+pub fn pong(id: Option<&Value>) -> Frame {
+    Frame::json(&ServerFrame::Pong { id })
+}
+
+pub fn error(code: ErrorCode, message: &str, id: Option<&Value>) -> Frame {
+    Frame::json(&ServerFrame::Error { code, message, id })
+}
+
+/// The last frame of a long-poll session the hub ended; WebSocket clients get the same as a
+/// close code and reason.
+pub fn disconnect(reason: DisconnectReason) -> Frame {
+    Frame::json(&ServerFrame::Disconnect {
+        reason,
+        code: reason.close_code(),
+        reconnect: reason.should_reconnect(),
+        message: reason.description(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(frame: &Frame) -> Value {
+        serde_json::from_slice(frame.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn message_frame_is_valid_json_with_raw_data() {
+        let channel = ChannelName::parse("news").unwrap();
+        let epoch = Epoch::from_string("abc123".into());
+        let v = json(&message(&channel, &epoch, 7, r#"{"a":[1,2]}"#));
+        assert_eq!(v["type"], "message");
+        assert_eq!(v["channel"], "news");
+        assert_eq!(v["epoch"], "abc123");
+        assert_eq!(v["offset"], 7);
+        assert_eq!(v["data"]["a"][1], 2);
+    }
+
+    #[test]
+    fn disconnect_frame_carries_code_and_hint() {
+        let v = json(&disconnect(DisconnectReason::Slow));
+        assert_eq!(v["type"], "disconnect");
+        assert_eq!(v["reason"], "slow");
+        assert_eq!(v["code"], 4000);
+        assert_eq!(v["reconnect"], true);
+    }
+
+    #[test]
+    fn reply_frames_have_the_documented_shapes() {
+        let channel = ChannelName::parse("chat:lobby").unwrap();
+        let epoch = Epoch::from_string("e1".into());
+        let id = Value::from(3);
+        let p = Published {
+            channel: channel.clone(),
+            epoch: epoch.clone(),
+            offset: 43,
+            enqueued: 12,
+        };
+        assert_eq!(
+            json(&published(&p, Some(&id))),
+            serde_json::json!({"type":"published","channel":"chat:lobby","epoch":"e1","offset":43,"enqueued":12,"id":3})
+        );
+        let s = Subscribed {
+            channel: &channel,
+            epoch: &epoch,
+            offset: 41,
+            recovered: true,
+        };
+        assert_eq!(
+            json(&subscribed(&s, None)),
+            serde_json::json!({"type":"subscribed","channel":"chat:lobby","epoch":"e1","offset":41,"recovered":true})
+        );
+        let since = Since {
+            epoch: Some("e0".into()),
+            offset: 3,
+        };
+        let m = Missed {
+            channel: &channel,
+            epoch: &epoch,
+            since: &since,
+            first_available: 120,
+            reason: MissedReason::HistoryExhausted,
+        };
+        assert_eq!(
+            json(&missed(&m)),
+            serde_json::json!({"type":"missed","channel":"chat:lobby","epoch":"e1","since":{"epoch":"e0","offset":3},"first_available":120,"reason":"history_exhausted"})
+        );
+        assert_eq!(
+            json(&unsubscribed(&channel, Some(&id))),
+            serde_json::json!({"type":"unsubscribed","channel":"chat:lobby","id":3})
+        );
+        assert_eq!(json(&pong(None)), serde_json::json!({"type":"pong"}));
+        assert_eq!(
+            json(&error(ErrorCode::BadJson, "x", Some(&Value::from(2)))),
+            serde_json::json!({"type":"error","code":"bad_json","message":"x","id":2})
+        );
+    }
+}
