@@ -6,7 +6,7 @@
 //!
 //! # Map
 //!
-//! Dependencies point one way: `main → server → http → transport → hub`.
+//! Dependencies point one way: `main → server → http → transport → hub → protocol`.
 //!
 //! - `main.rs` — thin binary: parse [`config::Config`], init tracing, raise the open-files
 //!   limit, bind, [`server::Server::run`] until SIGINT/SIGTERM.
@@ -17,27 +17,37 @@
 //!   (history ageing, long-poll reaper) and graceful shutdown over a root
 //!   `CancellationToken` and a `TaskTracker` that holds every spawned task.
 //! - [`http`] — axum wiring only: router, publish/history/stats API, long-poll endpoints,
-//!   error → status mapping ([`http::error`]).
-//! - [`transport`] — adapters that turn connections into hub calls:
-//!   [`transport::protocol`] (client frames in, reply frames out), [`transport::dispatch`]
-//!   (what a frame does, shared by both transports), [`transport::ws`] (one task per
-//!   socket: queue → socket as pre-encoded frames in one vectored write per batch, socket →
-//!   hub, pings, idle and write timeouts) and [`transport::long_poll`] (sessions, held polls,
-//!   acked batches, reaper).
+//!   every error rendered as status + JSON body in one place ([`http::error`]).
+//! - [`transport`] — adapters that turn connections into hub calls: [`transport::dispatch`]
+//!   (what a client frame does, shared by both transports), [`transport::ws`] (the
+//!   [`handshake`](transport::ws::handshake) admits or refuses; then one
+//!   session task per socket: queue → socket as pre-encoded frames in one
+//!   vectored write per batch, socket → hub, pings, idle and write timeouts) and
+//!   [`transport::long_poll`] (sessions, held polls, acked batches, reaper).
 //! - [`hub`] — the core, free of HTTP/WebSocket types: [`hub::Hub`] (register, subscribe,
 //!   publish, disconnect), the dashmap registry, channels (offsets, epoch, history ring,
-//!   subscribers), per-client bounded queues, frames encoded once, `DisconnectReason`, stats.
+//!   subscribers), per-client bounded queues, `HubError`, stats.
+//! - [`protocol`] — the wire contract as types, at the bottom so every layer speaks it:
+//!   channel names and positions, [`protocol::ErrorCode`] (wire string + HTTP status per
+//!   code), [`protocol::DisconnectReason`] (close codes), every server frame
+//!   ([`protocol::server`]), client frame parsing, query parsing and every HTTP body
+//!   ([`protocol::bodies`]). The doc's code tables are tested against it.
 //!
 //! # Seams
 //!
 //! - A transport registers a client with `Hub::register` and keeps the returned handle; it
-//!   reads the client's queue and never touches the registry's maps.
+//!   reads the client's queue ([`hub::Pop`]: frames, empty, or closed with the reason) and
+//!   never touches the registry's maps.
 //! - The hub only pushes into queues (`try_push`, never awaiting). A full queue evicts that
-//!   client as `Slow`; the transport turns the reason into a close code or `disconnect` frame.
-//!   When most clients lag at once, `Hub::check_load` refuses publishes (`overloaded`)
-//!   instead: back-pressure on publishers rather than mass eviction.
+//!   client as `Slow` in one place (`Hub::evict_slow`); the transport turns the reason into
+//!   a close code or `disconnect` frame. When most clients lag at once, `Hub::check_load`
+//!   refuses publishes (`overloaded`) instead: back-pressure on publishers rather than mass
+//!   eviction.
+//! - The hub encodes the frames it must order under a channel lock (`message`, `subscribed`,
+//!   `missed`) with [`protocol::server`]; a request's reply `id` never enters the hub — the
+//!   transport hands `Hub::subscribe` a closure that encodes `subscribed` with it.
 //! - Every ending goes through `Hub::disconnect(id, reason)`, exactly once. It closes the
-//!   client's queue, which is also the transport's cancellation signal.
+//!   client's queue with the reason, which is also the transport's cancellation signal.
 
 pub mod config;
 pub mod http;

@@ -8,8 +8,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::client::present;
+use super::codes::ErrorCode;
 use super::frame::write_json_array;
-use super::{ChannelName, Epoch, ErrorCode, Frame, Published, Since};
+use super::frame::Frame;
+use super::names::{ChannelName, Epoch, Since};
+use super::server::Published;
 
 // ---- requests ----
 

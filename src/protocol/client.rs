@@ -5,7 +5,10 @@ use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use super::{server, ChannelName, ErrorCode, Frame, Since};
+use super::codes::ErrorCode;
+use super::frame::Frame;
+use super::names::{ChannelName, Since};
+use super::server;
 
 /// A parsed client → server frame.
 #[derive(Debug)]

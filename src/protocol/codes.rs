@@ -111,7 +111,7 @@ mod tests {
     use std::collections::{BTreeMap, BTreeSet};
 
     use super::*;
-    use crate::protocol::DisconnectReason;
+    use crate::protocol::disconnect::DisconnectReason;
 
     const PROTOCOL_MD: &str = include_str!("../../docs/PROTOCOL.md");
 

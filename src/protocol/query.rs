@@ -1,7 +1,8 @@
 //! Query strings of the contract shared by both transports: the repeated `channel` parameter
 //! of `GET /ws` and `POST /lp/connect`.
 
-use super::{ChannelName, ErrorCode, InvalidChannelName};
+use super::codes::ErrorCode;
+use super::names::{ChannelName, InvalidChannelName};
 
 /// A query string the contract cannot read.
 #[derive(Debug, thiserror::Error)]

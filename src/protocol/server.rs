@@ -10,7 +10,10 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{ChannelName, DisconnectReason, Epoch, ErrorCode, Frame, Since};
+use super::codes::ErrorCode;
+use super::disconnect::DisconnectReason;
+use super::frame::Frame;
+use super::names::{ChannelName, Epoch, Since};
 
 /// The `message` frame for one publish — the hot path, so written by hand rather than by
 /// serde. `data` must be valid JSON text (callers validate it); channel names and epochs come

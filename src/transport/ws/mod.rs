@@ -1,5 +1,5 @@
 //! WebSocket transport: a handshake that admits or refuses the client ([`handshake`]), then
-//! one task per connection ([`session`]) that drains the client's queue to the socket (many
+//! one task per connection (`session`) that drains the client's queue to the socket (many
 //! frames, one vectored write) and turns incoming frames into hub calls, with server pings,
 //! an idle timeout and a write timeout. The task has one exit: `hub.disconnect(id, reason)`,
 //! whose reason becomes the close code.
@@ -7,7 +7,7 @@
 //! - [`direct`] — sniffs a new connection's first bytes: upgrades of `/ws` skip hyper.
 //! - [`handshake`] — admission (limits), the direct and the hyper handshakes, refusals as
 //!   HTTP status + JSON body, RFC 6455 header checks.
-//! - [`session`] — the connection loop and the closing handshake.
+//! - `session` — the connection loop and the closing handshake.
 //! - `frame_writer` — pre-encoded frames straight to the socket.
 
 use std::sync::Arc;
