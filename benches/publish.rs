@@ -38,7 +38,7 @@ fn publish_fanout(c: &mut Criterion) {
         let mut sink = Vec::new();
         let mut drain = || {
             for client in &clients {
-                client.queue.try_pop_batch(&mut sink, usize::MAX);
+                hub.take(client, &mut sink, usize::MAX);
                 sink.clear();
             }
         };

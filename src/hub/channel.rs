@@ -17,7 +17,7 @@ use crate::protocol::{
 };
 
 use super::client::{Client, ClientId};
-use super::queue::PushError;
+use super::queue::{PushError, Replay};
 
 #[derive(Clone, Copy, Debug)]
 pub struct HistoryLimits {
@@ -51,12 +51,13 @@ struct StoredMessage {
     frame: Frame,
 }
 
-/// A subscribe's catch-up, reported for metrics and logs.
+/// What a subscribe did, for logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Joined {
     pub offset: u64,
     pub recovered: bool,
-    pub replayed: usize,
+    /// Messages left to replay from history, read as the client reads.
+    pub catch_up: u64,
 }
 
 /// A page of history.
@@ -134,9 +135,13 @@ impl Channel {
     }
 
     /// Enqueues `subscribed` (encoded by `reply`, which adds the transport's request id),
-    /// then (for a resume) `missed` if history falls short and the messages after `since`,
-    /// then adds the client to the live set. Fails when the client's queue overflowed on the
-    /// way (the caller evicts it as slow).
+    /// then (for a resume) `missed` if history falls short, then a [`Replay`] of the messages
+    /// after `since`, then adds the client to the live set. Fails when the client's queue is
+    /// full (the caller evicts it as slow).
+    ///
+    /// The catch-up is a cursor, not frames: a resume of many full channels must not overflow
+    /// the queue that bounds live messages. The consumer reads it page by page from history
+    /// ([`Channel::replay`]); live messages queued behind it keep their order.
     pub fn subscribe(
         &self,
         state: &mut ChannelState,
@@ -148,7 +153,7 @@ impl Channel {
     ) -> Result<Joined, PushError> {
         state.trim_history(limits, now);
         let last = state.last_offset;
-        let first_available = state.history.front().map_or(last + 1, |m| m.offset);
+        let first_available = state.first_available();
 
         // Which stored messages to replay, and whether that covers everything missed.
         let (replay_after, missed) = match since {
@@ -160,7 +165,11 @@ impl Channel {
                     .is_none_or(|e| e == self.epoch.as_str());
                 if !same_epoch {
                     (0, Some(MissedReason::EpochChanged))
-                } else if since.offset >= last || since.offset + 1 >= first_available {
+                } else if since.offset > last {
+                    // A cursor from the future is not "caught up": the client's state is
+                    // not this channel's.
+                    (0, Some(MissedReason::OffsetAhead))
+                } else if since.offset + 1 >= first_available {
                     (since.offset, None)
                 } else {
                     (0, Some(MissedReason::HistoryExhausted))
@@ -184,17 +193,71 @@ impl Channel {
                 reason,
             }))?;
         }
-        let mut replayed = 0;
-        for stored in state.history.iter().filter(|m| m.offset > replay_after) {
-            queue.try_push(stored.frame.clone())?;
-            replayed += 1;
+        let after = replay_after.max(first_available - 1);
+        if after < last {
+            queue.try_push_replay(Replay {
+                channel: self.name.clone(),
+                epoch: self.epoch.clone(),
+                after,
+                through: last,
+            })?;
         }
         state.subscribers.insert(client.id, client.clone());
         Ok(Joined {
             offset: last,
             recovered: missed.is_none(),
-            replayed,
+            catch_up: last - after,
         })
+    }
+
+    /// Moves the next page of `replay` (at most `room` frames) from history into `out`, and
+    /// advances it. History may have aged past the cursor while the client was reading: then
+    /// a `missed` notice comes first and the replay goes on from what history still holds.
+    /// Returns how many messages were replayed; the replay is finished when
+    /// `replay.after == replay.through`.
+    pub fn replay(
+        &self,
+        state: &mut ChannelState,
+        replay: &mut Replay,
+        out: &mut Vec<Frame>,
+        room: usize,
+        limits: HistoryLimits,
+        now: Instant,
+    ) -> usize {
+        state.trim_history(limits, now);
+        let first_available = state.first_available();
+        if replay.after + 1 < first_available {
+            let since = Since {
+                epoch: Some(self.epoch.as_str().to_owned()),
+                offset: replay.after,
+            };
+            out.push(server::missed(&Missed {
+                channel: &self.name,
+                epoch: &self.epoch,
+                since: &since,
+                first_available,
+                reason: MissedReason::HistoryExhausted,
+            }));
+            replay.after = (first_available - 1).min(replay.through);
+        }
+        // History holds consecutive offsets from `first_available`.
+        let start = (replay.after + 1 - first_available) as usize;
+        let wanted = (replay.through - replay.after) as usize;
+        let before = out.len();
+        out.extend(
+            state
+                .history
+                .range(start.min(state.history.len())..)
+                .take(wanted.min(room))
+                .map(|m| m.frame.clone()),
+        );
+        let replayed = out.len() - before;
+        replay.after += replayed as u64;
+        if replayed < wanted.min(room) {
+            // History ends before `through` (only if it was trimmed to nothing): done.
+            replay.after = replay.through;
+        }
+        replayed
     }
 
     pub fn history(
@@ -221,6 +284,13 @@ impl Channel {
 }
 
 impl ChannelState {
+    /// The oldest offset history still holds (one past the last when it holds none).
+    fn first_available(&self) -> u64 {
+        self.history
+            .front()
+            .map_or(self.last_offset + 1, |m| m.offset)
+    }
+
     pub fn remove_subscriber(&mut self, id: ClientId) -> bool {
         self.subscribers.remove(&id).is_some()
     }

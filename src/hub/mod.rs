@@ -35,7 +35,7 @@ pub use queue::Pop;
 pub use stats::Stats;
 
 use client::AddSubscription;
-use queue::PushError;
+use queue::{PushError, Replay, Taken};
 use registry::Registry;
 
 /// A cheap, cloneable handle to the hub.
@@ -181,13 +181,56 @@ impl Hub {
             })?;
         match outcome {
             Ok(joined) => {
-                self.inner.stats.replayed.inc_by(joined.replayed as u64);
                 tracing::debug!(client_id = %client.id, %channel, offset = joined.offset,
-                    recovered = joined.recovered, replayed = joined.replayed, "subscribed");
+                    recovered = joined.recovered, catch_up = joined.catch_up, "subscribed");
             }
             Err(_) => self.evict_slow(client),
         }
         Ok(())
+    }
+
+    /// Moves up to `max` frames queued for `client` into `out`, reading catch-ups from history
+    /// as it meets them: this is how transports consume a client's queue.
+    pub fn take(&self, client: &Client, out: &mut Vec<Frame>, max: usize) -> Pop {
+        let start = out.len();
+        loop {
+            let room = max - (out.len() - start);
+            let taken = client.queue.try_take(out, room);
+            let moved_any = out.len() > start;
+            let mut replay = match taken {
+                Taken::Replay(replay) => replay,
+                Taken::Closed(reason) => return Pop::Closed(reason),
+                Taken::Empty if !moved_any => return Pop::Empty,
+                Taken::Frames | Taken::Empty => return Pop::Frames,
+            };
+            let room = max - (out.len() - start);
+            if !self.replay(&mut replay, out, room) {
+                client.queue.put_back(replay);
+                return Pop::Frames;
+            }
+            if out.len() - start >= max {
+                return Pop::Frames;
+            }
+        }
+    }
+
+    /// Moves the next page of a catch-up into `out`; `true` once it is finished (or its
+    /// channel generation is gone, so there is nothing left to read).
+    fn replay(&self, replay: &mut Replay, out: &mut Vec<Frame>, room: usize) -> bool {
+        let Some(ch) = self.inner.registry.channel(&replay.channel) else {
+            return true;
+        };
+        if ch.epoch != replay.epoch {
+            return true;
+        }
+        let mut state = ch.lock();
+        if state.removed {
+            return true;
+        }
+        let limits = self.inner.config.history;
+        let replayed = ch.replay(&mut state, replay, out, room, limits, Instant::now());
+        self.inner.stats.replayed.inc_by(replayed as u64);
+        replay.after >= replay.through
     }
 
     pub fn unsubscribe(&self, client: &Arc<Client>, channel: &ChannelName) -> Result<(), HubError> {

@@ -15,13 +15,13 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
-use crate::protocol::{DisconnectReason, Frame};
+use crate::protocol::{ChannelName, DisconnectReason, Epoch, Frame};
 
 /// Frames beyond this many slots of spare capacity are given back once the queue is empty,
 /// so a burst does not pin memory on an idle client.
 const RETAINED_CAPACITY: usize = 16;
 
-/// What [`ClientQueue::try_pop_batch`] found.
+/// What [`crate::hub::Hub::take`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pop {
     /// Frames were moved out.
@@ -31,6 +31,34 @@ pub enum Pop {
     /// The client was disconnected, for this reason; frames still queued then were dropped (a
     /// closed client resumes from its last offset).
     Closed(DisconnectReason),
+}
+
+/// A catch-up still to be read from a channel's history: offsets `after + 1 ..= through`.
+/// It holds one slot of the queue however long it is, and no frames: history holds them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replay {
+    pub channel: ChannelName,
+    /// The channel generation the offsets belong to; a replay outliving it is dropped.
+    pub epoch: Epoch,
+    pub after: u64,
+    pub through: u64,
+}
+
+#[derive(Debug)]
+enum Entry {
+    Frame(Frame),
+    Replay(Box<Replay>),
+}
+
+/// What [`ClientQueue::try_take`] found: frames, or a replay to expand before going on.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Taken {
+    Frames,
+    Empty,
+    Closed(DisconnectReason),
+    /// Frames before it (if any) were moved; the replay was taken out and must be expanded,
+    /// and what is left of it put back with [`ClientQueue::put_back`].
+    Replay(Box<Replay>),
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -56,7 +84,7 @@ pub struct ClientQueue {
 
 #[derive(Debug, Default)]
 struct QueueState {
-    frames: VecDeque<Frame>,
+    entries: VecDeque<Entry>,
     /// Payload bytes queued (mostly shared with other queues and history, but a stuck
     /// client's queue is what keeps old frames alive, so it is bounded in bytes too).
     bytes: usize,
@@ -65,7 +93,7 @@ struct QueueState {
 }
 
 impl ClientQueue {
-    /// A queue of at most `capacity` frames and `max_bytes` bytes (but always room for one
+    /// A queue of at most `capacity` entries and `max_bytes` bytes (but always room for one
     /// frame, however large).
     pub fn new(capacity: usize, max_bytes: usize, lagging: LagCounter) -> Self {
         Self {
@@ -77,27 +105,41 @@ impl ClientQueue {
         }
     }
 
-    /// The queue length from which the client counts as lagging.
-    fn lag_mark(&self) -> usize {
-        self.capacity.div_ceil(2)
+    /// Keeps the hub's count of lagging clients (queue at least half full) as the length
+    /// moves from `before` to `after`.
+    fn relag(&self, before: usize, after: usize) {
+        let mark = self.capacity.div_ceil(2);
+        if before < mark && after >= mark {
+            self.lagging.fetch_add(1, Ordering::Relaxed);
+        } else if before >= mark && after < mark {
+            self.lagging.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     pub fn try_push(&self, frame: Frame) -> Result<(), PushError> {
+        let bytes = frame.len();
+        self.push(Entry::Frame(frame), bytes)
+    }
+
+    pub(crate) fn try_push_replay(&self, replay: Replay) -> Result<(), PushError> {
+        self.push(Entry::Replay(Box::new(replay)), 0)
+    }
+
+    fn push(&self, entry: Entry, bytes: usize) -> Result<(), PushError> {
         let was_empty = {
             let mut state = lock(&self.state);
             if state.closed.is_some() {
                 return Err(PushError::Closed);
             }
-            let over_bytes = state.bytes + frame.len() > self.max_bytes && !state.frames.is_empty();
-            if state.frames.len() >= self.capacity || over_bytes {
+            let len = state.entries.len();
+            let over_bytes = state.bytes + bytes > self.max_bytes && len > 0;
+            if len >= self.capacity || over_bytes {
                 return Err(PushError::Full);
             }
-            state.bytes += frame.len();
-            state.frames.push_back(frame);
-            if state.frames.len() == self.lag_mark() {
-                self.lagging.fetch_add(1, Ordering::Relaxed);
-            }
-            state.frames.len() == 1
+            state.bytes += bytes;
+            state.entries.push_back(entry);
+            self.relag(len, len + 1);
+            len == 0
         };
         // The consumer only waits on an empty queue, so only the first frame needs a wake-up;
         // `notify_one` keeps a permit if the consumer is between its check and its wait.
@@ -112,7 +154,7 @@ impl ClientQueue {
         loop {
             {
                 let state = lock(&self.state);
-                if state.closed.is_some() || !state.frames.is_empty() {
+                if state.closed.is_some() || !state.entries.is_empty() {
                     return;
                 }
             }
@@ -131,28 +173,56 @@ impl ClientQueue {
         }
     }
 
-    /// Moves up to `max` queued frames into `out`.
-    pub fn try_pop_batch(&self, out: &mut Vec<Frame>, max: usize) -> Pop {
+    /// Moves up to `max` queued frames into `out`, stopping at a replay (taken out for the
+    /// caller to expand). Consumers call [`crate::hub::Hub::take`], which does that.
+    pub(crate) fn try_take(&self, out: &mut Vec<Frame>, max: usize) -> Taken {
         let mut state = lock(&self.state);
         if let Some(reason) = state.closed {
-            return Pop::Closed(reason);
+            return Taken::Closed(reason);
         }
-        if state.frames.is_empty() {
-            return Pop::Empty;
+        let before = state.entries.len();
+        if before == 0 {
+            return Taken::Empty;
         }
-        let before = state.frames.len();
-        let n = before.min(max);
-        let taken = state.frames.drain(..n);
-        let start = out.len();
-        out.extend(taken);
-        state.bytes -= out[start..].iter().map(Frame::len).sum::<usize>();
-        if before >= self.lag_mark() && before - n < self.lag_mark() {
-            self.lagging.fetch_sub(1, Ordering::Relaxed);
+        let mut moved = 0;
+        let mut bytes = 0;
+        let mut replay = None;
+        while moved < max {
+            match state.entries.pop_front() {
+                Some(Entry::Frame(frame)) => {
+                    bytes += frame.len();
+                    out.push(frame);
+                    moved += 1;
+                }
+                Some(Entry::Replay(r)) => {
+                    replay = Some(r);
+                    break;
+                }
+                None => break,
+            }
         }
-        if state.frames.is_empty() && state.frames.capacity() > RETAINED_CAPACITY {
-            state.frames = VecDeque::new();
+        state.bytes -= bytes;
+        let after = state.entries.len();
+        self.relag(before, after);
+        if after == 0 && state.entries.capacity() > RETAINED_CAPACITY {
+            state.entries = VecDeque::new();
         }
-        Pop::Frames
+        match replay {
+            Some(replay) => Taken::Replay(replay),
+            None => Taken::Frames,
+        }
+    }
+
+    /// Puts what is left of a replay back at the front, where [`Self::try_take`] found it.
+    /// Only the consumer calls this, so nothing can have been taken in between.
+    pub(crate) fn put_back(&self, replay: Box<Replay>) {
+        let mut state = lock(&self.state);
+        if state.closed.is_some() {
+            return;
+        }
+        let len = state.entries.len();
+        state.entries.push_front(Entry::Replay(replay));
+        self.relag(len, len + 1);
     }
 
     /// Closes the queue for `reason`; the first reason is kept.
@@ -161,11 +231,9 @@ impl ClientQueue {
         if state.closed.is_some() {
             return;
         }
-        if state.frames.len() >= self.lag_mark() {
-            self.lagging.fetch_sub(1, Ordering::Relaxed);
-        }
+        self.relag(state.entries.len(), 0);
         state.closed = Some(reason);
-        state.frames = VecDeque::new();
+        state.entries = VecDeque::new();
         state.bytes = 0;
         drop(state);
         self.notify.notify_one();
@@ -178,7 +246,7 @@ impl ClientQueue {
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        lock(&self.state).frames.len()
+        lock(&self.state).entries.len()
     }
 }
 
@@ -196,7 +264,7 @@ mod tests {
     /// the queue is closed.
     async fn pop_batch(q: &ClientQueue, out: &mut Vec<Frame>, max: usize) -> bool {
         q.ready().await;
-        !matches!(q.try_pop_batch(out, max), Pop::Closed(_))
+        !matches!(q.try_take(out, max), Taken::Closed(_))
     }
 
     fn frame(s: &str) -> Frame {
@@ -221,8 +289,8 @@ mod tests {
         assert_eq!(q.try_push(frame("b")), Err(PushError::Closed));
         let mut out = Vec::new();
         assert_eq!(
-            q.try_pop_batch(&mut out, 10),
-            Pop::Closed(DisconnectReason::Slow),
+            q.try_take(&mut out, 10),
+            Taken::Closed(DisconnectReason::Slow),
             "the first reason is kept"
         );
         assert!(out.is_empty());
@@ -272,7 +340,7 @@ mod tests {
         q.try_push(frame("2")).unwrap();
         q.try_push(frame("3")).unwrap();
         assert_eq!(lagging.load(Ordering::Relaxed), 1);
-        q.try_pop_batch(&mut Vec::new(), 2);
+        q.try_take(&mut Vec::new(), 2);
         assert_eq!(lagging.load(Ordering::Relaxed), 0);
         q.try_push(frame("4")).unwrap();
         assert_eq!(lagging.load(Ordering::Relaxed), 1);
@@ -289,10 +357,39 @@ mod tests {
             "one frame always fits"
         );
         assert_eq!(q.try_push(frame("y")), Err(PushError::Full));
-        q.try_pop_batch(&mut Vec::new(), 10);
+        q.try_take(&mut Vec::new(), 10);
         assert_eq!(q.try_push(frame("123456")), Ok(()));
         assert_eq!(q.try_push(frame("1234")), Ok(()));
         assert_eq!(q.try_push(frame("1")), Err(PushError::Full));
+    }
+
+    #[test]
+    fn a_replay_takes_one_slot_and_stops_the_take_where_it_stands() {
+        let q = ClientQueue::new(3, usize::MAX, LagCounter::default());
+        let replay = Replay {
+            channel: ChannelName::parse("c").unwrap(),
+            epoch: Epoch::from_string("e".into()),
+            after: 0,
+            through: 5_000,
+        };
+        q.try_push(frame("subscribed")).unwrap();
+        q.try_push_replay(replay.clone()).unwrap();
+        q.try_push(frame("live")).unwrap();
+        assert_eq!(q.try_push(frame("x")), Err(PushError::Full));
+        let mut out = Vec::new();
+        assert_eq!(
+            q.try_take(&mut out, 10),
+            Taken::Replay(Box::new(replay.clone()))
+        );
+        assert_eq!(out.len(), 1, "the frame before the replay");
+        let rest = Replay {
+            after: 64,
+            ..replay
+        };
+        q.put_back(Box::new(rest.clone()));
+        assert_eq!(q.try_take(&mut out, 10), Taken::Replay(Box::new(rest)));
+        assert_eq!(q.try_take(&mut out, 10), Taken::Frames);
+        assert_eq!(out.len(), 2, "the live frame after it");
     }
 
     #[test]
@@ -302,11 +399,11 @@ mod tests {
             q.try_push(frame(s)).unwrap();
         }
         let mut out = Vec::new();
-        assert_eq!(q.try_pop_batch(&mut out, 2), Pop::Frames);
+        assert_eq!(q.try_take(&mut out, 2), Taken::Frames);
         assert_eq!(out.len(), 2);
         assert_eq!(q.len(), 1);
-        assert_eq!(q.try_pop_batch(&mut out, 2), Pop::Frames);
-        assert_eq!(q.try_pop_batch(&mut out, 2), Pop::Empty);
+        assert_eq!(q.try_take(&mut out, 2), Taken::Frames);
+        assert_eq!(q.try_take(&mut out, 2), Taken::Empty);
         assert_eq!(out.len(), 3);
     }
 }

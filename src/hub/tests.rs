@@ -2,8 +2,12 @@
 
 use super::*;
 use crate::protocol::{server, ErrorCode};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::time::Duration;
+
+fn raw(json: &str) -> Box<serde_json::value::RawValue> {
+    serde_json::value::RawValue::from_string(json.to_owned()).unwrap()
+}
 
 /// The `subscribed` reply of a request without an id.
 fn no_id(s: &Subscribed<'_>) -> Frame {
@@ -23,9 +27,9 @@ fn name(s: &str) -> ChannelName {
 }
 
 /// Everything queued for `client`, parsed.
-fn drain(client: &Client) -> Vec<Value> {
+fn drain(hub: &Hub, client: &Client) -> Vec<Value> {
     let mut frames = Vec::new();
-    client.queue.try_pop_batch(&mut frames, usize::MAX);
+    hub.take(client, &mut frames, usize::MAX);
     frames
         .iter()
         .map(|f| serde_json::from_slice(f.as_bytes()).unwrap())
@@ -46,7 +50,7 @@ fn publish_reaches_each_subscriber_once_in_order() {
     let news = name("news");
     let a = hub.register(TransportKind::WebSocket).unwrap();
     let b = hub.register(TransportKind::LongPoll).unwrap();
-    hub.subscribe(&a, &news, None, &|s| server::subscribed(s, Some(&json!(1))))
+    hub.subscribe(&a, &news, None, &|s| server::subscribed(s, Some(&raw("1"))))
         .unwrap();
     hub.subscribe(&b, &news, None, &no_id).unwrap();
     for i in 0..50 {
@@ -55,19 +59,19 @@ fn publish_reaches_each_subscriber_once_in_order() {
         assert_eq!(p.enqueued, 2);
     }
     for client in [&a, &b] {
-        let frames = drain(client);
+        let frames = drain(&hub, client);
         assert_eq!(frames[0]["type"], "subscribed");
         assert_eq!(frames[0]["offset"], 0);
         assert_eq!(offsets(&frames), (1..=50).collect::<Vec<_>>());
         assert_eq!(frames[1]["data"], 0);
     }
-    assert_eq!(drain(&a).len(), 0);
+    assert_eq!(drain(&hub, &a).len(), 0);
     let first = hub.register(TransportKind::WebSocket).unwrap();
     hub.subscribe(&first, &news, None, &|s| {
-        server::subscribed(s, Some(&json!("x")))
+        server::subscribed(s, Some(&raw(r#""x""#)))
     })
     .unwrap();
-    assert_eq!(drain(&first)[0]["id"], "x");
+    assert_eq!(drain(&hub, &first)[0]["id"], "x");
 }
 
 #[test]
@@ -79,7 +83,7 @@ fn resume_replays_missed_messages_without_gap_or_duplicate() {
     for i in 0..5 {
         hub.publish(&news, &i.to_string());
     }
-    let frames = drain(&c);
+    let frames = drain(&hub, &c);
     let epoch = frames[1]["epoch"].as_str().unwrap().to_owned();
     hub.disconnect(c.id, DisconnectReason::ClientClosed);
     for i in 5..9 {
@@ -92,7 +96,7 @@ fn resume_replays_missed_messages_without_gap_or_duplicate() {
     };
     hub.subscribe(&again, &news, Some(&since), &no_id).unwrap();
     hub.publish(&news, "9");
-    let frames = drain(&again);
+    let frames = drain(&hub, &again);
     assert_eq!(frames[0]["type"], "subscribed");
     assert_eq!(frames[0]["recovered"], true);
     assert_eq!(frames[0]["offset"], 9);
@@ -120,7 +124,7 @@ fn resume_past_history_sends_missed_then_what_is_left() {
         offset: 2,
     };
     hub.subscribe(&c, &ch, Some(&since), &no_id).unwrap();
-    let frames = drain(&c);
+    let frames = drain(&hub, &c);
     assert_eq!(frames[0]["recovered"], false);
     assert_eq!(frames[1]["type"], "missed");
     assert_eq!(frames[1]["reason"], "history_exhausted");
@@ -139,7 +143,7 @@ fn resume_with_another_epoch_reports_epoch_changed() {
         offset: 1,
     };
     hub.subscribe(&c, &ch, Some(&since), &no_id).unwrap();
-    let frames = drain(&c);
+    let frames = drain(&hub, &c);
     assert_eq!(frames[1]["type"], "missed");
     assert_eq!(frames[1]["reason"], "epoch_changed");
     assert_eq!(offsets(&frames), vec![1]);
@@ -159,7 +163,7 @@ fn full_queue_evicts_only_the_slow_client() {
     let mut received = Vec::new();
     for i in 0..10 {
         hub.publish(&ch, &i.to_string());
-        received.extend(offsets(&drain(&fast)));
+        received.extend(offsets(&drain(&hub, &fast)));
     }
     assert_eq!(received, (1..=10).collect::<Vec<_>>());
     assert_eq!(slow.disconnect_reason(), Some(DisconnectReason::Slow));
@@ -285,8 +289,8 @@ fn many_lagging_clients_push_back_on_publishers() {
         ErrorCode::Overloaded
     );
     // Two clients catch up: one lagging client of three is not overload.
-    drain(&clients[0]);
-    drain(&clients[1]);
+    drain(&hub, &clients[0]);
+    drain(&hub, &clients[1]);
     assert_eq!(hub.lagging_clients(), 1);
     assert!(hub.check_load().is_ok());
     hub.disconnect(clients[2].id, DisconnectReason::ClientClosed);

@@ -7,10 +7,10 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::client::present;
 use super::codes::ErrorCode;
 use super::frame::write_json_array;
 use super::frame::Frame;
+use super::json::present;
 use super::names::{ChannelName, Epoch, Since};
 use super::server::Published;
 

@@ -1,14 +1,24 @@
 //! Client → server frames: parsing the text of a WebSocket frame (or one element of a
 //! long-poll `send` body) into a [`ClientFrame`], or a [`FrameError`] with its documented code.
+//!
+//! A frame's `id` is kept as its raw JSON text and echoed byte for byte: parsing it into a
+//! number would turn `18446744073709551617` into `1.8446744073709552e19`.
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use serde_json::value::RawValue;
-use serde_json::Value;
 
 use super::codes::ErrorCode;
 use super::frame::Frame;
+use super::json::{deeper_than, present};
 use super::names::{ChannelName, Since};
 use super::server;
+
+/// A request's `id`: any JSON value, borrowed from the frame's text as written.
+pub type Id<'a> = &'a RawValue;
+
+/// Deepest nesting of arrays and objects an `id` may have. An id is a correlation token; the
+/// bound keeps a hostile one from costing its echo's reader a deep recursion.
+pub const MAX_ID_DEPTH: usize = 32;
 
 /// A parsed client → server frame.
 #[derive(Debug)]
@@ -16,32 +26,32 @@ pub enum ClientFrame<'a> {
     Subscribe {
         channel: ChannelName,
         since: Option<Since>,
-        id: Option<Value>,
+        id: Option<Id<'a>>,
     },
     Unsubscribe {
         channel: ChannelName,
-        id: Option<Value>,
+        id: Option<Id<'a>>,
     },
     Publish {
         channel: ChannelName,
         data: &'a RawValue,
-        id: Option<Value>,
+        id: Option<Id<'a>>,
     },
     Ping {
-        id: Option<Value>,
+        id: Option<Id<'a>>,
     },
 }
 
 /// A frame the client got wrong: answered with an `error` frame, the connection stays up.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FrameError {
+#[derive(Debug, Clone)]
+pub struct FrameError<'a> {
     pub code: ErrorCode,
     pub message: String,
-    pub id: Option<Value>,
+    pub id: Option<Id<'a>>,
 }
 
-impl FrameError {
-    pub fn new(code: ErrorCode, message: impl Into<String>, id: Option<Value>) -> Self {
+impl<'a> FrameError<'a> {
+    pub fn new(code: ErrorCode, message: impl Into<String>, id: Option<Id<'a>>) -> Self {
         Self {
             code,
             message: message.into(),
@@ -50,7 +60,7 @@ impl FrameError {
     }
 
     pub fn to_frame(&self) -> Frame {
-        server::error(self.code, &self.message, self.id.as_ref())
+        server::error(self.code, &self.message, self.id)
     }
 }
 
@@ -59,7 +69,7 @@ struct RawFrame<'a> {
     #[serde(rename = "type")]
     kind: Option<String>,
     #[serde(default)]
-    id: Option<Value>,
+    id: Option<Id<'a>>,
     #[serde(default)]
     channel: Option<String>,
     #[serde(default)]
@@ -69,12 +79,14 @@ struct RawFrame<'a> {
     data: Option<&'a RawValue>,
 }
 
-/// Deserialises a field that may hold any JSON, `null` included, as `Some`.
-pub fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
-    <&RawValue>::deserialize(d).map(Some)
+/// Just the `id` of a frame whose other fields have the wrong shape.
+#[derive(Deserialize)]
+struct IdOnly<'a> {
+    #[serde(default, borrow)]
+    id: Option<Id<'a>>,
 }
 
-pub fn parse(text: &str) -> Result<ClientFrame<'_>, FrameError> {
+pub fn parse(text: &str) -> Result<ClientFrame<'_>, FrameError<'_>> {
     let raw: RawFrame = serde_json::from_str(text).map_err(|e| {
         if e.is_syntax() || e.is_eof() {
             FrameError::new(
@@ -84,9 +96,9 @@ pub fn parse(text: &str) -> Result<ClientFrame<'_>, FrameError> {
             )
         } else {
             // Valid JSON of the wrong shape: still echo the id if there is one.
-            let id = serde_json::from_str::<Value>(text)
+            let id = serde_json::from_str::<IdOnly>(text)
                 .ok()
-                .and_then(|v| v.get("id").cloned());
+                .and_then(|only| only.id);
             FrameError::new(
                 ErrorCode::BadFrame,
                 format!("frame has the wrong shape: {e}"),
@@ -95,6 +107,13 @@ pub fn parse(text: &str) -> Result<ClientFrame<'_>, FrameError> {
         }
     })?;
     let id = raw.id;
+    if id.is_some_and(|id| deeper_than(id.get(), MAX_ID_DEPTH)) {
+        return Err(FrameError::new(
+            ErrorCode::BadFrame,
+            format!("`id` is nested deeper than {MAX_ID_DEPTH} levels"),
+            None,
+        ));
+    }
     let Some(kind) = raw.kind else {
         return Err(FrameError::new(
             ErrorCode::MissingField,
@@ -102,31 +121,27 @@ pub fn parse(text: &str) -> Result<ClientFrame<'_>, FrameError> {
             id,
         ));
     };
-    let channel = |name: Option<String>, id: &Option<Value>| -> Result<ChannelName, FrameError> {
+    let channel = |name: Option<String>| -> Result<ChannelName, FrameError<'_>> {
         let name = name.ok_or_else(|| {
-            FrameError::new(
-                ErrorCode::MissingField,
-                "missing field `channel`",
-                id.clone(),
-            )
+            FrameError::new(ErrorCode::MissingField, "missing field `channel`", id)
         })?;
         ChannelName::parse(&name)
-            .map_err(|e| FrameError::new(ErrorCode::InvalidChannel, e.to_string(), id.clone()))
+            .map_err(|e| FrameError::new(ErrorCode::InvalidChannel, e.to_string(), id))
     };
     match kind.as_str() {
         "subscribe" => Ok(ClientFrame::Subscribe {
-            channel: channel(raw.channel, &id)?,
+            channel: channel(raw.channel)?,
             since: raw.since,
             id,
         }),
         "unsubscribe" => Ok(ClientFrame::Unsubscribe {
-            channel: channel(raw.channel, &id)?,
+            channel: channel(raw.channel)?,
             id,
         }),
         "publish" => {
-            let channel = channel(raw.channel, &id)?;
+            let channel = channel(raw.channel)?;
             let data = raw.data.ok_or_else(|| {
-                FrameError::new(ErrorCode::MissingField, "missing field `data`", id.clone())
+                FrameError::new(ErrorCode::MissingField, "missing field `data`", id)
             })?;
             Ok(ClientFrame::Publish { channel, data, id })
         }
@@ -153,8 +168,12 @@ fn truncate(s: &str) -> &str {
 mod tests {
     use super::*;
 
-    fn err(text: &str) -> FrameError {
+    fn err(text: &str) -> FrameError<'_> {
         parse(text).unwrap_err()
+    }
+
+    fn id<'a>(e: &FrameError<'a>) -> Option<&'a str> {
+        e.id.map(RawValue::get)
     }
 
     #[test]
@@ -187,10 +206,7 @@ mod tests {
         assert_eq!(err("").code, ErrorCode::BadJson);
         assert_eq!(err("[1,2]").code, ErrorCode::BadFrame);
         let e = err(r#"{"type":"subscribe","channel":5,"id":"q"}"#);
-        assert_eq!(
-            (e.code, e.id),
-            (ErrorCode::BadFrame, Some(Value::from("q")))
-        );
+        assert_eq!((e.code, id(&e)), (ErrorCode::BadFrame, Some(r#""q""#)));
         assert_eq!(err(r#"{"channel":"a"}"#).code, ErrorCode::MissingField);
         assert_eq!(err(r#"{"type":"subscribe"}"#).code, ErrorCode::MissingField);
         assert_eq!(
@@ -198,10 +214,7 @@ mod tests {
             ErrorCode::MissingField
         );
         let e = err(r#"{"type":"jump","id":7}"#);
-        assert_eq!(
-            (e.code, e.id),
-            (ErrorCode::UnknownType, Some(Value::from(7)))
-        );
+        assert_eq!((e.code, id(&e)), (ErrorCode::UnknownType, Some("7")));
         assert_eq!(
             err(r#"{"type":"subscribe","channel":"a b"}"#).code,
             ErrorCode::InvalidChannel
@@ -209,9 +222,38 @@ mod tests {
     }
 
     #[test]
+    fn ids_are_kept_as_written() {
+        for raw in [
+            "18446744073709551617",
+            "1e400",
+            r#"{"b":[1, 2.50]}"#,
+            r#""é\u00e9""#,
+        ] {
+            let text = format!(r#"{{"type":"ping","id":{raw}}}"#);
+            match parse(&text) {
+                Ok(ClientFrame::Ping { id: Some(id) }) => assert_eq!(id.get(), raw),
+                other => panic!("{raw}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn deeply_nested_ids_are_refused() {
+        let nested = |n| format!("{}1{}", "[".repeat(n), "]".repeat(n));
+        let text = |id: &str| format!(r#"{{"type":"ping","id":{id}}}"#);
+        let very_deep = text(&nested(10_000));
+        let e = err(&very_deep);
+        assert_eq!((e.code, id(&e)), (ErrorCode::BadFrame, None));
+        let just_too_deep = text(&nested(MAX_ID_DEPTH + 1));
+        assert_eq!(err(&just_too_deep).code, ErrorCode::BadFrame);
+        assert!(parse(&text(&nested(MAX_ID_DEPTH))).is_ok());
+    }
+
+    #[test]
     fn error_frame_shape() {
-        let f = FrameError::new(ErrorCode::BadJson, "x", Some(Value::from(2))).to_frame();
-        let v: Value = serde_json::from_slice(f.as_bytes()).unwrap();
+        let two = RawValue::from_string("2".into()).unwrap();
+        let f = FrameError::new(ErrorCode::BadJson, "x", Some(&two)).to_frame();
+        let v: serde_json::Value = serde_json::from_slice(f.as_bytes()).unwrap();
         assert_eq!(
             v,
             serde_json::json!({"type":"error","code":"bad_json","message":"x","id":2})

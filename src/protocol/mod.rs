@@ -9,6 +9,7 @@
 //! - [`server`] — every server → client frame (`message` … `disconnect`).
 //! - [`client`] — client → server frames, parsed, with their errors.
 //! - [`query`] — the `channel` query parameter both transports accept.
+//! - [`json`] — raw JSON carried through untouched: presence and nesting depth.
 //! - [`bodies`] — every HTTP request and response body.
 
 pub mod bodies;
@@ -16,6 +17,7 @@ pub mod client;
 pub mod codes;
 pub mod disconnect;
 pub mod frame;
+pub mod json;
 pub mod names;
 pub mod query;
 pub mod server;

@@ -13,11 +13,15 @@ use serde::{Deserialize, Serialize};
 pub const MAX_CHANNEL_NAME_LEN: usize = 128;
 
 #[derive(Debug, thiserror::Error)]
-#[error("channel name must be 1-{MAX_CHANNEL_NAME_LEN} bytes of A-Z a-z 0-9 _ - . : @")]
+#[error(
+    "channel name must be 1-{MAX_CHANNEL_NAME_LEN} bytes of A-Z a-z 0-9 _ - . : @, not only dots"
+)]
 pub struct InvalidChannelName;
 
-/// A validated channel name: 1–128 bytes of `A–Z a–z 0–9 _ - . : @`. The alphabet never
-/// needs escaping in JSON or in a URL path segment.
+/// A validated channel name: 1–128 bytes of `A–Z a–z 0–9 _ - . : @`, not made only of dots.
+/// The alphabet never needs escaping in JSON or in a URL path segment; names like `.` and
+/// `..` are refused because URL normalisers (in proxies, in HTTP clients) remove such path
+/// segments, so `/api/publish/..` would not reach the channel it names.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ChannelName(Arc<str>);
 
@@ -27,7 +31,8 @@ impl ChannelName {
             && name.len() <= MAX_CHANNEL_NAME_LEN
             && name.bytes().all(|b| {
                 b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':' | b'@')
-            });
+            })
+            && !name.bytes().all(|b| b == b'.');
         if valid {
             Ok(Self(Arc::from(name)))
         } else {
@@ -110,11 +115,24 @@ mod tests {
             "a",
             "user@example.com",
             "x_y-z.1",
+            ".a",
+            "...b",
             &"a".repeat(128),
         ] {
             assert!(ChannelName::parse(ok).is_ok(), "{ok} should be valid");
         }
-        for bad in ["", "a/b", "a b", "é", "a\"b", "a?b", &"a".repeat(129)] {
+        for bad in [
+            "",
+            "a/b",
+            "a b",
+            "é",
+            "a\"b",
+            "a?b",
+            ".",
+            "..",
+            "...",
+            &"a".repeat(129),
+        ] {
             assert!(
                 ChannelName::parse(bad).is_err(),
                 "{bad:?} should be invalid"

@@ -8,7 +8,7 @@
 use std::fmt::Write as _;
 
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::codes::ErrorCode;
 use super::disconnect::DisconnectReason;
@@ -61,6 +61,9 @@ pub enum MissedReason {
     HistoryExhausted,
     /// The channel's numbering restarted; the requested offsets mean nothing now.
     EpochChanged,
+    /// The requested offset is beyond the channel's last one: the cursor is not from this
+    /// channel's history.
+    OffsetAhead,
 }
 
 /// A resume position history could not honour.
@@ -83,7 +86,7 @@ enum ServerFrame<'a> {
         offset: u64,
         recovered: bool,
         #[serde(skip_serializing_if = "Option::is_none")]
-        id: Option<&'a Value>,
+        id: Option<&'a RawValue>,
     },
     Missed {
         channel: &'a ChannelName,
@@ -95,23 +98,23 @@ enum ServerFrame<'a> {
     Unsubscribed {
         channel: &'a ChannelName,
         #[serde(skip_serializing_if = "Option::is_none")]
-        id: Option<&'a Value>,
+        id: Option<&'a RawValue>,
     },
     Published {
         #[serde(flatten)]
         published: &'a Published,
         #[serde(skip_serializing_if = "Option::is_none")]
-        id: Option<&'a Value>,
+        id: Option<&'a RawValue>,
     },
     Pong {
         #[serde(skip_serializing_if = "Option::is_none")]
-        id: Option<&'a Value>,
+        id: Option<&'a RawValue>,
     },
     Error {
         code: ErrorCode,
         message: &'a str,
         #[serde(skip_serializing_if = "Option::is_none")]
-        id: Option<&'a Value>,
+        id: Option<&'a RawValue>,
     },
     Disconnect {
         reason: DisconnectReason,
@@ -121,7 +124,7 @@ enum ServerFrame<'a> {
     },
 }
 
-pub fn subscribed(s: &Subscribed<'_>, id: Option<&Value>) -> Frame {
+pub fn subscribed(s: &Subscribed<'_>, id: Option<&RawValue>) -> Frame {
     Frame::json(&ServerFrame::Subscribed {
         channel: s.channel,
         epoch: s.epoch,
@@ -141,19 +144,19 @@ pub fn missed(m: &Missed<'_>) -> Frame {
     })
 }
 
-pub fn unsubscribed(channel: &ChannelName, id: Option<&Value>) -> Frame {
+pub fn unsubscribed(channel: &ChannelName, id: Option<&RawValue>) -> Frame {
     Frame::json(&ServerFrame::Unsubscribed { channel, id })
 }
 
-pub fn published(published: &Published, id: Option<&Value>) -> Frame {
+pub fn published(published: &Published, id: Option<&RawValue>) -> Frame {
     Frame::json(&ServerFrame::Published { published, id })
 }
 
-pub fn pong(id: Option<&Value>) -> Frame {
+pub fn pong(id: Option<&RawValue>) -> Frame {
     Frame::json(&ServerFrame::Pong { id })
 }
 
-pub fn error(code: ErrorCode, message: &str, id: Option<&Value>) -> Frame {
+pub fn error(code: ErrorCode, message: &str, id: Option<&RawValue>) -> Frame {
     Frame::json(&ServerFrame::Error { code, message, id })
 }
 
@@ -171,6 +174,8 @@ pub fn disconnect(reason: DisconnectReason) -> Frame {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use serde_json::Value;
 
     fn json(frame: &Frame) -> Value {
         serde_json::from_slice(frame.as_bytes()).unwrap()
@@ -201,7 +206,7 @@ mod tests {
     fn reply_frames_have_the_documented_shapes() {
         let channel = ChannelName::parse("chat:lobby").unwrap();
         let epoch = Epoch::from_string("e1".into());
-        let id = Value::from(3);
+        let id = RawValue::from_string("3".into()).unwrap();
         let p = Published {
             channel: channel.clone(),
             epoch: epoch.clone(),
@@ -243,8 +248,8 @@ mod tests {
         );
         assert_eq!(json(&pong(None)), serde_json::json!({"type":"pong"}));
         assert_eq!(
-            json(&error(ErrorCode::BadJson, "x", Some(&Value::from(2)))),
-            serde_json::json!({"type":"error","code":"bad_json","message":"x","id":2})
+            json(&error(ErrorCode::BadJson, "x", Some(&id))),
+            serde_json::json!({"type":"error","code":"bad_json","message":"x","id":3})
         );
     }
 }

@@ -4,9 +4,8 @@
 
 use std::sync::Arc;
 
-use serde_json::Value;
-
 use crate::hub::{Client, Hub, HubError};
+use crate::protocol::client::Id;
 use crate::protocol::{client, server, ClientFrame, Frame};
 
 /// Handles one client text frame.
@@ -25,25 +24,25 @@ fn handle_frame(hub: &Hub, client: &Arc<Client>, frame: ClientFrame<'_>) -> Opti
         ClientFrame::Subscribe { channel, since, id } => {
             // On success the hub queues `subscribed` itself, atomically with the catch-up.
             hub.subscribe(client, &channel, since.as_ref(), &|s| {
-                server::subscribed(s, id.as_ref())
+                server::subscribed(s, id)
             })
             .err()
-            .map(|e| hub_error(&e, id.as_ref()))
+            .map(|e| hub_error(&e, id))
         }
         ClientFrame::Unsubscribe { channel, id } => Some(match hub.unsubscribe(client, &channel) {
-            Ok(()) => server::unsubscribed(&channel, id.as_ref()),
-            Err(e) => hub_error(&e, id.as_ref()),
+            Ok(()) => server::unsubscribed(&channel, id),
+            Err(e) => hub_error(&e, id),
         }),
         ClientFrame::Publish { channel, data, id } => {
             Some(match hub.client_publish(&channel, data.get()) {
-                Ok(published) => server::published(&published, id.as_ref()),
-                Err(e) => hub_error(&e, id.as_ref()),
+                Ok(published) => server::published(&published, id),
+                Err(e) => hub_error(&e, id),
             })
         }
-        ClientFrame::Ping { id } => Some(server::pong(id.as_ref())),
+        ClientFrame::Ping { id } => Some(server::pong(id)),
     }
 }
 
-fn hub_error(error: &HubError, id: Option<&Value>) -> Frame {
+fn hub_error(error: &HubError, id: Option<Id<'_>>) -> Frame {
     server::error(error.code(), &error.to_string(), id)
 }

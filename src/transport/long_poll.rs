@@ -221,9 +221,10 @@ impl LongPoll {
             () = sleep(self.inner.config.hold) => {}
         }
         let mut frames = Vec::new();
-        if let Pop::Closed(reason) = client
-            .queue
-            .try_pop_batch(&mut frames, MAX_FRAMES_PER_BATCH)
+        if let Pop::Closed(reason) = self
+            .inner
+            .hub
+            .take(client, &mut frames, MAX_FRAMES_PER_BATCH)
         {
             // The hub ended this client: its last batch says why, then the session is gone.
             frames.push(server::disconnect(reason));

@@ -140,7 +140,7 @@ where
     }
 
     fn take_queued(&mut self, max: usize) -> Step {
-        match self.client.queue.try_pop_batch(&mut self.batch, max) {
+        match self.hub.take(self.client, &mut self.batch, max) {
             Pop::Closed(reason) => ControlFlow::Break(reason),
             Pop::Frames | Pop::Empty => ControlFlow::Continue(()),
         }
