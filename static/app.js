@@ -310,7 +310,7 @@ async function pollStats() {
     $('#stats-all').replaceChildren(...rest.map(statChip));
     $('#stats-more').hidden = rest.length === 0;
     $('#stats-more summary').textContent = `${rest.length} more`;
-  } catch (err) {
+  } catch {
     list.innerHTML = '<li class="muted">stats unavailable</li>';
   }
 }

@@ -846,7 +846,7 @@ async function httpJson(url, init) {
   if (!res.ok) throw await errorFromResponse(res);
   try {
     return await res.json();
-  } catch (err) {
+  } catch {
     throw new CrierError('network_error', `${url}: bad response body`);
   }
 }
