@@ -439,7 +439,10 @@ export class CrierClient {
     entry.sent = true;
     const { id } = entry.frame;
     entry.timer = setTimeout(() => {
-      this._settle(id, new CrierError('timeout', `no reply to ${entry.frame.type} within ${this.options.requestTimeoutMs} ms`));
+      this._settle(
+        id,
+        new CrierError('timeout', `no reply to ${entry.frame.type} within ${this.options.requestTimeoutMs} ms`),
+      );
     }, this.options.requestTimeoutMs);
     // WebSocket sends are fire-and-forget; long-poll's /lp/send can fail with an HTTP error
     // (413 message_too_large, 400 bad_json…) that belongs to exactly the frames it carried.
@@ -555,7 +558,10 @@ export class CrierClient {
     sub.epoch = frame.epoch;
     // History restarts at first_available; anything at or below it - 1 is not coming.
     if (typeof frame.first_available === 'number') {
-      sub.offset = frame.reason === 'epoch_changed' ? frame.first_available - 1 : Math.max(sub.offset ?? 0, frame.first_available - 1);
+      sub.offset =
+        frame.reason === 'epoch_changed'
+          ? frame.first_available - 1
+          : Math.max(sub.offset ?? 0, frame.first_available - 1);
     } else if (frame.reason === 'epoch_changed') {
       sub.offset = 0;
     }
@@ -720,7 +726,9 @@ class LongPollConnection {
         if (this.ended) return;
         // Network trouble: retry a couple of times on the same session before giving up.
         failures += 1;
-        if (failures > 2) return this._end({ reason: 'connection_lost', code: null, reconnect: true, message: String(err) });
+        if (failures > 2) {
+          return this._end({ reason: 'connection_lost', code: null, reconnect: true, message: String(err) });
+        }
         await sleep(250 * failures);
         continue;
       }
