@@ -1,6 +1,6 @@
 // crier.js's connection state machine, under node with no browser and no hub: the transition
 // table itself, then the lifecycle driven through a stand-in WebSocket that the test opens and
-// closes by hand. Fast enough to run with the browser tests; it needs no hub binary.
+// closes by hand (and a stand-in fetch for the long-poll fallback). It needs no hub binary.
 
 import { describe, it, beforeEach, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
@@ -168,6 +168,45 @@ describe('crier.js lifecycle (stand-in WebSocket)', () => {
     socket(1).serverOpen();
     await waitFor(() => client.state === 'open', 'open');
     assert.equal(socket(1).closedWith, null);
+  });
+
+  it("'auto' falls back to long-poll when the socket fails, stays there, and tries WebSocket after setTransport()", async () => {
+    const realFetch = globalThis.fetch;
+    const paths = [];
+    // The hub's long-poll endpoints, as far as opening a session goes; a poll hangs until aborted.
+    globalThis.fetch = (url, init = {}) => {
+      const { pathname } = new URL(url);
+      paths.push(pathname);
+      if (pathname === '/lp/poll') {
+        return new Promise((_, reject) => init.signal.addEventListener('abort', () => reject(new Error('aborted'))));
+      }
+      const body = pathname === '/lp/connect' ? { session: `s${paths.length}`, hold_ms: 25000 } : {};
+      return Promise.resolve({ ok: true, status: 200, json: async () => body });
+    };
+    try {
+      client = new CrierClient({ transport: 'auto', backoff: { initialMs: 0, maxMs: 0 } });
+      const fallbacks = [];
+      client.on('fallback', (event) => fallbacks.push(event));
+      client.connect();
+      socket(0).serverClose(1006); // failed before it opened
+      await waitFor(() => client.state === 'open', 'open');
+      assert.equal(client.transport, 'longpoll');
+      assert.equal(fallbacks.length, 1);
+
+      client._dropConnection();
+      await waitFor(() => client.state === 'open' && client.reconnects === 1, 'open again');
+      assert.equal(client.transport, 'longpoll');
+      assert.equal(FakeWebSocket.instances.length, 1, 'no WebSocket tried once long-poll worked instead');
+
+      client.setTransport('auto');
+      await waitFor(() => FakeWebSocket.instances.length === 2, 'a WebSocket tried again');
+      socket(1).serverOpen();
+      await waitFor(() => client.state === 'open' && client.transport === 'websocket', 'open on WebSocket');
+      client.close();
+      await waitFor(() => paths.filter((p) => p === '/lp/close').length === 2, 'both sessions closed');
+    } finally {
+      globalThis.fetch = realFetch;
+    }
   });
 
   it('a dropped connection with stayDown waits for reconnect()', async () => {
