@@ -109,7 +109,9 @@ client.on('disconnect', (info) => {
   if (info.reason === 'transport_changed' || info.reason === 'dropped') return;
   const code = info.code != null ? ` (${info.code})` : '';
   if (!info.reconnect) {
-    notice('error', `Hub closed the connection: ${info.reason}${code}. ${info.message || ''}`.trim(), { key: 'disconnect' });
+    notice('error', `Hub closed the connection: ${info.reason}${code}. ${info.message || ''}`.trim(), {
+      key: 'disconnect',
+    });
   } else {
     notice('warn', `Disconnected: ${info.reason}${code}; reconnecting and resuming…`, { key: 'disconnect' });
   }
@@ -154,7 +156,8 @@ function onChat(data, msg) {
   const li = document.createElement('li');
   li.className = 'chat-msg' + (payload.from === TAB_ID ? ' mine' : '');
   li.dataset.offset = msg.offset;
-  li.innerHTML = '<div class="meta"><b class="who"></b><span class="when"></span><span class="off"></span></div><div class="msg-text"></div>';
+  li.innerHTML =
+    '<div class="meta"><b class="who"></b><span class="when"></span><span class="off"></span></div><div class="msg-text"></div>';
   li.querySelector('.who').textContent = payload.name || 'anonymous';
   li.querySelector('.when').textContent = timeOf(payload.ts);
   li.querySelector('.off').textContent = `#${msg.offset}`;
@@ -177,7 +180,9 @@ $('#join-form').onsubmit = async (event) => {
   if (chatChannel) client.unsubscribe(chatChannel, onChat).catch(() => {});
   chatChannel = channel;
   $('#chat-channel').textContent = channel;
-  $('#chat-log').replaceChildren(Object.assign(document.createElement('li'), { className: 'empty', textContent: `Joined ${channel}. Say hello!` }));
+  $('#chat-log').replaceChildren(
+    Object.assign(document.createElement('li'), { className: 'empty', textContent: `Joined ${channel}. Say hello!` }),
+  );
   $('#chat-input').disabled = false;
   $('#chat-send').disabled = false;
   $('#chat-input').focus();
@@ -238,7 +243,8 @@ function onNotification(data, msg) {
   const isObj = data && typeof data === 'object' && !Array.isArray(data);
   const title = isObj && typeof data.title === 'string' ? data.title : typeof data === 'string' ? data : null;
   const rest = isObj ? Object.fromEntries(Object.entries(data).filter(([k]) => k !== 'title')) : null;
-  li.innerHTML = '<div class="meta"><span class="when"></span><span class="off"></span></div><div class="title"></div><pre class="body"></pre>';
+  li.innerHTML =
+    '<div class="meta"><span class="when"></span><span class="off"></span></div><div class="title"></div><pre class="body"></pre>';
   li.querySelector('.when').textContent = timeOf();
   li.querySelector('.off').textContent = `#${msg.offset}`;
   li.querySelector('.title').textContent = title ?? '(no title)';
@@ -263,7 +269,9 @@ $('#notif-form').onsubmit = async (event) => {
     });
     if (!res.ok) {
       const body = await res.json().catch(() => ({}));
-      throw Object.assign(new Error(body.error?.message || `HTTP ${res.status}`), { code: body.error?.code || res.status });
+      throw Object.assign(new Error(body.error?.message || `HTTP ${res.status}`), {
+        code: body.error?.code || res.status,
+      });
     }
     input.value = '';
   } catch (err) {
@@ -284,7 +292,17 @@ function flatten(obj, prefix = '', out = []) {
 }
 
 // The figures worth a glance; everything else /api/stats returns goes under "all figures".
-const HEADLINE_STATS = ['connections', 'websocket', 'long_poll', 'channels', 'published', 'deliveries', 'delivered', 'replayed', 'evicted_slow'];
+const HEADLINE_STATS = [
+  'connections',
+  'websocket',
+  'long_poll',
+  'channels',
+  'published',
+  'deliveries',
+  'delivered',
+  'replayed',
+  'evicted_slow',
+];
 
 function statChip([name, value]) {
   const li = document.createElement('li');
@@ -310,7 +328,7 @@ async function pollStats() {
     $('#stats-all').replaceChildren(...rest.map(statChip));
     $('#stats-more').hidden = rest.length === 0;
     $('#stats-more summary').textContent = `${rest.length} more`;
-  } catch (err) {
+  } catch {
     list.innerHTML = '<li class="muted">stats unavailable</li>';
   }
 }
@@ -334,7 +352,9 @@ document.addEventListener('visibilitychange', () => {
 window.addEventListener('pagehide', () => client.close());
 // Back/forward cache: a restored page resumes its channels where it left off.
 window.addEventListener('pageshow', (event) => event.persisted && client.connect());
-client.subscribe(NOTIFICATIONS, onNotification).catch((err) => notice('error', `Could not subscribe to notifications: ${err.code}`));
+client
+  .subscribe(NOTIFICATIONS, onNotification)
+  .catch((err) => notice('error', `Could not subscribe to notifications: ${err.code}`));
 client.connect();
 renderStatus();
 pollStats().then(scheduleStats);

@@ -47,6 +47,24 @@ const DEFAULTS = {
   requestTimeoutMs: 15000, // publish/unsubscribe/ping without a reply by then reject with `timeout`
 };
 
+// The connection lifecycle. `state` is the only record of where the client stands, and every
+// change goes through `_transition()`, which refuses a move this table does not list:
+//
+//   idle ─connect()─▶ connecting ─opened─▶ open ─lost─▶ reconnecting ─opened─▶ open
+//   open ─lost, not to be retried (fatal close code, `reconnect: false`)─▶ closed
+//   any other state ─close()─▶ closed ─connect()─▶ connecting, or reconnecting once it has opened
+//
+// A failed attempt stays where it is (connecting or reconnecting) and waits for the next one.
+// Whether an attempt is in flight (`_opening`) or waiting out its backoff (`_retryTimer`) is not
+// a state: the API does not tell them apart, and those fields hold what close() must cancel.
+const TRANSITIONS = Object.freeze({
+  idle: Object.freeze(['connecting', 'closed']),
+  connecting: Object.freeze(['open', 'closed']),
+  open: Object.freeze(['reconnecting', 'closed']),
+  reconnecting: Object.freeze(['open', 'closed']),
+  closed: Object.freeze(['connecting', 'reconnecting']),
+});
+
 /** An error from the hub (`error` frame, HTTP error, close code) or from the client itself. */
 export class CrierError extends Error {
   /**
@@ -87,11 +105,15 @@ export class CrierClient {
     this._pending = new Map(); // request id → { frame, resolve, reject, timer, sent }
     this._outbox = []; // requests made while not connected; sent in order on open
     this._nextId = 1;
-    this._conn = null; // the live transport object, or null
-    this._everOpened = false;
-    this._wsBlocked = false; // set when long-poll worked where WebSocket did not
-    this._retryTimer = null;
-    this._stayDown = false; // test hook, see _dropConnection()
+    this._conn = null; // the live transport object; only while `state` is 'open'
+    // Token of the attempt in flight. close() clears it, so an attempt that finishes after
+    // close() (or after close() and connect() again) closes what it opened instead of using it.
+    this._opening = null;
+    this._retryTimer = null; // the backoff wait before the next attempt
+    this._opens = 0; // connections opened so far; after the first, every approach is 'reconnecting'
+    // What `auto` opens: 'longpoll' once it worked where WebSocket did not (a proxy that blocks
+    // upgrades keeps blocking them), until setTransport() starts afresh.
+    this._autoTransport = 'websocket';
     this._onOnline = () => {
       if (this.state === 'reconnecting') this.reconnect();
     };
@@ -129,11 +151,14 @@ export class CrierClient {
     }
   }
 
-  _setState(state) {
-    if (this.state === state) return;
-    this.state = state;
+  /** The one way `state` changes: a move TRANSITIONS does not list is a bug, and throws. */
+  _transition(next) {
+    if (!TRANSITIONS[this.state]?.includes(next)) {
+      throw new Error(`crier: no transition from ${this.state} to ${next}`);
+    }
+    this.state = next;
     this._emit('state', {
-      state,
+      state: next,
       transport: this.transport,
       attempt: this.attempt,
       reconnects: this.reconnects,
@@ -146,19 +171,18 @@ export class CrierClient {
   /** Start connecting (idempotent). Subscriptions made before or after are all kept. */
   connect() {
     if (this.state !== 'idle' && this.state !== 'closed') return;
-    this._closing = false;
     if (typeof window !== 'undefined') window.addEventListener('online', this._onOnline);
-    this._attempt();
+    this._attempt(this._opens > 0 ? 'reconnecting' : 'connecting');
   }
 
   /** Reconnect now: skips a pending backoff delay, or restarts after a fatal close. */
   reconnect() {
-    this._stayDown = false;
-    if (this.state === 'open' || this.state === 'connecting') return;
     if (this.state === 'idle' || this.state === 'closed') return this.connect();
+    // Only a client waiting to reconnect has a wait to skip; an attempt in flight is left alone.
+    if (this.state !== 'reconnecting' || this._opening) return;
     clearTimeout(this._retryTimer);
     this._retryTimer = null;
-    if (!this._connecting) this._attempt();
+    this._attempt();
   }
 
   /**
@@ -167,10 +191,10 @@ export class CrierClient {
    */
   setTransport(mode) {
     this.options.transport = mode;
-    this._wsBlocked = false;
+    this._autoTransport = 'websocket';
     const conn = this._conn;
     if (!conn) return this.reconnect();
-    this._connectionLost(conn, { reason: 'transport_changed', code: null, reconnect: true }, 0);
+    this._connectionLost(conn, { reason: 'transport_changed', code: null, reconnect: true }, { delayMs: 0 });
     conn.close();
   }
 
@@ -191,6 +215,13 @@ export class CrierClient {
       if (options.onMissed) sub.missedHandlers.add(options.onMissed);
       return sub.lastSubscribed ? Promise.resolve(sub.lastSubscribed) : sub.ready;
     }
+    let resolveReady;
+    let rejectReady;
+    const ready = new Promise((resolve, reject) => {
+      resolveReady = resolve;
+      rejectReady = reject;
+    });
+    ready.catch(() => {}); // an unobserved rejection is reported through `error` instead
     sub = {
       channel,
       handlers: new Set(handler ? [handler] : []),
@@ -201,12 +232,10 @@ export class CrierClient {
       offset: options.since ? options.since.offset : null,
       lastSubscribed: null,
       requestId: null,
+      ready, // settles once: with the first `subscribed` frame, or the error that dropped it
+      resolveReady,
+      rejectReady,
     };
-    sub.ready = new Promise((resolve, reject) => {
-      sub.resolveReady = resolve;
-      sub.rejectReady = reject;
-    });
-    sub.ready.catch(() => {}); // an unobserved rejection is reported through `error` instead
     this._subs.set(channel, sub);
     if (this.state === 'open') this._sendSubscribe(sub);
     return sub.ready;
@@ -258,9 +287,9 @@ export class CrierClient {
    * requests reject with `closed`. Subscriptions are kept: `connect()` later resumes them.
    */
   close() {
-    this._closing = true;
     clearTimeout(this._retryTimer);
     this._retryTimer = null;
+    this._opening = null;
     if (typeof window !== 'undefined') window.removeEventListener('online', this._onOnline);
     const conn = this._conn;
     this._conn = null;
@@ -268,7 +297,7 @@ export class CrierClient {
     this._failRequests(new CrierError('closed', 'client closed'), true);
     this.transport = null;
     this.attempt = 0;
-    this._setState('closed');
+    if (this.state !== 'closed') this._transition('closed');
   }
 
   // ---------------------------------------------------------------------------------------
@@ -280,42 +309,48 @@ export class CrierClient {
    * lets a test publish "while the client is away" and then check the resume.
    */
   _dropConnection({ stayDown = false } = {}) {
-    this._stayDown = stayDown;
     const conn = this._conn;
     if (!conn) return;
-    this._connectionLost(conn, { reason: 'dropped', code: null, reconnect: true });
+    this._connectionLost(conn, { reason: 'dropped', code: null, reconnect: true }, { hold: stayDown });
     conn.drop();
   }
 
   // ---------------------------------------------------------------------------------------
   // Connection lifecycle
 
-  async _attempt() {
-    this._connecting = true;
+  /**
+   * One connection attempt. `enter` is the state a client in idle or closed moves to first;
+   * a client already connecting or reconnecting stays where it is.
+   */
+  async _attempt(enter) {
+    const opening = {};
+    this._opening = opening;
     this.attempt += 1;
-    this._setState(this._everOpened ? 'reconnecting' : 'connecting');
+    if (enter) this._transition(enter);
+    if (this._opening !== opening) return; // a `state` listener called close()
     let conn;
     try {
       conn = await this._openTransport();
     } catch (error) {
-      this._connecting = false;
-      if (this._closing) return;
+      if (this._opening !== opening) return; // close() came first
+      this._opening = null;
       this._scheduleRetry(error);
       return;
     }
-    this._connecting = false;
-    if (this._closing) {
-      conn.close();
+    if (this._opening !== opening) {
+      conn.close(); // close() came first (and maybe a new connect(): its own attempt goes on)
       return;
     }
+    this._opening = null;
     this._conn = conn;
     this.transport = conn.name;
-    const reconnected = this._everOpened;
+    const reconnected = this._opens > 0;
     if (reconnected) this.reconnects += 1;
-    this._everOpened = true;
+    this._opens += 1;
     this.attempt = 0;
-    this._setState('open');
+    this._transition('open');
     this._emit('open', { transport: conn.name, reconnected });
+    if (this._conn !== conn) return; // a `state` or `open` listener closed it already
 
     // Resubscribe first (each with its resume position), then whatever was queued offline:
     // the hub handles one client's frames in order, so a queued publish on a channel we are
@@ -329,7 +364,7 @@ export class CrierClient {
   async _openTransport() {
     const mode = this.options.transport;
     const hasWs = typeof WebSocket !== 'undefined';
-    if (mode === 'longpoll' || (mode === 'auto' && (!hasWs || this._wsBlocked))) {
+    if (mode === 'longpoll' || (mode === 'auto' && (!hasWs || this._autoTransport === 'longpoll'))) {
       return this._openLongPoll();
     }
     if (mode === 'websocket') return this._openWebSocket();
@@ -339,7 +374,7 @@ export class CrierClient {
       // The socket did not open: either WebSocket is blocked on the way (proxy, firewall) or
       // the hub is down. Long-poll tells the two apart: if it works, stay on it.
       const conn = await this._openLongPoll();
-      this._wsBlocked = true;
+      this._autoTransport = 'longpoll';
       this._emit('fallback', { from: 'websocket', to: 'longpoll', error: wsError });
       return conn;
     }
@@ -370,14 +405,15 @@ export class CrierClient {
 
   /**
    * The one place a connection ends (hub close, network failure, disconnect frame, 404
-   * unknown_session). `delayOverride` 0 reconnects at once (transport switch).
+   * unknown_session). `retry` goes to _scheduleRetry: `{ delayMs: 0 }` reconnects at once
+   * (transport switch), `{ hold: true }` waits for reconnect() (test hook).
    */
-  _connectionLost(conn, info, delayOverride) {
+  _connectionLost(conn, info, retry = {}) {
     if (conn !== this._conn) return;
     this._conn = null;
     const transport = conn.name;
     this.transport = null;
-    const reconnect = info.reconnect !== false && this.options.reconnect && !this._closing;
+    const reconnect = info.reconnect !== false && this.options.reconnect;
     this.lastDisconnect = { ...info, transport };
 
     // A request already handed to the dead connection has an unknown outcome; reject it. A
@@ -393,30 +429,37 @@ export class CrierClient {
     for (const sub of this._subs.values()) sub.requestId = null;
 
     this._emit('disconnect', { ...info, transport, reconnect });
-    if (this._closing) return;
+    if (this.state !== 'open') return; // a `disconnect` listener called close()
     if (!reconnect) {
       this.attempt = 0;
       this._failRequests(err, true); // queued ones too: nothing will send them
-      this._setState('closed');
+      this._transition('closed');
       return;
     }
-    this._scheduleRetry(null, delayOverride);
+    this._transition('reconnecting');
+    this._scheduleRetry(null, retry);
   }
 
-  _scheduleRetry(error, delayOverride) {
+  /**
+   * Wait out the backoff, then attempt again. `delayMs` replaces the computed delay; `hold`
+   * arms no timer, so only reconnect() (or the browser's `online` event) goes on.
+   */
+  _scheduleRetry(error, { delayMs, hold = false } = {}) {
+    if (this.state !== 'connecting' && this.state !== 'reconnecting') return; // a `state` listener called close()
     const { initialMs, maxMs, factor } = this.options.backoff;
     // Equal jitter: half the exponential delay, plus a random half. Spreads out thousands of
     // clients that lost the same hub at the same moment, while keeping a floor.
     const base = Math.min(maxMs, initialMs * factor ** Math.max(0, this.attempt - 1));
-    const delayMs = delayOverride ?? Math.round(base / 2 + (Math.random() * base) / 2);
-    this._setState(this._everOpened ? 'reconnecting' : 'connecting');
-    this._emit('reconnecting', { attempt: this.attempt + 1, delayMs, error });
-    if (this._stayDown) return;
-    clearTimeout(this._retryTimer);
-    this._retryTimer = setTimeout(() => {
-      this._retryTimer = null;
-      this._attempt();
-    }, delayMs);
+    const delay = delayMs ?? Math.round(base / 2 + (Math.random() * base) / 2);
+    // Armed before the event, so that a listener's close() or reconnect() finds it to cancel.
+    if (!hold) {
+      clearTimeout(this._retryTimer);
+      this._retryTimer = setTimeout(() => {
+        this._retryTimer = null;
+        this._attempt();
+      }, delay);
+    }
+    this._emit('reconnecting', { attempt: this.attempt + 1, delayMs: delay, error });
   }
 
   // ---------------------------------------------------------------------------------------
@@ -439,7 +482,10 @@ export class CrierClient {
     entry.sent = true;
     const { id } = entry.frame;
     entry.timer = setTimeout(() => {
-      this._settle(id, new CrierError('timeout', `no reply to ${entry.frame.type} within ${this.options.requestTimeoutMs} ms`));
+      this._settle(
+        id,
+        new CrierError('timeout', `no reply to ${entry.frame.type} within ${this.options.requestTimeoutMs} ms`),
+      );
     }, this.options.requestTimeoutMs);
     // WebSocket sends are fire-and-forget; long-poll's /lp/send can fail with an HTTP error
     // (413 message_too_large, 400 bad_json…) that belongs to exactly the frames it carried.
@@ -555,7 +601,10 @@ export class CrierClient {
     sub.epoch = frame.epoch;
     // History restarts at first_available; anything at or below it - 1 is not coming.
     if (typeof frame.first_available === 'number') {
-      sub.offset = frame.reason === 'epoch_changed' ? frame.first_available - 1 : Math.max(sub.offset ?? 0, frame.first_available - 1);
+      sub.offset =
+        frame.reason === 'epoch_changed'
+          ? frame.first_available - 1
+          : Math.max(sub.offset ?? 0, frame.first_available - 1);
     } else if (frame.reason === 'epoch_changed') {
       sub.offset = 0;
     }
@@ -720,7 +769,9 @@ class LongPollConnection {
         if (this.ended) return;
         // Network trouble: retry a couple of times on the same session before giving up.
         failures += 1;
-        if (failures > 2) return this._end({ reason: 'connection_lost', code: null, reconnect: true, message: String(err) });
+        if (failures > 2) {
+          return this._end({ reason: 'connection_lost', code: null, reconnect: true, message: String(err) });
+        }
         await sleep(250 * failures);
         continue;
       }
@@ -846,7 +897,7 @@ async function httpJson(url, init) {
   if (!res.ok) throw await errorFromResponse(res);
   try {
     return await res.json();
-  } catch (err) {
+  } catch {
     throw new CrierError('network_error', `${url}: bad response body`);
   }
 }

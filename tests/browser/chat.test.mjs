@@ -4,8 +4,17 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  startHub, launchBrowser, openDemo, waitOpen, sendChat, waitChat, chatTexts,
-  waitNotifications, publishHttp, unique, WAIT_MS,
+  startHub,
+  launchBrowser,
+  openDemo,
+  waitOpen,
+  sendChat,
+  waitChat,
+  chatTexts,
+  waitNotifications,
+  publishHttp,
+  unique,
+  WAIT_MS,
 } from './harness.mjs';
 
 describe('chat and notifications', () => {
@@ -45,7 +54,10 @@ describe('chat and notifications', () => {
       const a = await chatTexts(alice);
       const b = await chatTexts(bob);
       assert.deepEqual(a, b);
-      assert.deepEqual(a.filter((t) => t === hello || t === reply), [hello, reply]);
+      assert.deepEqual(
+        a.filter((t) => t === hello || t === reply),
+        [hello, reply],
+      );
 
       // The status line shows the transport and the chat offset.
       assert.equal(await alice.textContent('#transport'), transport);

@@ -4,7 +4,15 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  startHub, launchBrowser, openDemo, waitOpen, sendChat, waitChat, waitNotice, unique, WAIT_MS,
+  startHub,
+  launchBrowser,
+  openDemo,
+  waitOpen,
+  sendChat,
+  waitChat,
+  waitNotice,
+  unique,
+  WAIT_MS,
 } from './harness.mjs';
 
 describe('hub errors shown on the page', () => {
@@ -54,7 +62,12 @@ describe('hub errors shown on the page', () => {
 
   it('publishing on a channel clients may not publish to is rejected with publish_forbidden', async () => {
     const page = await openDemo(browser, hub);
-    const code = await page.evaluate(() => window.crier.publish('notifications', { title: 'nope' }).then(() => 'published', (e) => e.code));
+    const code = await page.evaluate(() =>
+      window.crier.publish('notifications', { title: 'nope' }).then(
+        () => 'published',
+        (e) => e.code,
+      ),
+    );
     assert.equal(code, 'publish_forbidden');
     await page.context().close();
   });

@@ -154,7 +154,10 @@ export async function sendChat(page, text) {
 /** Wait until the chat log holds a message with exactly this text; returns its offset. */
 export async function waitChat(page, text) {
   const handle = await page.waitForFunction(
-    (t) => [...document.querySelectorAll('#chat-log .chat-msg')].find((li) => li.querySelector('.msg-text').textContent === t)?.dataset.offset,
+    (t) =>
+      [...document.querySelectorAll('#chat-log .chat-msg')].find(
+        (li) => li.querySelector('.msg-text').textContent === t,
+      )?.dataset.offset,
     text,
     { timeout: WAIT_MS },
   );
@@ -185,7 +188,9 @@ export async function waitNotice(page, kind, re) {
   const handle = await page.waitForFunction(
     ([k, src]) => {
       const rx = new RegExp(src);
-      return [...document.querySelectorAll(`#notices .notice[data-kind="${k}"]`)].map((li) => li.textContent).find((t) => rx.test(t));
+      return [...document.querySelectorAll(`#notices .notice[data-kind="${k}"]`)]
+        .map((li) => li.textContent)
+        .find((t) => rx.test(t));
     },
     [kind, re.source],
     { timeout: WAIT_MS },

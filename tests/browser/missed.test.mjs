@@ -4,7 +4,15 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  startHub, launchBrowser, openDemo, waitOpen, waitNotifications, waitNotice, publishHttp, unique, WAIT_MS,
+  startHub,
+  launchBrowser,
+  openDemo,
+  waitOpen,
+  waitNotifications,
+  waitNotice,
+  publishHttp,
+  unique,
+  WAIT_MS,
 } from './harness.mjs';
 
 describe('missed messages (history exhausted)', () => {
@@ -37,7 +45,10 @@ describe('missed messages (history exhausted)', () => {
       for (const title of covered) await publishHttp(hub, 'notifications', { title });
       await page.evaluate(() => window.crier.reconnect());
       assert.deepEqual(await waitNotifications(page, 3), [first, ...covered]);
-      assert.deepEqual(await page.$$eval('#notices .notice[data-kind="missed"]', (els) => els.map((e) => e.textContent)), []);
+      assert.deepEqual(
+        await page.$$eval('#notices .notice[data-kind="missed"]', (els) => els.map((e) => e.textContent)),
+        [],
+      );
 
       // Beyond history: 5 published while away, only the last 2 can be replayed.
       await page.evaluate(() => window.crier._dropConnection({ stayDown: true }));

@@ -4,8 +4,17 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  startHub, launchBrowser, openDemo, waitOpen, sendChat, waitChat, waitNotifications,
-  waitNotice, publishHttp, unique, WAIT_MS,
+  startHub,
+  launchBrowser,
+  openDemo,
+  waitOpen,
+  sendChat,
+  waitChat,
+  waitNotifications,
+  waitNotice,
+  publishHttp,
+  unique,
+  WAIT_MS,
 } from './harness.mjs';
 
 /** Drop the page's connection and keep it down until `reconnect()`. */

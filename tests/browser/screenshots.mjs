@@ -4,7 +4,15 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import {
-  REPO_ROOT, startHub, launchBrowser, openDemo, waitOpen, sendChat, waitChat, waitNotifications, publishHttp,
+  REPO_ROOT,
+  startHub,
+  launchBrowser,
+  openDemo,
+  waitOpen,
+  sendChat,
+  waitChat,
+  waitNotifications,
+  publishHttp,
 } from './harness.mjs';
 
 const OUT = path.join(REPO_ROOT, 'docs', 'screenshots');
@@ -39,7 +47,11 @@ async function main() {
       await sendChat(peer, 'Shipped. Nice one!');
       await waitChat(me, 'Shipped. Nice one!');
       // Wait until the stats line (polled every 2 s) has caught up with the activity above.
-      await me.waitForFunction(() => Number(document.querySelector('#stats [data-stat="published"]')?.dataset.value) >= 5, null, { timeout: 10000 });
+      await me.waitForFunction(
+        () => Number(document.querySelector('#stats [data-stat="published"]')?.dataset.value) >= 5,
+        null,
+        { timeout: 10000 },
+      );
       await me.screenshot({ path: path.join(OUT, shot.file), fullPage: shot.viewport === PHONE });
       console.log('wrote', path.join('docs/screenshots', shot.file));
       await me.context().close();
