@@ -599,13 +599,12 @@ export class CrierClient {
     const sub = this._subs.get(frame.channel);
     if (!sub) return;
     sub.epoch = frame.epoch;
-    // History restarts at first_available; anything at or below it - 1 is not coming.
+    // History restarts at first_available; anything at or below it - 1 is not coming. After
+    // epoch_changed or offset_ahead our position means nothing here: take the hub's.
+    const reset = frame.reason === 'epoch_changed' || frame.reason === 'offset_ahead';
     if (typeof frame.first_available === 'number') {
-      sub.offset =
-        frame.reason === 'epoch_changed'
-          ? frame.first_available - 1
-          : Math.max(sub.offset ?? 0, frame.first_available - 1);
-    } else if (frame.reason === 'epoch_changed') {
+      sub.offset = reset ? frame.first_available - 1 : Math.max(sub.offset ?? 0, frame.first_available - 1);
+    } else if (reset) {
       sub.offset = 0;
     }
     for (const fn of sub.missedHandlers) {

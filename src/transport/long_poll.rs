@@ -194,7 +194,12 @@ impl LongPoll {
             if state.polling {
                 return Err(TransportError::PollInProgress);
             }
-            if ack > state.last_batch {
+            // Only two acks are honest: the last batch (received) or the one before it (the
+            // last batch was lost in transit; it is sent again). Anything older means another
+            // poller took and acknowledged batches this one never saw: refuse rather than
+            // skip them silently.
+            let resend = ack + 1 == state.last_batch && state.unacked.is_some();
+            if ack != state.last_batch && !resend {
                 return Err(TransportError::BadAck {
                     ack,
                     last: state.last_batch,
@@ -241,6 +246,8 @@ impl LongPoll {
     }
 
     /// Handles a body of one client frame or a JSON array of them; replies arrive by poll.
+    /// Returns how many frames were handled: once the session's client is disconnected (a
+    /// reply overflowed its queue, say), the rest of an array is not handled.
     pub fn send(&self, id: SessionId, body: &str) -> Result<usize, TransportError> {
         let session = self.session(id)?;
         session.lock().last_seen = Instant::now();
@@ -250,10 +257,15 @@ impl LongPoll {
             let frames: Vec<&RawValue> = serde_json::from_str(body).map_err(|e| {
                 TransportError::BadRequest(format!("body is not a JSON array of frames: {e}"))
             })?;
+            let mut handled = 0;
             for frame in &frames {
+                if client.disconnect_reason().is_some() {
+                    break;
+                }
                 dispatch::handle_text(hub, client, frame.get());
+                handled += 1;
             }
-            Ok(frames.len())
+            Ok(handled)
         } else {
             dispatch::handle_text(hub, client, body);
             Ok(1)

@@ -26,7 +26,9 @@ pub enum TransportError {
     UnknownSession,
     #[error("another poll is already waiting on this session")]
     PollInProgress,
-    #[error("ack {ack} is newer than the last batch sent ({last})")]
+    #[error(
+        "ack {ack} is neither the last batch sent ({last}) nor the one before it still unacknowledged; connect again and resume"
+    )]
     BadAck { ack: u64, last: u64 },
     #[error("not a WebSocket upgrade request: {0}")]
     NotWebSocket(&'static str),
