@@ -55,7 +55,7 @@ fn publish_fanout(c: &mut Criterion) {
                         let n = PUBLISHES_PER_DRAIN.min(iters - done);
                         let start = Instant::now();
                         for _ in 0..n {
-                            black_box(hub.publish(&channel, &data));
+                            black_box(hub.publish(&channel, &data).unwrap());
                         }
                         timed += start.elapsed();
                         drain();

@@ -90,6 +90,16 @@ pub struct Config {
     #[arg(long, env = "CRIER_MAX_SUBSCRIPTIONS", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=100_000).map(|v| v as usize))]
     pub max_subscriptions: usize,
 
+    /// Channels the hub holds at most (each with its subscribers and history); a publish or
+    /// subscribe that would create one more is refused (`too_many_channels`, HTTP 503).
+    #[arg(long, env = "CRIER_MAX_CHANNELS", default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..).map(|v| v as usize))]
+    pub max_channels: usize,
+
+    /// Deepest nesting of arrays and objects in a published `data` (`too_deep`, HTTP 400).
+    /// Readers whose JSON parsers recurse per level (most do) are safe below it.
+    #[arg(long, env = "CRIER_MAX_JSON_DEPTH", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024).map(|v| v as usize))]
+    pub max_json_depth: usize,
+
     /// Channels clients may publish to: comma-separated names or prefixes ending in `*`;
     /// `*` for all, empty for none. The default lets the demo chat rooms (`chat:…`) work.
     #[arg(long, env = "CRIER_CLIENT_PUBLISH", default_value = "chat:*")]
@@ -202,6 +212,8 @@ impl Config {
             },
             max_connections: self.connection_ceiling(),
             max_subscriptions: self.max_subscriptions,
+            max_channels: self.max_channels,
+            max_json_depth: self.max_json_depth,
             client_publish: PublishPolicy::parse(&self.client_publish),
             overload_fraction: self.overload_fraction,
             overload_min_lagging: self.overload_min_lagging,

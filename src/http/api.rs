@@ -64,7 +64,7 @@ pub async fn publish_body(
         serde_json::to_string(text).unwrap_or_default()
     };
     state.hub.check_load()?;
-    Ok(Json(state.hub.publish(&channel, &data)))
+    Ok(Json(state.hub.publish(&channel, &data)?))
 }
 
 /// `POST /api/publish` with `{"channel": …, "data": …}` or `{"channels": […], "data": …}`.
@@ -83,18 +83,21 @@ pub async fn publish_json(
     match (request.channel, request.channels) {
         (Some(channel), None) => {
             let channel = channel_name(&channel)?;
-            Ok(Json(state.hub.publish(&channel, data.get())).into_response())
+            Ok(Json(state.hub.publish(&channel, data.get())?).into_response())
         }
         (None, Some(channels)) if !channels.is_empty() => {
-            // Validate all names first so a bad one publishes nothing.
+            // Validate everything first so a bad name, a too deep `data` or too little room
+            // for new channels publishes nothing.
             let names = channels
                 .iter()
                 .map(|c| channel_name(c))
                 .collect::<Result<Vec<_>, _>>()?;
+            state.hub.check_data(data.get())?;
+            state.hub.check_room(&names)?;
             let results = names
                 .iter()
                 .map(|name| state.hub.publish(name, data.get()))
-                .collect();
+                .collect::<Result<_, _>>()?;
             Ok(Json(PublishResults { results }).into_response())
         }
         _ => Err(ApiError::new(
@@ -139,6 +142,7 @@ pub async fn stats(State(state): State<AppState>) -> Json<StatsBody> {
         evicted_slow: stats.disconnects(DisconnectReason::Slow),
         rejected_over_capacity: stats.rejected_over_capacity(),
         rejected_overloaded: stats.rejected_overloaded(),
+        rejected_too_many_channels: stats.rejected_too_many_channels(),
         lagging_clients: hub.lagging_clients(),
         max_connections: hub.config().max_connections,
         uptime_seconds: state.started.elapsed().as_secs(),

@@ -14,6 +14,10 @@ pub struct HubConfig {
     pub history: HistoryLimits,
     pub max_connections: usize,
     pub max_subscriptions: usize,
+    /// Channels the hub holds at most; creating one more is refused (`too_many_channels`).
+    pub max_channels: usize,
+    /// Deepest nesting of arrays and objects a published `data` may have.
+    pub max_json_depth: usize,
     pub client_publish: PublishPolicy,
     /// The hub counts as overloaded — and refuses publishes — while more than this fraction
     /// of its clients (and at least `overload_min_lagging`) have a queue at least half full.
@@ -33,6 +37,8 @@ impl Default for HubConfig {
             },
             max_connections: 10_000,
             max_subscriptions: 64,
+            max_channels: 100_000,
+            max_json_depth: 32,
             client_publish: PublishPolicy::parse("chat:*"),
             overload_fraction: 0.5,
             overload_min_lagging: 16,

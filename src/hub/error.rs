@@ -21,6 +21,10 @@ pub enum HubError {
     Overloaded { lagging: usize, clients: usize },
     #[error("the client has disconnected")]
     ClientGone,
+    #[error("the hub holds its maximum of {0} channels; retry shortly")]
+    TooManyChannels(usize),
+    #[error("`data` is nested deeper than {0} levels")]
+    TooDeep(usize),
 }
 
 impl HubError {
@@ -34,6 +38,8 @@ impl HubError {
             Self::OverCapacity(_) => ErrorCode::OverCapacity,
             Self::Overloaded { .. } => ErrorCode::Overloaded,
             Self::ClientGone => ErrorCode::ClientGone,
+            Self::TooManyChannels(_) => ErrorCode::TooManyChannels,
+            Self::TooDeep(_) => ErrorCode::TooDeep,
         }
     }
 }

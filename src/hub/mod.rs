@@ -36,7 +36,7 @@ pub use stats::Stats;
 
 use client::AddSubscription;
 use queue::{PushError, Replay, Taken};
-use registry::Registry;
+use registry::{Registry, TooManyChannels};
 
 /// A cheap, cloneable handle to the hub.
 #[derive(Clone)]
@@ -167,10 +167,11 @@ impl Hub {
             }
             AddSubscription::Closed => return Err(HubError::ClientGone),
         }
+        let max_channels = config.max_channels;
         let outcome = self
             .inner
             .registry
-            .with_live_channel(channel, |ch, state| {
+            .with_live_channel(channel, max_channels, |ch, state| {
                 // Checked under the channel lock: `disconnect` marks the client closed before it
                 // walks its channels, so either we see it closed here or it finds us subscribed.
                 if client.is_closed() {
@@ -178,7 +179,16 @@ impl Hub {
                 }
                 let limits = config.history;
                 Ok(ch.subscribe(state, client, since, reply, limits, Instant::now()))
-            })?;
+            });
+        let outcome = match outcome {
+            Ok(outcome) => outcome?,
+            Err(TooManyChannels) => {
+                // Nothing was subscribed: take the name back off the client's list.
+                client.remove_subscription(channel);
+                self.inner.stats.rejected_too_many_channels.inc();
+                return Err(HubError::TooManyChannels(max_channels));
+            }
+        };
         match outcome {
             Ok(joined) => {
                 tracing::debug!(client_id = %client.id, %channel, offset = joined.offset,
@@ -266,19 +276,54 @@ impl Hub {
     /// Publishes `data` (valid JSON text) on `channel`. Never waits for a client: subscribers
     /// whose queue is full are evicted as slow after the channel lock is released. Callers
     /// that can push back on their publisher call [`Hub::check_load`] first.
-    pub fn publish(&self, channel: &ChannelName, data: &str) -> Published {
+    pub fn publish(&self, channel: &ChannelName, data: &str) -> Result<Published, HubError> {
+        self.check_data(data)?;
+        let config = &self.inner.config;
         let mut overflowed = Vec::new();
-        let limits = self.inner.config.history;
-        let published = self.inner.registry.with_live_channel(channel, |ch, state| {
-            ch.publish(state, data, limits, Instant::now(), &mut overflowed)
-        });
+        let limits = config.history;
+        let published = self
+            .inner
+            .registry
+            .with_live_channel(channel, config.max_channels, |ch, state| {
+                ch.publish(state, data, limits, Instant::now(), &mut overflowed)
+            })
+            .map_err(|TooManyChannels| {
+                self.inner.stats.rejected_too_many_channels.inc();
+                HubError::TooManyChannels(config.max_channels)
+            })?;
         let stats = &self.inner.stats;
         stats.published.inc();
         stats.deliveries.inc_by(published.enqueued as u64);
         for client in overflowed {
             self.evict_slow(&client);
         }
-        published
+        Ok(published)
+    }
+
+    /// Refuses a publish to `names` that would create more channels than the hub may hold.
+    /// (Advisory under concurrency: each publish checks again.)
+    pub fn check_room(&self, names: &[ChannelName]) -> Result<(), HubError> {
+        let registry = &self.inner.registry;
+        let max = self.inner.config.max_channels;
+        let new = names
+            .iter()
+            .filter(|n| registry.channel(n).is_none())
+            .count();
+        if new > 0 && registry.channel_count() + new > max {
+            self.inner.stats.rejected_too_many_channels.inc();
+            return Err(HubError::TooManyChannels(max));
+        }
+        Ok(())
+    }
+
+    /// Refuses `data` (valid JSON text) nested deeper than `--max-json-depth`: it would be
+    /// stored and fanned out to readers whose parsers recurse per level.
+    pub fn check_data(&self, data: &str) -> Result<(), HubError> {
+        let max = self.inner.config.max_json_depth;
+        if crate::protocol::json::deeper_than(data, max) {
+            return Err(HubError::TooDeep(max));
+        }
+        Ok(())
     }
 
     /// Publishes a client's `publish` frame, if the policy allows it on that channel.
@@ -287,7 +332,7 @@ impl Hub {
             return Err(HubError::PublishForbidden(channel.clone()));
         }
         self.check_load()?;
-        Ok(self.publish(channel, data))
+        self.publish(channel, data)
     }
 
     /// What `channel` still remembers after `since`, oldest first; `None` for a channel the

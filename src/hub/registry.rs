@@ -15,6 +15,10 @@ use crate::protocol::ChannelName;
 use super::channel::{Channel, ChannelState};
 use super::client::{Client, ClientId};
 
+/// The registry holds `--max-channels` channels already.
+#[derive(Debug)]
+pub(crate) struct TooManyChannels;
+
 #[derive(Default)]
 pub(crate) struct Registry {
     pub clients: DashMap<ClientId, Arc<Client>>,
@@ -26,30 +30,42 @@ impl Registry {
         self.channels.get(name).map(|c| c.value().clone())
     }
 
-    fn channel_or_create(&self, name: &ChannelName) -> Arc<Channel> {
+    /// The channel `name`, created if there is room for one more (`max` channels at most);
+    /// `None` when there is not.
+    fn channel_or_create(&self, name: &ChannelName, max: usize) -> Option<Arc<Channel>> {
         if let Some(channel) = self.channel(name) {
-            return channel;
+            return Some(channel);
         }
-        self.channels
-            .entry(name.clone())
-            .or_insert_with(|| Arc::new(Channel::new(name.clone())))
-            .value()
-            .clone()
+        // Checked before the entry is taken: two creators racing past it can exceed `max` by
+        // one each, a bound of (max + concurrent creators), never growth without end.
+        if self.channels.len() >= max {
+            return None;
+        }
+        Some(
+            self.channels
+                .entry(name.clone())
+                .or_insert_with(|| Arc::new(Channel::new(name.clone())))
+                .value()
+                .clone(),
+        )
     }
 
-    /// Runs `f` on the live channel `name` (created if need be) under its lock. A channel the
-    /// registry removed between the lookup and the lock is looked up again, so `f` never acts
-    /// on a forgotten channel.
+    /// Runs `f` on the live channel `name` (created if need be and there is room: at most
+    /// `max_channels`) under its lock. A channel the registry removed between the lookup and
+    /// the lock is looked up again, so `f` never acts on a forgotten channel.
     pub fn with_live_channel<R>(
         &self,
         name: &ChannelName,
+        max_channels: usize,
         f: impl FnOnce(&Channel, &mut ChannelState) -> R,
-    ) -> R {
+    ) -> Result<R, TooManyChannels> {
         loop {
-            let channel = self.channel_or_create(name);
+            let channel = self
+                .channel_or_create(name, max_channels)
+                .ok_or(TooManyChannels)?;
             let mut state = channel.lock();
             if !state.removed {
-                return f(&channel, &mut state);
+                return Ok(f(&channel, &mut state));
             }
         }
     }

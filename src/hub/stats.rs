@@ -24,6 +24,7 @@ pub struct Stats {
     pub(crate) replayed: Counter,
     pub(crate) rejected_over_capacity: Counter,
     pub(crate) rejected_overloaded: Counter,
+    pub(crate) rejected_too_many_channels: Counter,
     pub(crate) lagging: Gauge,
 }
 
@@ -45,6 +46,7 @@ impl Default for Stats {
         let replayed = Counter::default();
         let rejected_over_capacity = Counter::default();
         let rejected_overloaded = Counter::default();
+        let rejected_too_many_channels = Counter::default();
         let lagging = Gauge::default();
         registry.register(
             "connections",
@@ -84,6 +86,11 @@ impl Default for Stats {
             rejected_overloaded.clone(),
         );
         registry.register(
+            "rejected_too_many_channels",
+            "Publishes and subscribes refused because max-channels was reached",
+            rejected_too_many_channels.clone(),
+        );
+        registry.register(
             "lagging_clients",
             "Clients whose queue is at least half full",
             lagging.clone(),
@@ -102,6 +109,7 @@ impl Default for Stats {
             replayed,
             rejected_over_capacity,
             rejected_overloaded,
+            rejected_too_many_channels,
             lagging,
         }
     }
@@ -144,6 +152,10 @@ impl Stats {
 
     pub fn rejected_overloaded(&self) -> u64 {
         self.rejected_overloaded.get()
+    }
+
+    pub fn rejected_too_many_channels(&self) -> u64 {
+        self.rejected_too_many_channels.get()
     }
 
     /// The Prometheus text exposition of every figure.

@@ -54,7 +54,7 @@ fn publish_reaches_each_subscriber_once_in_order() {
         .unwrap();
     hub.subscribe(&b, &news, None, &no_id).unwrap();
     for i in 0..50 {
-        let p = hub.publish(&news, &i.to_string());
+        let p = hub.publish(&news, &i.to_string()).unwrap();
         assert_eq!(p.offset, i + 1);
         assert_eq!(p.enqueued, 2);
     }
@@ -81,13 +81,13 @@ fn resume_replays_missed_messages_without_gap_or_duplicate() {
     let c = hub.register(TransportKind::WebSocket).unwrap();
     hub.subscribe(&c, &news, None, &no_id).unwrap();
     for i in 0..5 {
-        hub.publish(&news, &i.to_string());
+        hub.publish(&news, &i.to_string()).unwrap();
     }
     let frames = drain(&hub, &c);
     let epoch = frames[1]["epoch"].as_str().unwrap().to_owned();
     hub.disconnect(c.id, DisconnectReason::ClientClosed);
     for i in 5..9 {
-        hub.publish(&news, &i.to_string());
+        hub.publish(&news, &i.to_string()).unwrap();
     }
     let again = hub.register(TransportKind::WebSocket).unwrap();
     let since = Since {
@@ -95,7 +95,7 @@ fn resume_replays_missed_messages_without_gap_or_duplicate() {
         offset: 5,
     };
     hub.subscribe(&again, &news, Some(&since), &no_id).unwrap();
-    hub.publish(&news, "9");
+    hub.publish(&news, "9").unwrap();
     let frames = drain(&hub, &again);
     assert_eq!(frames[0]["type"], "subscribed");
     assert_eq!(frames[0]["recovered"], true);
@@ -115,7 +115,7 @@ fn resume_past_history_sends_missed_then_what_is_left() {
     });
     let ch = name("c");
     for i in 0..10 {
-        hub.publish(&ch, &i.to_string());
+        hub.publish(&ch, &i.to_string()).unwrap();
     }
     let epoch = hub.history(&ch, 0, 10).unwrap().epoch;
     let c = hub.register(TransportKind::WebSocket).unwrap();
@@ -136,7 +136,7 @@ fn resume_past_history_sends_missed_then_what_is_left() {
 fn resume_with_another_epoch_reports_epoch_changed() {
     let hub = hub();
     let ch = name("c");
-    hub.publish(&ch, "1");
+    hub.publish(&ch, "1").unwrap();
     let c = hub.register(TransportKind::WebSocket).unwrap();
     let since = Since {
         epoch: Some("000000000000".into()),
@@ -162,7 +162,7 @@ fn full_queue_evicts_only_the_slow_client() {
     hub.subscribe(&fast, &ch, None, &no_id).unwrap();
     let mut received = Vec::new();
     for i in 0..10 {
-        hub.publish(&ch, &i.to_string());
+        hub.publish(&ch, &i.to_string()).unwrap();
         received.extend(offsets(&drain(&hub, &fast)));
     }
     assert_eq!(received, (1..=10).collect::<Vec<_>>());
@@ -247,7 +247,7 @@ fn history_expires_by_age_and_sweep_forgets_the_channel() {
         },
         ..HubConfig::default()
     });
-    hub.publish(&name("a"), "1");
+    hub.publish(&name("a"), "1").unwrap();
     std::thread::sleep(Duration::from_millis(2));
     assert_eq!(hub.sweep(), 1);
     assert_eq!(hub.channel_count(), 0);
@@ -281,7 +281,7 @@ fn many_lagging_clients_push_back_on_publishers() {
         .collect();
     // `subscribed` + 1 message = 2 frames = half of 4: every client now lags.
     assert!(hub.check_load().is_ok());
-    hub.publish(&ch, "1");
+    hub.publish(&ch, "1").unwrap();
     assert_eq!(hub.lagging_clients(), 3);
     assert_eq!(hub.check_load().unwrap_err().code(), ErrorCode::Overloaded);
     assert_eq!(
@@ -309,10 +309,51 @@ fn history_is_bounded_in_bytes() {
     });
     let ch = name("c");
     for _ in 0..10 {
-        hub.publish(&ch, &format!("\"{}\"", "x".repeat(50)));
+        hub.publish(&ch, &format!("\"{}\"", "x".repeat(50)))
+            .unwrap();
     }
     // Each message frame is a little over 100 bytes: two fit in 300.
     let page = hub.history(&ch, 0, 100).unwrap();
     assert_eq!(page.frames.len(), 2);
     assert_eq!(page.last_offset, 10);
+}
+
+#[test]
+fn channels_are_capped_and_data_depth_is_bounded() {
+    let hub = hub_with(HubConfig {
+        max_channels: 2,
+        ..HubConfig::default()
+    });
+    hub.publish(&name("a"), "1").unwrap();
+    let c = hub.register(TransportKind::WebSocket).unwrap();
+    hub.subscribe(&c, &name("b"), None, &no_id).unwrap();
+    assert_eq!(
+        hub.publish(&name("c"), "1").unwrap_err().code(),
+        ErrorCode::TooManyChannels
+    );
+    assert_eq!(
+        hub.subscribe(&c, &name("c"), None, &no_id)
+            .unwrap_err()
+            .code(),
+        ErrorCode::TooManyChannels
+    );
+    assert_eq!(
+        hub.unsubscribe(&c, &name("c")).unwrap_err().code(),
+        ErrorCode::NotSubscribed,
+        "a refused subscribe leaves no subscription behind"
+    );
+    assert_eq!(
+        hub.check_room(&[name("a"), name("x")]).unwrap_err().code(),
+        ErrorCode::TooManyChannels
+    );
+    hub.publish(&name("b"), "2").unwrap();
+    assert_eq!(hub.channel_count(), 2);
+    assert_eq!(hub.stats().rejected_too_many_channels(), 3);
+
+    let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+    assert_eq!(
+        hub.publish(&name("a"), &nested(33)).unwrap_err().code(),
+        ErrorCode::TooDeep
+    );
+    hub.publish(&name("a"), &nested(32)).unwrap();
 }

@@ -179,6 +179,7 @@ pub struct StatsBody {
     pub evicted_slow: u64,
     pub rejected_over_capacity: u64,
     pub rejected_overloaded: u64,
+    pub rejected_too_many_channels: u64,
     pub lagging_clients: usize,
     pub max_connections: usize,
     pub uptime_seconds: u64,

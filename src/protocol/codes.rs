@@ -62,6 +62,8 @@ error_codes! {
     PublishForbidden => "publish_forbidden", 403, Frame;
     Overloaded => "overloaded", 503, Both;
     BinaryUnsupported => "binary_unsupported", 400, Frame;
+    TooDeep => "too_deep", 400, Both;
+    TooManyChannels => "too_many_channels", 503, Both;
     BadRequest => "bad_request", 400, Http;
     InvalidUtf8 => "invalid_utf8", 400, Http;
     BadAck => "bad_ack", 400, Http;
@@ -80,7 +82,7 @@ impl ErrorCode {
     /// far longer than queues take to drain.
     pub fn retry_after_secs(self) -> Option<u32> {
         match self {
-            Self::Overloaded => Some(1),
+            Self::Overloaded | Self::TooManyChannels => Some(1),
             _ => None,
         }
     }
