@@ -95,35 +95,61 @@ pub enum Command {
     Smoke(SmokeArgs),
 }
 
-#[derive(Debug, Clone, Args, Serialize)]
-pub struct IdleArgs {
-    /// Connections to open.
-    #[arg(long, short = 'n', default_value_t = 1000)]
-    pub clients: usize,
-    /// Channels the clients subscribe to (client i → channel i mod C).
-    #[arg(long, default_value_t = 10)]
-    pub channels: usize,
-    #[arg(long, value_enum, default_value = "ws")]
-    pub transport: Transport,
-    /// New connections per second.
-    #[arg(long, default_value_t = 1000.0)]
-    pub ramp_rate: f64,
-    /// How long to hold the connections.
-    #[arg(long, default_value = "10s", value_parser = duration)]
-    #[serde(with = "humantime_serde_compat")]
-    pub hold: Duration,
+impl Command {
+    /// The scenario's name, as typed.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Idle(_) => "idle",
+            Command::Fanout(_) => "fanout",
+            Command::Slow(_) => "slow",
+            Command::Storm(_) => "storm",
+            Command::Soak(_) => "soak",
+            Command::Smoke(_) => "smoke",
+        }
+    }
+
+    pub fn clients(&self) -> &ClientArgs {
+        match self {
+            Command::Idle(a) => &a.clients,
+            Command::Fanout(a) => &a.clients,
+            Command::Slow(a) => &a.fanout.clients,
+            Command::Storm(a) => &a.clients,
+            Command::Soak(a) => &a.clients,
+            Command::Smoke(a) => &a.clients,
+        }
+    }
+
+    /// The scenario's flags as the `settings` of the machine-readable result.
+    pub fn settings(&self) -> serde_json::Result<serde_json::Value> {
+        match self {
+            Command::Idle(a) => serde_json::to_value(a),
+            Command::Fanout(a) => serde_json::to_value(a),
+            Command::Slow(a) => serde_json::to_value(a),
+            Command::Storm(a) => serde_json::to_value(a),
+            Command::Soak(a) => serde_json::to_value(a),
+            Command::Smoke(a) => serde_json::to_value(a),
+        }
+    }
 }
 
+/// Who connects; every scenario has these. The defaults are fanout's: a scenario with other
+/// defaults changes them with `mut_arg` where it flattens this group.
 #[derive(Debug, Clone, Args, Serialize)]
-pub struct FanoutArgs {
-    /// Subscribers.
-    #[arg(long, short = 'n', default_value_t = 1000)]
-    pub subscribers: usize,
-    /// Channels (subscriber i → channel i mod C; publishes go round-robin over them).
+pub struct ClientArgs {
+    /// Clients to connect (subscribers; fanout's old `--subscribers` still works).
+    #[arg(long, short = 'n', alias = "subscribers", default_value_t = 1000)]
+    pub clients: usize,
+    /// Channels: client i subscribes to channel i mod C; publishes go round-robin over them.
     #[arg(long, short = 'c', default_value_t = 10)]
     pub channels: usize,
+    /// `mix` alternates WebSocket and long-poll clients.
     #[arg(long, value_enum, default_value = "ws")]
     pub transport: Transport,
+}
+
+/// How a publishing run goes: the ramp, the publishing, the drain. Defaults are fanout's.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct PublishArgs {
     /// Publishes per second over all channels; 0 = as fast as the hub accepts.
     #[arg(long, default_value_t = 1000.0)]
     pub rate: f64,
@@ -147,6 +173,30 @@ pub struct FanoutArgs {
 }
 
 #[derive(Debug, Clone, Args, Serialize)]
+pub struct IdleArgs {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub clients: ClientArgs,
+    /// New connections per second.
+    #[arg(long, default_value_t = 1000.0)]
+    pub ramp_rate: f64,
+    /// How long to hold the connections.
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    #[serde(with = "humantime_serde_compat")]
+    pub hold: Duration,
+}
+
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct FanoutArgs {
+    #[command(flatten)]
+    #[serde(flatten, serialize_with = "subscribers_key")]
+    pub clients: ClientArgs,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub publish: PublishArgs,
+}
+
+#[derive(Debug, Clone, Args, Serialize)]
 pub struct SlowArgs {
     #[command(flatten)]
     pub fanout: FanoutArgs,
@@ -162,54 +212,42 @@ pub struct SlowArgs {
 }
 
 #[derive(Debug, Clone, Args, Serialize)]
+#[command(
+    mut_arg("rate", |a| a.default_value("200")),
+    mut_arg("publishers", |a| a.default_value("4")),
+    mut_arg("duration", |a| a.default_value("15s")),
+)]
 pub struct StormArgs {
-    /// Connected clients that all drop at once.
-    #[arg(long, short = 'n', default_value_t = 1000)]
-    pub clients: usize,
-    #[arg(long, short = 'c', default_value_t = 10)]
-    pub channels: usize,
-    #[arg(long, value_enum, default_value = "ws")]
-    pub transport: Transport,
-    /// Publishes per second, going on through the storm.
-    #[arg(long, default_value_t = 200.0)]
-    pub rate: f64,
-    #[arg(long, default_value_t = 4)]
-    pub publishers: usize,
-    #[arg(long, default_value_t = 256)]
-    pub size: usize,
-    /// Total publishing time.
-    #[arg(long, default_value = "15s", value_parser = duration)]
-    #[serde(with = "humantime_serde_compat")]
-    pub duration: Duration,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub clients: ClientArgs,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub publish: PublishArgs,
     /// When the storm hits, counted from the start of publishing.
     #[arg(long, default_value = "5s", value_parser = duration)]
     #[serde(with = "humantime_serde_compat")]
     pub storm_at: Duration,
-    #[arg(long, default_value_t = 2000.0)]
-    pub ramp_rate: f64,
-    #[arg(long, default_value = "15s", value_parser = duration)]
-    #[serde(with = "humantime_serde_compat")]
-    pub drain_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Args, Serialize)]
+#[command(
+    mut_arg("clients", |a| a.default_value("500")),
+    mut_arg("channels", |a| a.default_value("20")),
+    mut_arg("transport", |a| a.default_value("mix")),
+    mut_arg("rate", |a| a.default_value("200")),
+    mut_arg("publishers", |a| a.default_value("4")),
+    mut_arg("duration", |a| a.default_value("5m")),
+    mut_arg("ramp_rate", |a| a.default_value("1000")),
+    mut_arg("drain_timeout", |a| a.default_value("20s")),
+)]
 pub struct SoakArgs {
-    #[arg(long, default_value = "5m", value_parser = duration)]
-    #[serde(with = "humantime_serde_compat")]
-    pub duration: Duration,
-    /// Subscribers (half WebSocket, half long-poll with the default `mix`).
-    #[arg(long, short = 'n', default_value_t = 500)]
-    pub clients: usize,
-    #[arg(long, short = 'c', default_value_t = 20)]
-    pub channels: usize,
-    #[arg(long, value_enum, default_value = "mix")]
-    pub transport: Transport,
-    #[arg(long, default_value_t = 200.0)]
-    pub rate: f64,
-    #[arg(long, default_value_t = 4)]
-    pub publishers: usize,
-    #[arg(long, default_value_t = 256)]
-    pub size: usize,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub clients: ClientArgs,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub publish: PublishArgs,
     /// Random drop-and-resume reconnects per second.
     #[arg(long, default_value_t = 5.0)]
     pub churn: f64,
@@ -220,28 +258,40 @@ pub struct SoakArgs {
     #[arg(long, default_value = "30s", value_parser = duration)]
     #[serde(with = "humantime_serde_compat")]
     pub slow_every: Duration,
+    /// Receive buffer of a slow client's socket (small: its hub queue fills sooner).
     #[arg(long, default_value_t = 4096)]
     pub slow_recv_buffer: u32,
-    #[arg(long, default_value_t = 1000.0)]
-    pub ramp_rate: f64,
-    #[arg(long, default_value = "20s", value_parser = duration)]
-    #[serde(with = "humantime_serde_compat")]
-    pub drain_timeout: Duration,
 }
 
+/// Smoke's load is fixed but for the rate and the duration: CI wants one known shape.
 #[derive(Debug, Clone, Args, Serialize)]
+#[command(
+    mut_arg("clients", |a| a.default_value("300")),
+    mut_arg("channels", |a| a.default_value("6")),
+    mut_arg("transport", |a| a.default_value("mix")),
+)]
 pub struct SmokeArgs {
-    #[arg(long, short = 'n', default_value_t = 300)]
-    pub clients: usize,
-    #[arg(long, short = 'c', default_value_t = 6)]
-    pub channels: usize,
-    #[arg(long, value_enum, default_value = "mix")]
-    pub transport: Transport,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub clients: ClientArgs,
+    /// Publishes per second over all channels.
     #[arg(long, default_value_t = 200.0)]
     pub rate: f64,
+    /// How long to publish; the storm hits halfway.
     #[arg(long, default_value = "6s", value_parser = duration)]
     #[serde(with = "humantime_serde_compat")]
     pub duration: Duration,
+}
+
+/// Fanout's settings have always called the client count `subscribers`; saved results and
+/// scripts keep seeing that key.
+fn subscribers_key<S: serde::Serializer>(c: &ClientArgs, s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeStruct;
+    let mut st = s.serialize_struct("ClientArgs", 3)?;
+    st.serialize_field("subscribers", &c.clients)?;
+    st.serialize_field("channels", &c.channels)?;
+    st.serialize_field("transport", &c.transport)?;
+    st.end()
 }
 
 /// Durations serialise as humantime strings ("10s") in the JSON settings.
@@ -270,9 +320,9 @@ mod tests {
         let Command::Fanout(f) = cli.command else {
             panic!("not fanout")
         };
-        assert_eq!(f.subscribers, 1000);
-        assert_eq!(f.transport, Transport::Ws);
-        assert_eq!(f.duration, Duration::from_secs(10));
+        assert_eq!(f.clients.clients, 1000);
+        assert_eq!(f.clients.transport, Transport::Ws);
+        assert_eq!(f.publish.duration, Duration::from_secs(10));
     }
 
     #[test]
@@ -299,8 +349,9 @@ mod tests {
             panic!("not slow")
         };
         assert_eq!(s.slow, 7);
-        assert_eq!(s.fanout.rate, 0.0);
-        assert_eq!(s.fanout.duration, Duration::from_secs(60));
+        assert_eq!(s.fanout.publish.rate, 0.0);
+        assert_eq!(s.fanout.publish.publishers, 4);
+        assert_eq!(s.fanout.publish.duration, Duration::from_secs(60));
     }
 
     #[test]
@@ -343,5 +394,91 @@ mod tests {
     fn rejects_bad_values() {
         assert!(Cli::try_parse_from(["crier-loadtest", "idle", "--transport", "tcp"]).is_err());
         assert!(Cli::try_parse_from(["crier-loadtest", "idle", "--hold", "soon"]).is_err());
+    }
+
+    fn parse(args: &str) -> Cli {
+        let argv = std::iter::once("crier-loadtest").chain(args.split_whitespace());
+        Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{args}: {e}"))
+    }
+
+    #[test]
+    fn fanout_flags_parse_as_before() {
+        let Command::Fanout(f) =
+            parse("fanout -n 100 -c 10 --rate 0 --publishers 8 --duration 10s").command
+        else {
+            panic!("not fanout")
+        };
+        assert_eq!((f.clients.clients, f.clients.channels), (100, 10));
+        assert_eq!((f.publish.rate, f.publish.publishers), (0.0, 8));
+        assert_eq!(f.publish.duration, Duration::from_secs(10));
+        // The old long name of fanout's count is an alias of the one name.
+        let Command::Fanout(f) = parse("fanout --subscribers 7").command else {
+            panic!("not fanout")
+        };
+        assert_eq!(f.clients.clients, 7);
+    }
+
+    #[test]
+    fn every_documented_invocation_parses() {
+        // bench.sh, nchan/compare.sh, .ci/smoke, README.md, docs/BENCHMARKS.md.
+        for args in [
+            "idle -n 1000 --hold 10s",
+            "idle -n 10000 --ramp-rate 50000 --hold 10s",
+            "idle -n 1000 --transport lp --hold 10s",
+            "idle -n 5000 --transport lp",
+            "idle -n 1000 --channels 10 --transport mix --ramp-rate 1000 --hold 10s",
+            "fanout -n 1000 -c 10 --rate 200 --duration 20s",
+            "fanout -n 100 -c 10 --rate 0 --publishers 8 --duration 10s",
+            "fanout -n 10000 -c 10 --rate 0 --publishers 16 --size 256 --duration 10s",
+            "fanout --server-pid 1 --progress plain --report target/bench --save-json x.json",
+            "slow -n 500 -c 5 --rate 500 --duration 30s --slow 50",
+            "slow -n 1800 -c 10 --rate 100 --size 16384 --duration 60s --slow 200",
+            "slow --slow 50 --slow-recv-buffer 4096 --no-baseline",
+            "storm -n 2000 -c 20 --transport mix --rate 200 --duration 15s --storm-at 5s",
+            "soak --duration 10m -n 1000 -c 20 --rate 200 --churn 10 --slow-every 20s --slow-batch 5",
+            "soak --duration 2m -n 1000 -c 20 --rate 200 --churn 10 --slow-batch 0",
+            "--url http://127.0.0.1:9 smoke --server-pid 42",
+            "smoke -n 300 -c 6 --rate 200 --duration 6s",
+            "--json idle --strict --threads 2 --source-addrs 8 --sample-interval 1s",
+        ] {
+            parse(args);
+        }
+    }
+
+    /// The `settings` of `--json` keep the keys and defaults they had before the shared
+    /// groups were flattened (fanout keeps `subscribers`, slow nests `fanout`).
+    #[test]
+    fn settings_json_is_unchanged() {
+        let expected = [
+            (
+                "idle",
+                r#"{"channels":10,"clients":1000,"hold":"10s","ramp_rate":1000.0,"transport":"ws"}"#,
+            ),
+            (
+                "fanout",
+                r#"{"channels":10,"drain_timeout":"15s","duration":"10s","publishers":8,"ramp_rate":2000.0,"rate":1000.0,"size":256,"subscribers":1000,"transport":"ws"}"#,
+            ),
+            (
+                "slow",
+                r#"{"fanout":{"channels":10,"drain_timeout":"15s","duration":"10s","publishers":8,"ramp_rate":2000.0,"rate":1000.0,"size":256,"subscribers":1000,"transport":"ws"},"no_baseline":false,"slow":50,"slow_recv_buffer":4096}"#,
+            ),
+            (
+                "storm",
+                r#"{"channels":10,"clients":1000,"drain_timeout":"15s","duration":"15s","publishers":4,"ramp_rate":2000.0,"rate":200.0,"size":256,"storm_at":"5s","transport":"ws"}"#,
+            ),
+            (
+                "soak",
+                r#"{"channels":20,"churn":5.0,"clients":500,"drain_timeout":"20s","duration":"5m","publishers":4,"ramp_rate":1000.0,"rate":200.0,"size":256,"slow_batch":5,"slow_every":"30s","slow_recv_buffer":4096,"transport":"mix"}"#,
+            ),
+            (
+                "smoke",
+                r#"{"channels":6,"clients":300,"duration":"6s","rate":200.0,"transport":"mix"}"#,
+            ),
+        ];
+        for (scenario, json) in expected {
+            let settings = parse(scenario).command.settings().unwrap();
+            let expected: serde_json::Value = serde_json::from_str(json).unwrap();
+            assert_eq!(settings, expected, "{scenario}");
+        }
     }
 }

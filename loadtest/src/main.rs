@@ -56,15 +56,9 @@ fn run(cli: &Cli) -> Result<ExitCode> {
     };
     if target.is_generic() {
         let supported = matches!(
-            &cli.command,
-            Command::Idle(a) if a.transport == client::Transport::Ws
-        ) || matches!(
-            &cli.command,
-            Command::Fanout(a) if a.transport == client::Transport::Ws
-        ) || matches!(
-            &cli.command,
-            Command::Slow(a) if a.fanout.transport == client::Transport::Ws
-        );
+            cli.command,
+            Command::Idle(_) | Command::Fanout(_) | Command::Slow(_)
+        ) && cli.command.clients().transport == client::Transport::Ws;
         if !supported {
             bail!(
                 "generic mode (--ws-template) runs idle, fanout and slow over WebSocket only: \

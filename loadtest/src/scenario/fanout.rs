@@ -10,17 +10,17 @@ use crate::report::RunReport;
 pub fn plan(args: &FanoutArgs) -> Plan {
     Plan {
         publish: Some(PublishSettings {
-            rate: args.rate,
-            publishers: args.publishers,
-            size: args.size,
+            rate: args.publish.rate,
+            publishers: args.publish.publishers,
+            size: args.publish.size,
         }),
-        drain_timeout: args.drain_timeout,
+        drain_timeout: args.publish.drain_timeout,
         ..Plan::subscribers(
-            args.subscribers,
-            args.channels,
-            args.transport,
-            args.ramp_rate,
-            args.duration,
+            args.clients.clients,
+            args.clients.channels,
+            args.clients.transport,
+            args.publish.ramp_rate,
+            args.publish.duration,
         )
     }
 }

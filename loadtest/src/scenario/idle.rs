@@ -14,9 +14,9 @@ pub async fn run(env: &Env, args: &IdleArgs) -> Result<RunReport> {
         on_hub_close: OnHubClose::GiveUp,
         drain_timeout: std::time::Duration::from_secs(1),
         ..Plan::subscribers(
-            args.clients,
-            args.channels,
-            args.transport,
+            args.clients.clients,
+            args.clients.channels,
+            args.clients.transport,
             args.ramp_rate,
             args.hold,
         )

@@ -93,7 +93,7 @@ pub async fn run(env: &Env, args: &SlowArgs) -> Result<RunReport> {
         slow_sec.row("hub VmHWM at end", bytes(peak));
     }
     if o.slow.connected > 0 && o.slow.ended_by_hub == 0 {
-        let per_channel = o.publishes_accepted / args.fanout.channels.max(1) as u64;
+        let per_channel = o.publishes_accepted / args.fanout.clients.channels.max(1) as u64;
         slow_sec.row(
             "note",
             format!(

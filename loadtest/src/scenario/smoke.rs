@@ -21,9 +21,9 @@ pub async fn run(env: &Env, args: &SmokeArgs) -> Result<RunReport> {
         storm_at: Some(args.duration / 2),
         drain_timeout: Duration::from_secs(20),
         ..Plan::subscribers(
-            args.clients,
-            args.channels,
-            args.transport,
+            args.clients.clients,
+            args.clients.channels,
+            args.clients.transport,
             1000.0,
             args.duration,
         )

@@ -40,20 +40,20 @@ pub fn drift(samples: &[Sample], f: impl Fn(&Sample) -> Option<f64>) -> Option<(
 pub async fn run(env: &Env, args: &SoakArgs) -> Result<RunReport> {
     let plan = Plan {
         publish: Some(PublishSettings {
-            rate: args.rate,
-            publishers: args.publishers,
-            size: args.size,
+            rate: args.publish.rate,
+            publishers: args.publish.publishers,
+            size: args.publish.size,
         }),
         slow_recv_buffer: args.slow_recv_buffer,
         slow_every: (args.slow_batch > 0).then_some((args.slow_every, args.slow_batch)),
         churn_per_s: args.churn,
-        drain_timeout: args.drain_timeout,
+        drain_timeout: args.publish.drain_timeout,
         ..Plan::subscribers(
-            args.clients,
-            args.channels,
-            args.transport,
-            args.ramp_rate,
-            args.duration,
+            args.clients.clients,
+            args.clients.channels,
+            args.clients.transport,
+            args.publish.ramp_rate,
+            args.publish.duration,
         )
     };
     let started = unix_now();

@@ -11,18 +11,18 @@ use crate::report::{RunReport, Section};
 pub async fn run(env: &Env, args: &StormArgs) -> Result<RunReport> {
     let plan = Plan {
         publish: Some(PublishSettings {
-            rate: args.rate,
-            publishers: args.publishers,
-            size: args.size,
+            rate: args.publish.rate,
+            publishers: args.publish.publishers,
+            size: args.publish.size,
         }),
         storm_at: Some(args.storm_at),
-        drain_timeout: args.drain_timeout,
+        drain_timeout: args.publish.drain_timeout,
         ..Plan::subscribers(
-            args.clients,
-            args.channels,
-            args.transport,
-            args.ramp_rate,
-            args.duration,
+            args.clients.clients,
+            args.clients.channels,
+            args.clients.transport,
+            args.publish.ramp_rate,
+            args.publish.duration,
         )
     };
     let started = unix_now();
