@@ -11,6 +11,7 @@ use anyhow::Result;
 use tokio_util::sync::CancellationToken;
 
 use crate::accounting::Ledger;
+use crate::client::Ending;
 use crate::latency::{Clock, LatencyRecorder};
 use crate::procfs::HubProcs;
 use crate::target::{Spread, Target};
@@ -143,14 +144,25 @@ impl Counters {
         counter.load(Ordering::Relaxed)
     }
 
-    /// A connection the hub ended; `reason` is e.g. `4000 slow` or `eof`.
-    pub fn hub_closed(&self, reason: &str) {
+    /// A client's connection opened: one more connect, one more open connection.
+    pub fn opened(&self) {
+        Self::inc(&self.connects);
+        self.active.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A client's connection is gone, however it ended.
+    pub fn closed(&self) {
+        self.active.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// A connection the hub ended, counted by its ending's label (`4000 slow`, `eof`).
+    pub fn hub_closed(&self, ending: &Ending) {
         Self::inc(&self.hub_closes);
         *self
             .close_reasons
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .entry(reason.to_owned())
+            .entry(ending.to_string())
             .or_default() += 1;
     }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use reqwest::StatusCode;
 
-use super::{drained, handle_frame, open_session, Controls, SessionEnd, SubSpec};
+use super::{drained, handle_frame, open_session, Controls, Ending, SessionEnd, SubSpec};
 use crate::accounting::Tracker;
 use crate::ctx::{error_kind, Counters, Ctx, HTTP_TIMEOUT};
 use crate::frame::{lp_connect_body, LpSession, PollBatch};
@@ -89,9 +89,7 @@ pub async fn session(
         first_subscription,
     )
     .await;
-    ctx.counters
-        .active
-        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    ctx.counters.closed();
     if !matches!(end, SessionEnd::HubClosed(_)) {
         close_detached(ctx, source, &session);
     }
@@ -149,9 +147,7 @@ async fn poll_loop(
         Counters::inc(&ctx.counters.lp_polls);
         match status {
             StatusCode::OK => {}
-            StatusCode::NOT_FOUND => {
-                return SessionEnd::HubClosed("404 unknown_session".to_owned())
-            }
+            StatusCode::NOT_FOUND => return SessionEnd::HubClosed(Ending::UnknownSession),
             other => {
                 failures += 1;
                 ctx.counters

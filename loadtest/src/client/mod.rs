@@ -2,6 +2,7 @@
 //! `Tracker` across reconnects, so whatever the hub loses or repeats during a resume shows up
 //! in its tally.
 
+pub mod ending;
 pub mod lp;
 pub mod slow;
 pub mod ws;
@@ -18,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::accounting::Tracker;
 use crate::ctx::{Counters, Ctx};
 use crate::frame::ServerFrame;
+pub use ending::Ending;
 
 /// Reconnect attempts after a failure before a subscriber gives up.
 const MAX_CONNECT_ATTEMPTS: u32 = 20;
@@ -77,8 +79,8 @@ pub enum SessionEnd {
     Drained,
     /// Asked to drop and reconnect.
     Reconnect,
-    /// The hub closed it (`reason` like `4000 slow`, `eof`).
-    HubClosed(String),
+    /// The hub (or the network) ended it.
+    HubClosed(Ending),
     /// The connection failed (I/O, protocol).
     Failed(String),
 }
@@ -97,8 +99,7 @@ async fn open_session<T, E: std::fmt::Display>(
     };
     match opened {
         Ok(session) => {
-            Counters::inc(&ctx.counters.connects);
-            ctx.counters.active.fetch_add(1, Ordering::Relaxed);
+            ctx.counters.opened();
             Ok(session)
         }
         Err(e) => {
@@ -157,18 +158,7 @@ pub(crate) fn handle_frame(
             let first = frame.first_available.unwrap_or(since + 1);
             tracker.missed(since, first);
         }
-        "disconnect" => {
-            let code = frame
-                .code
-                .as_ref()
-                .and_then(crate::frame::code_of)
-                .map(|c| c.to_string())
-                .unwrap_or_default();
-            let reason = frame.reason.as_deref().unwrap_or("");
-            return Some(SessionEnd::HubClosed(
-                format!("{code} {reason}").trim().to_owned(),
-            ));
-        }
+        "disconnect" => return Some(SessionEnd::HubClosed(Ending::from_disconnect(frame))),
         "error" => {
             Counters::inc(&ctx.counters.protocol_errors);
             ctx.counters.error("hub error frame");
@@ -230,8 +220,8 @@ pub async fn run_subscriber(ctx: Arc<Ctx>, spec: SubSpec, controls: Controls) ->
             SessionEnd::Reconnect => {
                 Counters::inc(&ctx.counters.reconnects);
             }
-            SessionEnd::HubClosed(reason) => {
-                ctx.counters.hub_closed(&reason);
+            SessionEnd::HubClosed(ending) => {
+                ctx.counters.hub_closed(&ending);
                 if spec.on_hub_close == OnHubClose::GiveUp {
                     break false;
                 }

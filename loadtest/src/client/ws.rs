@@ -6,12 +6,11 @@ use std::net::IpAddr;
 use anyhow::{Context, Result};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use super::{drained, handle_frame, open_session, Controls, SessionEnd, SubSpec};
+use super::{drained, handle_frame, open_session, Controls, Ending, SessionEnd, SubSpec};
 use crate::accounting::Tracker;
 use crate::ctx::{error_kind, Counters, Ctx, CONNECT_TIMEOUT};
 use crate::frame::{subscribe_frame, Payload, ServerFrame, GENERIC_EPOCH};
@@ -50,11 +49,6 @@ fn handshake_error(e: &tokio_tungstenite::tungstenite::Error) -> String {
         }
         other => format!("handshake: {other}"),
     }
-}
-
-/// How a close frame reads in reports: `4000 slow`.
-pub fn close_label(code: CloseCode, reason: &str) -> String {
-    format!("{} {}", u16::from(code), reason).trim().to_owned()
 }
 
 /// One WebSocket connection of a subscriber: subscribe (resuming when the tracker has a
@@ -112,9 +106,7 @@ pub async fn session(
         first_subscription,
     )
     .await;
-    ctx.counters
-        .active
-        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    ctx.counters.closed();
     match end {
         SessionEnd::Stopped | SessionEnd::Drained => {
             // Polite close, bounded: the hub may be busy.
@@ -159,8 +151,10 @@ async fn read_loop(
             msg = ws.next() => msg,
         };
         match msg {
-            None => return SessionEnd::HubClosed("eof".to_owned()),
-            Some(Err(e)) => return SessionEnd::HubClosed(error_kind("ws error", &e)),
+            None => return SessionEnd::HubClosed(Ending::Eof),
+            Some(Err(e)) => {
+                return SessionEnd::HubClosed(Ending::Broken(error_kind("ws error", &e)))
+            }
             Some(Ok(Message::Text(text))) if ctx.target.is_generic() => {
                 handle_body(ctx, spec, tracker, text.as_bytes(), ctx.clock.now_us());
             }
@@ -184,10 +178,7 @@ async fn read_loop(
                 }
             }
             Some(Ok(Message::Close(frame))) => {
-                let label = frame
-                    .map(|f| close_label(f.code, &f.reason))
-                    .unwrap_or_else(|| "close (no code)".to_owned());
-                return SessionEnd::HubClosed(label);
+                return SessionEnd::HubClosed(Ending::from_close_frame(frame.as_ref()))
             }
             // Pings are answered by tungstenite on the next read.
             Some(Ok(_)) => {}

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::accounting::{RangeSet, Tally};
 use crate::client::slow::{run_slow, SlowOutcome};
-use crate::client::{run_subscriber, Controls, OnHubClose, SubOutcome, SubSpec, Transport};
+use crate::client::{run_subscriber, Controls, Ending, OnHubClose, SubOutcome, SubSpec, Transport};
 use crate::ctx::{Counters, Ctx};
 use crate::latency::Percentiles;
 use crate::monitor::{Monitor, ProgressMode, Sample};
@@ -127,6 +127,23 @@ pub struct SlowFigures {
     pub ended_by_hub: u64,
     /// Frames the slow clients found waiting when they finally read.
     pub frames_read_at_end: u64,
+}
+
+impl SlowFigures {
+    /// Counts one slow client's outcome.
+    fn add(&mut self, o: &SlowOutcome) {
+        if o.connected() {
+            self.connected += 1;
+            if o.ending != Ending::StillOpen {
+                self.ended_by_hub += 1;
+            }
+        }
+        self.frames_read_at_end += o.frames_buffered as u64;
+        if o.ending.is_slow_eviction() {
+            self.evicted_slow += 1;
+        }
+        *self.endings.entry(o.ending.to_string()).or_default() += 1;
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -460,17 +477,7 @@ pub async fn run(
     };
     for h in slow_handles {
         let Ok(o) = h.await else { continue };
-        if o.connected {
-            slow.connected += 1;
-        }
-        slow.frames_read_at_end += o.frames_buffered as u64;
-        if o.connected && o.ending != "still open" {
-            slow.ended_by_hub += 1;
-        }
-        if o.ending.starts_with("4000") {
-            slow.evicted_slow += 1;
-        }
-        *slow.endings.entry(o.ending).or_default() += 1;
+        slow.add(&o);
     }
 
     let hub_peak_rss = pid.and_then(HubProcs::peak_rss_bytes);
