@@ -155,6 +155,12 @@ impl Counters {
         self.active.fetch_sub(1, Ordering::Relaxed);
     }
 
+    /// A frame or body that did not parse, or an `error` frame from the hub.
+    pub fn protocol_error(&self, kind: &str) {
+        Self::inc(&self.protocol_errors);
+        self.error(kind);
+    }
+
     /// A connection the hub ended, counted by its ending's label (`4000 slow`, `eof`).
     pub fn hub_closed(&self, ending: &Ending) {
         Self::inc(&self.hub_closes);

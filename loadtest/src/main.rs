@@ -1,8 +1,7 @@
 //! crier-loadtest: drives a running crier hub over loopback with real clients.
 //!
 //! Map of the tool:
-//! - `cli`        — clap options: global flags, one subcommand per scenario, the flag groups
-//!                  they share (flattened).
+//! - `cli`        — clap options: global flags, one subcommand per scenario, shared flag groups.
 //! - `target`     — the hub's address (loopback only), 127.0.0.x source spreading, fd budget.
 //! - `ctx`        — what one run's tasks share: HTTP clients, clock, histograms, ledger, counters.
 //! - `frame`      — the protocol frames the tool reads (borrowed, cheap) and writes.
