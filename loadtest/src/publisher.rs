@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::ctx::{error_kind, Counters, Ctx};
+use crate::ctx::{error_kind, Counters, Ctx, ErrorClass};
 use crate::frame::{payload, payload_with_sequence, PublishReply, GENERIC_EPOCH};
 
 #[derive(Debug, Clone)]
@@ -116,7 +116,8 @@ pub async fn publish_one(ctx: &Ctx, channel: &str, body: String) -> bool {
                 }
                 Err(e) => {
                     Counters::inc(&ctx.counters.publish_errors);
-                    ctx.counters.error(&error_kind("publish reply", &e));
+                    let kind = error_kind("publish reply", &e);
+                    ctx.counters.error_of(ErrorClass::Publish, &kind);
                 }
             }
         }
@@ -151,14 +152,15 @@ async fn publish_generic(ctx: &Ctx, channel: &str, seq: u64, body: String) {
 /// The hub refused a publish (a non-2xx reply other than back-pressure).
 fn rejected(ctx: &Ctx, status: reqwest::StatusCode) {
     Counters::inc(&ctx.counters.publish_rejected);
-    ctx.counters
-        .error(&format!("publish: HTTP {}", status.as_u16()));
+    let kind = format!("publish: HTTP {}", status.as_u16());
+    ctx.counters.error_of(ErrorClass::Publish, &kind);
 }
 
 /// A publish got no usable reply.
 fn failed(ctx: &Ctx, e: &reqwest::Error) {
     Counters::inc(&ctx.counters.publish_errors);
-    ctx.counters.error(&error_kind("publish", e));
+    let kind = error_kind("publish", e);
+    ctx.counters.error_of(ErrorClass::Publish, &kind);
 }
 
 /// POSTs `body` to the channel's publish URL and reads the reply to the end (so the

@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 
 use super::subscriber::{Subscriber, Wake};
 use super::{Ending, SessionEnd};
-use crate::ctx::{error_kind, Counters, Ctx, HTTP_TIMEOUT};
+use crate::ctx::{error_kind, Counters, Ctx, ErrorClass, HTTP_TIMEOUT};
 use crate::frame::{lp_connect_body, LpSession, PollBatch};
 
 /// A poll waits up to the hub's hold time (25 s by default); allow that plus slack.
@@ -104,7 +104,8 @@ async fn poll_loop(sub: &mut Subscriber<'_>, session: &str) -> SessionEnd {
                 failures += 1;
                 ctx.counters.error(&error_kind("lp poll", &e));
                 if failures >= MAX_POLL_FAILURES {
-                    return SessionEnd::Failed("lp poll failed repeatedly".to_owned());
+                    let kind = "lp poll failed repeatedly".to_owned();
+                    return SessionEnd::Failed(ErrorClass::Client, kind);
                 }
                 continue;
             }
@@ -120,7 +121,8 @@ async fn poll_loop(sub: &mut Subscriber<'_>, session: &str) -> SessionEnd {
                 ctx.counters
                     .error(&format!("lp poll: HTTP {}", other.as_u16()));
                 if failures >= MAX_POLL_FAILURES {
-                    return SessionEnd::Failed(format!("lp poll: HTTP {}", other.as_u16()));
+                    let kind = format!("lp poll: HTTP {}", other.as_u16());
+                    return SessionEnd::Failed(ErrorClass::Client, kind);
                 }
                 continue;
             }

@@ -22,7 +22,7 @@ use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::accounting::Tracker;
-use crate::ctx::{Counters, Ctx};
+use crate::ctx::{Counters, Ctx, ErrorClass};
 pub use ending::Ending;
 use subscriber::Subscriber;
 
@@ -86,8 +86,8 @@ pub enum SessionEnd {
     Reconnect,
     /// The hub (or the network) ended it.
     HubClosed(Ending),
-    /// The connection failed (I/O, protocol).
-    Failed(String),
+    /// The connection failed (I/O, protocol; connecting, or later), with the error's kind.
+    Failed(ErrorClass, String),
 }
 
 /// What a subscriber hands back at the end.
@@ -123,9 +123,9 @@ pub async fn run_subscriber(ctx: Arc<Ctx>, spec: SubSpec, controls: Controls) ->
                 }
                 Counters::inc(&ctx.counters.reconnects);
             }
-            SessionEnd::Failed(kind) => {
+            SessionEnd::Failed(class, kind) => {
                 failures += 1;
-                ctx.counters.error(&kind);
+                ctx.counters.error_of(class, &kind);
                 if failures >= MAX_CONNECT_ATTEMPTS || spec.on_hub_close == OnHubClose::GiveUp {
                     break false;
                 }

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 use super::{Controls, Ending, SessionEnd, SubSpec};
 use crate::accounting::Tracker;
-use crate::ctx::{error_kind, Counters, Ctx};
+use crate::ctx::{error_kind, Counters, Ctx, ErrorClass};
 use crate::frame::ServerFrame;
 
 /// One subscriber across its connections. Its `Tracker` outlives every connection, so
@@ -72,7 +72,10 @@ impl<'a> Subscriber<'a> {
             }
             Err(e) => {
                 Counters::inc(&self.ctx.counters.connect_failures);
-                Err(SessionEnd::Failed(error_kind(what, &e)))
+                Err(SessionEnd::Failed(
+                    ErrorClass::Connect,
+                    error_kind(what, &e),
+                ))
             }
         }
     }

@@ -12,7 +12,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::subscriber::{Subscriber, Wake};
 use super::{Ending, SessionEnd};
-use crate::ctx::{error_kind, Ctx, CONNECT_TIMEOUT};
+use crate::ctx::{error_kind, Ctx, ErrorClass, CONNECT_TIMEOUT};
 use crate::frame::{subscribe_frame, Payload, ServerFrame, GENERIC_EPOCH};
 
 pub type Ws = WebSocketStream<TcpStream>;
@@ -103,7 +103,7 @@ async fn read_loop(
     if let Some((epoch, offset)) = &resume {
         let frame = subscribe_frame(&sub.spec.channel, Some((epoch, *offset)), 1);
         if let Err(e) = ws.send(Message::text(frame)).await {
-            return SessionEnd::Failed(error_kind("ws send", &e));
+            return SessionEnd::Failed(ErrorClass::Client, error_kind("ws send", &e));
         }
     }
     loop {

@@ -167,6 +167,9 @@ pub struct Outcome {
     pub close_reasons: BTreeMap<String, u64>,
     pub reconnects: u64,
     pub errors: BTreeMap<String, u64>,
+    /// Of `errors`, those no other figure shows (not connect or publish failures).
+    #[serde(skip)]
+    pub client_errors: u64,
     pub slow: SlowFigures,
     pub storm: Option<StormFigures>,
     pub hub_stats_before: Option<serde_json::Value>,

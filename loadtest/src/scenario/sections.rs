@@ -235,15 +235,11 @@ pub fn problems(o: &Outcome) -> Vec<String> {
             o.hub_closes_during_run
         ));
     }
-    let other_errors: u64 = o
-        .errors
-        .iter()
-        .filter(|(k, _)| !k.starts_with("ws connect") && !k.starts_with("lp connect"))
-        .filter(|(k, _)| !k.starts_with("publish"))
-        .map(|(_, n)| n)
-        .sum();
-    if other_errors > 0 {
-        p.push(format!("{other_errors} client-side errors (see Errors)"));
+    if o.client_errors > 0 {
+        p.push(format!(
+            "{} client-side errors (see Errors)",
+            o.client_errors
+        ));
     }
     if o.interrupted {
         p.push("interrupted (Ctrl-C): partial figures".into());

@@ -297,6 +297,7 @@ impl<'a> Run<'a> {
             close_reasons: ctx.counters.close_reasons(),
             reconnects: Counters::get(&ctx.counters.reconnects),
             errors: ctx.counters.errors(),
+            client_errors: ctx.counters.client_errors(),
             slow,
             storm: measured.storm,
             hub_stats_before: self.hub_stats_before,
