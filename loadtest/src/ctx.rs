@@ -11,6 +11,7 @@ use anyhow::Result;
 use tokio_util::sync::CancellationToken;
 
 use crate::accounting::Ledger;
+use crate::client::Ending;
 use crate::latency::{Clock, LatencyRecorder};
 use crate::procfs::HubProcs;
 use crate::target::{Spread, Target};
@@ -131,7 +132,7 @@ pub struct Counters {
     pub hub_closes: AtomicU64,
     pub lp_polls: AtomicU64,
     close_reasons: Mutex<BTreeMap<String, u64>>,
-    errors: Mutex<BTreeMap<String, u64>>,
+    errors: Mutex<BTreeMap<String, (ErrorClass, u64)>>,
 }
 
 impl Counters {
@@ -143,27 +144,50 @@ impl Counters {
         counter.load(Ordering::Relaxed)
     }
 
-    /// A connection the hub ended; `reason` is e.g. `4000 slow` or `eof`.
-    pub fn hub_closed(&self, reason: &str) {
+    /// A client's connection opened: one more connect, one more open connection.
+    pub fn opened(&self) {
+        Self::inc(&self.connects);
+        self.active.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A client's connection is gone, however it ended.
+    pub fn closed(&self) {
+        self.active.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// A frame or body that did not parse, or an `error` frame from the hub.
+    pub fn protocol_error(&self, kind: &str) {
+        Self::inc(&self.protocol_errors);
+        self.error(kind);
+    }
+
+    /// A connection the hub ended, counted by its ending's label (`4000 slow`, `eof`).
+    pub fn hub_closed(&self, ending: &Ending) {
         Self::inc(&self.hub_closes);
         *self
             .close_reasons
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .entry(reason.to_owned())
+            .entry(ending.to_string())
             .or_default() += 1;
     }
 
-    /// An error worth showing, grouped by a short kind.
+    /// A client-side error worth showing (a session that failed, a frame that did not
+    /// parse), grouped by a short kind.
     pub fn error(&self, kind: &str) {
+        self.error_of(ErrorClass::Client, kind);
+    }
+
+    /// An error worth showing, grouped by a short kind.
+    pub fn error_of(&self, class: ErrorClass, kind: &str) {
         let mut map = self.errors.lock().unwrap_or_else(|p| p.into_inner());
-        // Bounded: distinct kinds beyond 50 are folded together.
-        let key = if map.len() >= 50 && !map.contains_key(kind) {
-            "other"
+        // Bounded: distinct kinds beyond 50 are folded together, as client-side errors.
+        let (key, class) = if map.len() >= 50 && !map.contains_key(kind) {
+            ("other", ErrorClass::Client)
         } else {
-            kind
+            (kind, class)
         };
-        *map.entry(key.to_owned()).or_default() += 1;
+        map.entry(key.to_owned()).or_insert((class, 0)).1 += 1;
     }
 
     pub fn close_reasons(&self) -> BTreeMap<String, u64> {
@@ -173,12 +197,29 @@ impl Counters {
             .clone()
     }
 
+    /// Every error kind and how often it happened.
     pub fn errors(&self) -> BTreeMap<String, u64> {
-        self.errors
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        let map = self.errors.lock().unwrap_or_else(|p| p.into_inner());
+        map.iter().map(|(k, &(_, n))| (k.clone(), n)).collect()
     }
+
+    /// Client-side errors: those no other counter (connect failures, failed publishes) shows.
+    pub fn client_errors(&self) -> u64 {
+        let map = self.errors.lock().unwrap_or_else(|p| p.into_inner());
+        map.values()
+            .filter(|(class, _)| *class == ErrorClass::Client)
+            .map(|&(_, n)| n)
+            .sum()
+    }
+}
+
+/// Whose failure an error is. Connect and publish failures have counters (and problems) of
+/// their own; every other error counts as a client-side error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    Connect,
+    Publish,
+    Client,
 }
 
 /// Shortens an error into a stable kind for grouping.
@@ -186,4 +227,28 @@ pub fn error_kind(prefix: &str, err: &dyn std::fmt::Display) -> String {
     let text = err.to_string();
     let short: String = text.chars().take(80).collect();
     format!("{prefix}: {short}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_classed_where_they_are_counted() {
+        let c = Counters::default();
+        c.error_of(ErrorClass::Connect, "ws connect: refused");
+        c.error_of(ErrorClass::Publish, "publish: HTTP 500");
+        c.error("bad frame: eof");
+        c.error("bad frame: eof");
+        assert_eq!(c.client_errors(), 2);
+        assert_eq!(c.errors().values().sum::<u64>(), 4);
+        assert_eq!(c.errors().get("bad frame: eof"), Some(&2));
+        // Beyond 50 kinds, new ones fold into `other`, a client-side error.
+        for i in 0..60 {
+            c.error_of(ErrorClass::Connect, &format!("lp connect: {i}"));
+        }
+        assert_eq!(c.errors().len(), 51);
+        assert_eq!(c.errors().get("other"), Some(&13));
+        assert_eq!(c.client_errors(), 2 + 13);
+    }
 }

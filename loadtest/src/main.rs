@@ -1,17 +1,17 @@
 //! crier-loadtest: drives a running crier hub over loopback with real clients.
 //!
 //! Map of the tool:
-//! - `cli`        — clap options: global flags and one subcommand per scenario.
+//! - `cli`        — clap options: global flags, one subcommand per scenario, shared flag groups.
 //! - `target`     — the hub's address (loopback only), 127.0.0.x source spreading, fd budget.
 //! - `ctx`        — what one run's tasks share: HTTP clients, clock, histograms, ledger, counters.
 //! - `frame`      — the protocol frames the tool reads (borrowed, cheap) and writes.
-//! - `client`     — subscribers (WebSocket, long-poll) and slow clients.
+//! - `client`     — subscribers (WebSocket, long-poll) and slow clients; how a connection ended.
 //! - `publisher`  — fixed-rate or saturating HTTP publishers, coordinated-omission safe.
 //! - `accounting` — exact loss/duplicate/reorder counting by offset.
 //! - `latency`    — the shared clock and sharded HDR histograms.
 //! - `procfs`     — the hub's memory and CPU, kernel socket memory.
 //! - `monitor`    — periodic samples and live progress.
-//! - `scenario`   — idle, fanout, slow, storm, soak, smoke on one engine.
+//! - `scenario`   — idle, fanout, slow, storm, soak, smoke on one engine run in phases.
 //! - `report`, `html` — the summary, `--json`, and the self-contained HTML report.
 
 mod accounting;
@@ -56,15 +56,9 @@ fn run(cli: &Cli) -> Result<ExitCode> {
     };
     if target.is_generic() {
         let supported = matches!(
-            &cli.command,
-            Command::Idle(a) if a.transport == client::Transport::Ws
-        ) || matches!(
-            &cli.command,
-            Command::Fanout(a) if a.transport == client::Transport::Ws
-        ) || matches!(
-            &cli.command,
-            Command::Slow(a) if a.fanout.transport == client::Transport::Ws
-        );
+            cli.command,
+            Command::Idle(_) | Command::Fanout(_) | Command::Slow(_)
+        ) && cli.command.clients().transport == client::Transport::Ws;
         if !supported {
             bail!(
                 "generic mode (--ws-template) runs idle, fanout and slow over WebSocket only: \
@@ -119,14 +113,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             }
         });
         check_reachable(&env).await?;
-        match &cli.command {
-            Command::Idle(a) => scenario::idle::run(&env, a).await,
-            Command::Fanout(a) => scenario::fanout::run(&env, a).await,
-            Command::Slow(a) => scenario::slow::run(&env, a).await,
-            Command::Storm(a) => scenario::storm::run(&env, a).await,
-            Command::Soak(a) => scenario::soak::run(&env, a).await,
-            Command::Smoke(a) => scenario::smoke::run(&env, a).await,
-        }
+        scenario::run(&env, &cli.command).await
     })?;
     // Client tasks may still be closing sockets; do not wait for them.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));

@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::ctx::{error_kind, Counters, Ctx};
+use crate::ctx::{error_kind, Counters, Ctx, ErrorClass};
 use crate::frame::{payload, payload_with_sequence, PublishReply, GENERIC_EPOCH};
 
 #[derive(Debug, Clone)]
@@ -106,23 +106,9 @@ pub async fn run(ctx: Arc<Ctx>, plan: PublishPlan, stop: CancellationToken) {
 /// One publish; the reply's offset goes into the ledger. Returns whether the hub pushed back
 /// (`503 overloaded`).
 pub async fn publish_one(ctx: &Ctx, channel: &str, body: String) -> bool {
-    let url = ctx.target.publish_url(channel);
-    let result = async {
-        let resp = ctx
-            .http
-            .post(url)
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await?;
-        let status = resp.status();
-        let bytes = resp.bytes().await?;
-        Ok::<_, reqwest::Error>((status, bytes))
-    }
-    .await;
-    match result {
+    match post(ctx, channel, body).await {
         Ok((status, bytes)) if status.is_success() => {
-            match serde_json::from_slice::<PublishReply>(&bytes) {
+            match serde_json::from_slice::<PublishReply>(bytes.as_ref()) {
                 Ok(reply) => {
                     ctx.ledger
                         .accept(channel, &reply.epoch, reply.offset, reply.enqueued);
@@ -130,60 +116,68 @@ pub async fn publish_one(ctx: &Ctx, channel: &str, body: String) -> bool {
                 }
                 Err(e) => {
                     Counters::inc(&ctx.counters.publish_errors);
-                    ctx.counters.error(&error_kind("publish reply", &e));
+                    let kind = error_kind("publish reply", &e);
+                    ctx.counters.error_of(ErrorClass::Publish, &kind);
                 }
             }
         }
         Ok((status, bytes)) => {
             let overloaded = status.as_u16() == 503
-                && serde_json::from_slice::<serde_json::Value>(&bytes)
+                && serde_json::from_slice::<serde_json::Value>(bytes.as_ref())
                     .ok()
                     .is_some_and(|v| v["error"]["code"] == "overloaded");
             if overloaded {
                 Counters::inc(&ctx.counters.publish_pushback);
                 return true;
             }
-            Counters::inc(&ctx.counters.publish_rejected);
-            ctx.counters
-                .error(&format!("publish: HTTP {}", status.as_u16()));
+            rejected(ctx, status);
         }
-        Err(e) => {
-            Counters::inc(&ctx.counters.publish_errors);
-            ctx.counters.error(&error_kind("publish", &e));
-        }
+        Err(e) => failed(ctx, &e),
     }
     false
 }
 
 /// Generic mode: one publish of sequence number `seq`; any 2xx reply accepts it.
 async fn publish_generic(ctx: &Ctx, channel: &str, seq: u64, body: String) {
-    let result = async {
-        let resp = ctx
-            .http
-            .post(ctx.target.publish_url(channel))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await?;
-        let status = resp.status();
-        // Read the reply to the end so the connection can be reused.
-        let _ = resp.bytes().await?;
-        Ok::<_, reqwest::Error>(status)
-    }
-    .await;
-    match result {
+    match post(ctx, channel, body).await.map(|(status, _)| status) {
         Ok(status) if status.is_success() => {
             ctx.ledger.accept(channel, GENERIC_EPOCH, seq, 0);
             Counters::inc(&ctx.counters.publishes);
         }
-        Ok(status) => {
-            Counters::inc(&ctx.counters.publish_rejected);
-            ctx.counters
-                .error(&format!("publish: HTTP {}", status.as_u16()));
-        }
-        Err(e) => {
-            Counters::inc(&ctx.counters.publish_errors);
-            ctx.counters.error(&error_kind("publish", &e));
-        }
+        Ok(status) => rejected(ctx, status),
+        Err(e) => failed(ctx, &e),
     }
+}
+
+/// The hub refused a publish (a non-2xx reply other than back-pressure).
+fn rejected(ctx: &Ctx, status: reqwest::StatusCode) {
+    Counters::inc(&ctx.counters.publish_rejected);
+    let kind = format!("publish: HTTP {}", status.as_u16());
+    ctx.counters.error_of(ErrorClass::Publish, &kind);
+}
+
+/// A publish got no usable reply.
+fn failed(ctx: &Ctx, e: &reqwest::Error) {
+    Counters::inc(&ctx.counters.publish_errors);
+    let kind = error_kind("publish", e);
+    ctx.counters.error_of(ErrorClass::Publish, &kind);
+}
+
+/// POSTs `body` to the channel's publish URL and reads the reply to the end (so the
+/// connection can be reused).
+async fn post(
+    ctx: &Ctx,
+    channel: &str,
+    body: String,
+) -> Result<(reqwest::StatusCode, impl AsRef<[u8]>), reqwest::Error> {
+    let resp = ctx
+        .http
+        .post(ctx.target.publish_url(channel))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await?;
+    let status = resp.status();
+    let bytes = resp.bytes().await?;
+    Ok((status, bytes))
 }

@@ -7,9 +7,9 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use reqwest::StatusCode;
 
-use super::{drained, handle_frame, open_session, Controls, SessionEnd, SubSpec};
-use crate::accounting::Tracker;
-use crate::ctx::{error_kind, Counters, Ctx, HTTP_TIMEOUT};
+use super::subscriber::{Subscriber, Wake};
+use super::{Ending, SessionEnd};
+use crate::ctx::{error_kind, Counters, Ctx, ErrorClass, HTTP_TIMEOUT};
 use crate::frame::{lp_connect_body, LpSession, PollBatch};
 
 /// A poll waits up to the hub's hold time (25 s by default); allow that plus slack.
@@ -60,61 +60,35 @@ pub fn close_detached(ctx: &Ctx, source: IpAddr, session: &str) {
     });
 }
 
-pub async fn session(
-    ctx: &Ctx,
-    spec: &SubSpec,
-    controls: &Controls,
-    source: IpAddr,
-    tracker: &mut Tracker,
-    first_subscription: &mut bool,
-) -> SessionEnd {
-    let resume = tracker.resume_point().map(|(e, o)| (e.to_owned(), o));
+/// One long-poll session of a subscriber: connect (resuming when the tracker has a position),
+/// then poll until something ends it.
+pub async fn session(sub: &mut Subscriber<'_>) -> SessionEnd {
+    let ctx = sub.ctx;
+    let resume = sub.tracker.resume_point().map(|(e, o)| (e.to_owned(), o));
     let connecting = connect(
         ctx,
-        source,
-        &spec.channel,
+        sub.source,
+        &sub.spec.channel,
         resume.as_ref().map(|(e, o)| (e.as_str(), *o)),
     );
-    let session = match open_session(ctx, controls, "lp connect", connecting).await {
+    let session = match sub.open("lp connect", connecting).await {
         Ok(session) => session,
         Err(end) => return end,
     };
-    let end = poll_loop(
-        ctx,
-        spec,
-        controls,
-        source,
-        &session,
-        tracker,
-        first_subscription,
-    )
-    .await;
-    ctx.counters
-        .active
-        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    let end = poll_loop(sub, &session).await;
+    ctx.counters.closed();
     if !matches!(end, SessionEnd::HubClosed(_)) {
-        close_detached(ctx, source, &session);
+        close_detached(ctx, sub.source, &session);
     }
     end
 }
 
-async fn poll_loop(
-    ctx: &Ctx,
-    spec: &SubSpec,
-    controls: &Controls,
-    source: IpAddr,
-    session: &str,
-    tracker: &mut Tracker,
-    first_subscription: &mut bool,
-) -> SessionEnd {
-    let client = client_for(ctx, source);
+async fn poll_loop(sub: &mut Subscriber<'_>, session: &str) -> SessionEnd {
+    let ctx = sub.ctx;
+    let client = client_for(ctx, sub.source);
     let mut ack = 0u64;
     let mut failures = 0u32;
-    let mut drain = controls.drain.clone();
     loop {
-        if drained(&drain, &spec.channel, tracker) {
-            return SessionEnd::Drained;
-        }
         let url = ctx
             .target
             .http_url(&format!("/lp/poll?session={session}&ack={ack}"));
@@ -124,40 +98,31 @@ async fn poll_loop(
             let body = resp.bytes().await?;
             Ok::<_, reqwest::Error>((status, body))
         };
-        let (status, body) = tokio::select! {
-            biased;
-            _ = controls.stop.cancelled() => return SessionEnd::Stopped,
-            _ = spec.reconnect.notified() => return SessionEnd::Reconnect,
-            r = drain.changed() => {
-                if r.is_err() {
-                    return SessionEnd::Stopped;
+        let (status, body) = match sub.next(poll).await {
+            Wake::Ready(Ok(reply)) => reply,
+            Wake::Ready(Err(e)) => {
+                failures += 1;
+                ctx.counters.error(&error_kind("lp poll", &e));
+                if failures >= MAX_POLL_FAILURES {
+                    let kind = "lp poll failed repeatedly".to_owned();
+                    return SessionEnd::Failed(ErrorClass::Client, kind);
                 }
                 continue;
             }
-            r = poll => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    failures += 1;
-                    ctx.counters.error(&error_kind("lp poll", &e));
-                    if failures >= MAX_POLL_FAILURES {
-                        return SessionEnd::Failed("lp poll failed repeatedly".to_owned());
-                    }
-                    continue;
-                }
-            },
+            Wake::End(end) => return end,
+            Wake::DrainChanged => continue,
         };
         Counters::inc(&ctx.counters.lp_polls);
         match status {
             StatusCode::OK => {}
-            StatusCode::NOT_FOUND => {
-                return SessionEnd::HubClosed("404 unknown_session".to_owned())
-            }
+            StatusCode::NOT_FOUND => return SessionEnd::HubClosed(Ending::UnknownSession),
             other => {
                 failures += 1;
                 ctx.counters
                     .error(&format!("lp poll: HTTP {}", other.as_u16()));
                 if failures >= MAX_POLL_FAILURES {
-                    return SessionEnd::Failed(format!("lp poll: HTTP {}", other.as_u16()));
+                    let kind = format!("lp poll: HTTP {}", other.as_u16());
+                    return SessionEnd::Failed(ErrorClass::Client, kind);
                 }
                 continue;
             }
@@ -167,15 +132,15 @@ async fn poll_loop(
         let batch: PollBatch = match serde_json::from_slice(&body) {
             Ok(b) => b,
             Err(e) => {
-                Counters::inc(&ctx.counters.protocol_errors);
-                ctx.counters.error(&error_kind("bad poll body", &e));
+                ctx.counters
+                    .protocol_error(&error_kind("bad poll body", &e));
                 continue;
             }
         };
         // Every response is acknowledged by the next poll, so a batch arrives once; a hub that
         // re-sent one anyway shows up as duplicates in the tracker.
         for frame in &batch.messages {
-            if let Some(end) = handle_frame(ctx, spec, tracker, first_subscription, frame, now) {
+            if let Some(end) = sub.frame(frame, now) {
                 return end;
             }
         }

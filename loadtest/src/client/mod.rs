@@ -1,13 +1,19 @@
 //! Subscribers: one task per simulated client, on either transport. A subscriber keeps one
 //! `Tracker` across reconnects, so whatever the hub loses or repeats during a resume shows up
 //! in its tally.
+//!
+//! - `subscriber` — what every subscriber does (wait, take in frames, count); `ws` and `lp` —
+//!   the transports' connect, read and close.
+//! - `ending` — how a connection ended (close code, reason, EOF …).
+//! - `slow` — clients that subscribe and never read.
 
+pub mod ending;
 pub mod lp;
 pub mod slow;
+mod subscriber;
 pub mod ws;
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,8 +22,9 @@ use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::accounting::Tracker;
-use crate::ctx::{Counters, Ctx};
-use crate::frame::ServerFrame;
+use crate::ctx::{Counters, Ctx, ErrorClass};
+pub use ending::Ending;
+use subscriber::Subscriber;
 
 /// Reconnect attempts after a failure before a subscriber gives up.
 const MAX_CONNECT_ATTEMPTS: u32 = 20;
@@ -77,35 +84,10 @@ pub enum SessionEnd {
     Drained,
     /// Asked to drop and reconnect.
     Reconnect,
-    /// The hub closed it (`reason` like `4000 slow`, `eof`).
-    HubClosed(String),
-    /// The connection failed (I/O, protocol).
-    Failed(String),
-}
-
-/// Opens a session's connection unless the run stops first, and counts the outcome: a
-/// failure (with its kind), or a connect and one more active client.
-async fn open_session<T, E: std::fmt::Display>(
-    ctx: &Ctx,
-    controls: &Controls,
-    what: &str,
-    connect: impl std::future::Future<Output = Result<T, E>>,
-) -> Result<T, SessionEnd> {
-    let opened = tokio::select! {
-        _ = controls.stop.cancelled() => return Err(SessionEnd::Stopped),
-        r = connect => r,
-    };
-    match opened {
-        Ok(session) => {
-            Counters::inc(&ctx.counters.connects);
-            ctx.counters.active.fetch_add(1, Ordering::Relaxed);
-            Ok(session)
-        }
-        Err(e) => {
-            Counters::inc(&ctx.counters.connect_failures);
-            Err(SessionEnd::Failed(crate::ctx::error_kind(what, &e)))
-        }
-    }
+    /// The hub (or the network) ended it.
+    HubClosed(Ending),
+    /// The connection failed (I/O, protocol; connecting, or later), with the error's kind.
+    Failed(ErrorClass, String),
 }
 
 /// What a subscriber hands back at the end.
@@ -117,129 +99,33 @@ pub struct SubOutcome {
     pub complete: bool,
 }
 
-/// The per-frame work shared by both transports. Returns `Some(end)` when the frame ends the
-/// session (long-poll `disconnect`).
-pub(crate) fn handle_frame(
-    ctx: &Ctx,
-    spec: &SubSpec,
-    tracker: &mut Tracker,
-    first_subscription: &mut bool,
-    frame: &ServerFrame<'_>,
-    now_us: u64,
-) -> Option<SessionEnd> {
-    match frame.kind.as_ref() {
-        "message" => {
-            if let Some(offset) = frame.offset {
-                tracker.observe(offset);
-            }
-            if let Some(t) = frame.data.as_ref().and_then(|d| d.t) {
-                ctx.latency.record(spec.id, now_us.saturating_sub(t));
-            }
-            Counters::inc(&ctx.counters.deliveries);
-        }
-        "subscribed" => {
-            if let (Some(epoch), Some(offset)) = (frame.epoch.as_deref(), frame.offset) {
-                tracker.subscribed(epoch, offset);
-            }
-            if *first_subscription {
-                *first_subscription = false;
-                ctx.counters.subscribed.fetch_add(1, Ordering::Relaxed);
-            } else {
-                ctx.counters.resubscribed.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        "missed" => {
-            let since = frame
-                .since
-                .as_ref()
-                .and_then(|s| s.offset)
-                .unwrap_or(tracker.last);
-            let first = frame.first_available.unwrap_or(since + 1);
-            tracker.missed(since, first);
-        }
-        "disconnect" => {
-            let code = frame
-                .code
-                .as_ref()
-                .and_then(crate::frame::code_of)
-                .map(|c| c.to_string())
-                .unwrap_or_default();
-            let reason = frame.reason.as_deref().unwrap_or("");
-            return Some(SessionEnd::HubClosed(
-                format!("{code} {reason}").trim().to_owned(),
-            ));
-        }
-        "error" => {
-            Counters::inc(&ctx.counters.protocol_errors);
-            ctx.counters.error("hub error frame");
-        }
-        _ => {}
-    }
-    None
-}
-
-/// Whether `tracker` has reached its channel's final offset (after publishing stopped).
-pub(crate) fn drained(
-    drain: &watch::Receiver<Option<Arc<HashMap<String, u64>>>>,
-    channel: &str,
-    tracker: &Tracker,
-) -> bool {
-    match &*drain.borrow() {
-        None => false,
-        Some(finals) => finals.get(channel).is_none_or(|&last| tracker.last >= last),
-    }
-}
-
 /// Runs one subscriber until stopped, drained or out of attempts.
 pub async fn run_subscriber(ctx: Arc<Ctx>, spec: SubSpec, controls: Controls) -> SubOutcome {
-    let transport = spec.transport;
-    let mut tracker = Tracker::new();
-    let mut first_subscription = true;
+    let mut sub = Subscriber::new(&ctx, &spec, &controls);
     let mut failures = 0u32;
-    let source = ctx.target.source_for(ctx.spread.next());
     let complete = loop {
         if controls.stop.is_cancelled() {
             break true;
         }
-        let end = match transport {
-            Transport::Lp => {
-                lp::session(
-                    &ctx,
-                    &spec,
-                    &controls,
-                    source,
-                    &mut tracker,
-                    &mut first_subscription,
-                )
-                .await
-            }
-            _ => {
-                ws::session(
-                    &ctx,
-                    &spec,
-                    &controls,
-                    source,
-                    &mut tracker,
-                    &mut first_subscription,
-                )
-                .await
-            }
+        let end = match spec.transport {
+            Transport::Lp => lp::session(&mut sub).await,
+            _ => ws::session(&mut sub).await,
         };
         match end {
             SessionEnd::Stopped | SessionEnd::Drained => break true,
             SessionEnd::Reconnect => {
                 Counters::inc(&ctx.counters.reconnects);
             }
-            SessionEnd::HubClosed(reason) => {
-                ctx.counters.hub_closed(&reason);
+            SessionEnd::HubClosed(ending) => {
+                ctx.counters.hub_closed(&ending);
                 if spec.on_hub_close == OnHubClose::GiveUp {
                     break false;
                 }
                 Counters::inc(&ctx.counters.reconnects);
             }
-            SessionEnd::Failed(kind) => {
+            SessionEnd::Failed(class, kind) => {
                 failures += 1;
-                ctx.counters.error(&kind);
+                ctx.counters.error_of(class, &kind);
                 if failures >= MAX_CONNECT_ATTEMPTS || spec.on_hub_close == OnHubClose::GiveUp {
                     break false;
                 }
@@ -253,9 +139,10 @@ pub async fn run_subscriber(ctx: Arc<Ctx>, spec: SubSpec, controls: Controls) ->
             }
         }
     };
+    let tracker = sub.into_tracker();
     SubOutcome {
         channel: spec.channel,
-        transport,
+        transport: spec.transport,
         tracker,
         complete,
     }

@@ -3,7 +3,6 @@
 //! waiting, for a bounded time, to learn how the hub ended it.
 
 use std::net::IpAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +10,7 @@ use futures_util::StreamExt;
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::ws;
+use super::{ws, Ending};
 use crate::ctx::{error_kind, Counters, Ctx};
 
 /// How long a slow client reads at the end looking for its close frame.
@@ -21,10 +20,15 @@ const INSPECT_FRAMES: usize = 1_000_000;
 
 #[derive(Debug, Clone)]
 pub struct SlowOutcome {
-    pub connected: bool,
-    /// How the connection ended as seen at the end: `4000 slow`, `eof`, `still open`, …
-    pub ending: String,
+    /// How the connection ended as seen at the end.
+    pub ending: Ending,
     pub frames_buffered: usize,
+}
+
+impl SlowOutcome {
+    pub fn connected(&self) -> bool {
+        self.ending != Ending::ConnectFailed
+    }
 }
 
 /// Connects one slow client; the returned sender ends it (then it inspects and returns).
@@ -42,37 +46,30 @@ pub async fn run_slow(
             Counters::inc(&ctx.counters.connect_failures);
             ctx.counters.error(&error_kind("slow connect", &e));
             return SlowOutcome {
-                connected: false,
-                ending: "connect failed".to_owned(),
+                ending: Ending::ConnectFailed,
                 frames_buffered: 0,
             };
         }
     };
-    Counters::inc(&ctx.counters.connects);
-    ctx.counters.active.fetch_add(1, Ordering::Relaxed);
+    ctx.counters.opened();
     // Never read while the run lasts: that is the whole point.
     let _ = done.await;
     let mut frames = 0usize;
     let deadline = tokio::time::Instant::now() + INSPECT_TIME;
     let ending = loop {
         if frames >= INSPECT_FRAMES {
-            break "still open".to_owned();
+            break Ending::StillOpen;
         }
         match tokio::time::timeout_at(deadline, stream.next()).await {
-            Err(_) => break "still open".to_owned(),
-            Ok(None) => break "eof".to_owned(),
-            Ok(Some(Err(e))) => break error_kind("error", &e),
-            Ok(Some(Ok(Message::Close(f)))) => {
-                break f
-                    .map(|f| ws::close_label(f.code, &f.reason))
-                    .unwrap_or_else(|| "close (no code)".to_owned())
-            }
+            Err(_) => break Ending::StillOpen,
+            Ok(None) => break Ending::Eof,
+            Ok(Some(Err(e))) => break Ending::Broken(error_kind("error", &e)),
+            Ok(Some(Ok(Message::Close(f)))) => break Ending::from_close_frame(f.as_ref()),
             Ok(Some(Ok(_))) => frames += 1,
         }
     };
-    ctx.counters.active.fetch_sub(1, Ordering::Relaxed);
+    ctx.counters.closed();
     SlowOutcome {
-        connected: true,
         ending,
         frames_buffered: frames,
     }

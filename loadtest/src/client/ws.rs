@@ -6,14 +6,13 @@ use std::net::IpAddr;
 use anyhow::{Context, Result};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use super::{drained, handle_frame, open_session, Controls, SessionEnd, SubSpec};
-use crate::accounting::Tracker;
-use crate::ctx::{error_kind, Counters, Ctx, CONNECT_TIMEOUT};
+use super::subscriber::{Subscriber, Wake};
+use super::{Ending, SessionEnd};
+use crate::ctx::{error_kind, Ctx, ErrorClass, CONNECT_TIMEOUT};
 use crate::frame::{subscribe_frame, Payload, ServerFrame, GENERIC_EPOCH};
 
 pub type Ws = WebSocketStream<TcpStream>;
@@ -52,40 +51,26 @@ fn handshake_error(e: &tokio_tungstenite::tungstenite::Error) -> String {
     }
 }
 
-/// How a close frame reads in reports: `4000 slow`.
-pub fn close_label(code: CloseCode, reason: &str) -> String {
-    format!("{} {}", u16::from(code), reason).trim().to_owned()
-}
-
 /// One WebSocket connection of a subscriber: subscribe (resuming when the tracker has a
 /// position), then read until something ends it.
-pub async fn session(
-    ctx: &Ctx,
-    spec: &SubSpec,
-    controls: &Controls,
-    source: IpAddr,
-    tracker: &mut Tracker,
-    first_subscription: &mut bool,
-) -> SessionEnd {
+pub async fn session(sub: &mut Subscriber<'_>) -> SessionEnd {
+    let ctx = sub.ctx;
     let generic = ctx.target.is_generic();
     // Generic mode has no resume: a reconnect simply subscribes again.
-    let resume = tracker
+    let resume = sub
+        .tracker
         .resume_point()
         .filter(|_| !generic)
         .map(|(e, o)| (e.to_owned(), o));
     // A fresh subscriber uses the documented query form; a resume needs `since`, which only the
     // subscribe frame carries.
     let url = match resume {
-        None => ctx.target.subscribe_url(&spec.channel),
+        None => ctx.target.subscribe_url(&sub.spec.channel),
         Some(_) => ctx.target.ws_url("/ws"),
     };
-    let mut ws = match open_session(
-        ctx,
-        controls,
-        "ws connect",
-        connect(ctx, &url, source, None),
-    )
-    .await
+    let mut ws = match sub
+        .open("ws connect", connect(ctx, &url, sub.source, None))
+        .await
     {
         Ok(ws) => ws,
         Err(end) => return end,
@@ -93,28 +78,11 @@ pub async fn session(
     if generic {
         // Subscribed once the upgrade is done. Owed: every sequence number accepted from now
         // on (a reconnect keeps the first start, so what it missed counts as lost).
-        let start = ctx.ledger.last_offset(&spec.channel);
-        tracker.subscribed(GENERIC_EPOCH, start);
-        let counter = if std::mem::take(first_subscription) {
-            &ctx.counters.subscribed
-        } else {
-            &ctx.counters.resubscribed
-        };
-        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let start = ctx.ledger.last_offset(&sub.spec.channel);
+        sub.subscribed(Some((GENERIC_EPOCH, start)));
     }
-    let end = read_loop(
-        ctx,
-        spec,
-        controls,
-        &mut ws,
-        resume,
-        tracker,
-        first_subscription,
-    )
-    .await;
-    ctx.counters
-        .active
-        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    let end = read_loop(sub, &mut ws, resume).await;
+    ctx.counters.closed();
     match end {
         SessionEnd::Stopped | SessionEnd::Drained => {
             // Polite close, bounded: the hub may be busy.
@@ -127,67 +95,47 @@ pub async fn session(
 }
 
 async fn read_loop(
-    ctx: &Ctx,
-    spec: &SubSpec,
-    controls: &Controls,
+    sub: &mut Subscriber<'_>,
     ws: &mut Ws,
     resume: Option<(String, u64)>,
-    tracker: &mut Tracker,
-    first_subscription: &mut bool,
 ) -> SessionEnd {
+    let ctx = sub.ctx;
     if let Some((epoch, offset)) = &resume {
-        let frame = subscribe_frame(&spec.channel, Some((epoch, *offset)), 1);
+        let frame = subscribe_frame(&sub.spec.channel, Some((epoch, *offset)), 1);
         if let Err(e) = ws.send(Message::text(frame)).await {
-            return SessionEnd::Failed(error_kind("ws send", &e));
+            return SessionEnd::Failed(ErrorClass::Client, error_kind("ws send", &e));
         }
     }
-    let mut drain = controls.drain.clone();
     loop {
-        if drained(&drain, &spec.channel, tracker) {
-            return SessionEnd::Drained;
-        }
-        let msg = tokio::select! {
-            biased;
-            _ = controls.stop.cancelled() => return SessionEnd::Stopped,
-            _ = spec.reconnect.notified() => return SessionEnd::Reconnect,
-            r = drain.changed() => {
-                if r.is_err() {
-                    return SessionEnd::Stopped;
-                }
-                continue;
-            }
-            msg = ws.next() => msg,
+        let msg = match sub.next(ws.next()).await {
+            Wake::Ready(msg) => msg,
+            Wake::End(end) => return end,
+            Wake::DrainChanged => continue,
         };
         match msg {
-            None => return SessionEnd::HubClosed("eof".to_owned()),
-            Some(Err(e)) => return SessionEnd::HubClosed(error_kind("ws error", &e)),
-            Some(Ok(Message::Text(text))) if ctx.target.is_generic() => {
-                handle_body(ctx, spec, tracker, text.as_bytes(), ctx.clock.now_us());
+            None => return SessionEnd::HubClosed(Ending::Eof),
+            Some(Err(e)) => {
+                return SessionEnd::HubClosed(Ending::Broken(error_kind("ws error", &e)))
             }
-            Some(Ok(Message::Binary(body))) if ctx.target.is_generic() => {
-                handle_body(ctx, spec, tracker, &body, ctx.clock.now_us());
+            Some(Ok(Message::Text(text))) if ctx.target.is_generic() => {
+                body(sub, text.as_bytes(), ctx.clock.now_us());
+            }
+            Some(Ok(Message::Binary(bytes))) if ctx.target.is_generic() => {
+                body(sub, &bytes, ctx.clock.now_us());
             }
             Some(Ok(Message::Text(text))) => {
                 let now = ctx.clock.now_us();
                 match serde_json::from_str::<ServerFrame>(&text) {
                     Ok(frame) => {
-                        if let Some(end) =
-                            handle_frame(ctx, spec, tracker, first_subscription, &frame, now)
-                        {
+                        if let Some(end) = sub.frame(&frame, now) {
                             return end;
                         }
                     }
-                    Err(e) => {
-                        Counters::inc(&ctx.counters.protocol_errors);
-                        ctx.counters.error(&error_kind("bad frame", &e));
-                    }
+                    Err(e) => ctx.counters.protocol_error(&error_kind("bad frame", &e)),
                 }
             }
             Some(Ok(Message::Close(frame))) => {
-                let label = frame
-                    .map(|f| close_label(f.code, &f.reason))
-                    .unwrap_or_else(|| "close (no code)".to_owned());
-                return SessionEnd::HubClosed(label);
+                return SessionEnd::HubClosed(Ending::from_close_frame(frame.as_ref()))
             }
             // Pings are answered by tungstenite on the next read.
             Some(Ok(_)) => {}
@@ -196,20 +144,9 @@ async fn read_loop(
 }
 
 /// Generic mode: a frame is one published body, `{"t": µs, "s": sequence, "p": "…"}`.
-fn handle_body(ctx: &Ctx, spec: &SubSpec, tracker: &mut Tracker, body: &[u8], now_us: u64) {
+fn body(sub: &mut Subscriber<'_>, body: &[u8], now_us: u64) {
     match serde_json::from_slice::<Payload>(body) {
-        Ok(p) => {
-            if let Some(seq) = p.s {
-                tracker.observe(seq);
-            }
-            if let Some(t) = p.t {
-                ctx.latency.record(spec.id, now_us.saturating_sub(t));
-            }
-            Counters::inc(&ctx.counters.deliveries);
-        }
-        Err(e) => {
-            Counters::inc(&ctx.counters.protocol_errors);
-            ctx.counters.error(&error_kind("bad body", &e));
-        }
+        Ok(p) => sub.delivered(p.s, p.t, now_us),
+        Err(e) => sub.ctx.counters.protocol_error(&error_kind("bad body", &e)),
     }
 }

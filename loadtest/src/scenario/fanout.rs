@@ -2,40 +2,17 @@
 
 use anyhow::Result;
 
-use super::engine::{Plan, PublishSettings};
-use super::{problems, standard_sections, unix_now, Env};
+use super::plan::Plan;
+use super::sections::standard_sections;
+use super::{Env, Findings};
 use crate::cli::FanoutArgs;
-use crate::report::RunReport;
 
 pub fn plan(args: &FanoutArgs) -> Plan {
-    Plan {
-        publish: Some(PublishSettings {
-            rate: args.rate,
-            publishers: args.publishers,
-            size: args.size,
-        }),
-        drain_timeout: args.drain_timeout,
-        ..Plan::subscribers(
-            args.subscribers,
-            args.channels,
-            args.transport,
-            args.ramp_rate,
-            args.duration,
-        )
-    }
+    Plan::publishing(&args.clients, &args.publish)
 }
 
-pub async fn run(env: &Env, args: &FanoutArgs) -> Result<RunReport> {
-    let started = unix_now();
+pub async fn run(env: &Env, args: &FanoutArgs) -> Result<Findings> {
     let o = env.run(&plan(args)).await?;
-    Ok(RunReport {
-        scenario: "fanout".into(),
-        command: env.command.clone(),
-        started_unix_s: started,
-        settings: serde_json::to_value(args)?,
-        problems: problems(&o, false),
-        result: serde_json::to_value(&o)?,
-        sections: standard_sections(&o),
-        samples: o.samples,
-    })
+    let sections = standard_sections(&o, []);
+    Findings::of(o, sections, Vec::new())
 }

@@ -3,12 +3,13 @@
 
 use anyhow::Result;
 
-use super::engine::Outcome;
-use super::{fanout, problems, standard_sections, unix_now, Env};
+use super::figures::Outcome;
+use super::sections::{problems, slow_clients_section, slow_ending_rows, standard_sections};
+use super::{fanout, Env, Findings};
 use crate::cli::SlowArgs;
 use crate::frame::eviction_figures;
 use crate::monitor::Sample;
-use crate::report::{bytes, ms, rate, RunReport, Section};
+use crate::report::{bytes, ms, rate, Section};
 
 fn eviction_delta(o: &Outcome) -> Vec<(String, i64)> {
     let before = o
@@ -32,8 +33,7 @@ fn peak_sampled_rss(samples: &[Sample]) -> Option<u64> {
     samples.iter().filter_map(|s| s.hub_rss_bytes).max()
 }
 
-pub async fn run(env: &Env, args: &SlowArgs) -> Result<RunReport> {
-    let started = unix_now();
+pub async fn run(env: &Env, args: &SlowArgs) -> Result<Findings> {
     let healthy_plan = fanout::plan(&args.fanout);
     let baseline = if args.no_baseline {
         None
@@ -65,27 +65,12 @@ pub async fn run(env: &Env, args: &SlowArgs) -> Result<RunReport> {
         cmp.row("baseline", fmt(b));
     }
     cmp.row(&format!("with {} slow", args.slow), fmt(&o));
-    let mut slow_sec = Section::new("Slow clients");
-    slow_sec
-        .row(
-            "connected",
-            format!("{} of {}", o.slow.connected, o.slow.wanted),
-        )
-        .row(
-            "ended by the hub (any way)",
-            o.slow.ended_by_hub.to_string(),
-        )
-        .row(
-            "of which with close code 4000 slow",
-            o.slow.evicted_slow.to_string(),
-        )
-        .row(
-            "frames waiting when they read at the end",
-            o.slow.frames_read_at_end.to_string(),
-        );
-    for (ending, n) in &o.slow.endings {
-        slow_sec.row(&format!("ended: {ending}"), n.to_string());
-    }
+    let mut slow_sec = slow_clients_section("Slow clients", &o.slow);
+    slow_sec.row(
+        "frames waiting when they read at the end",
+        o.slow.frames_read_at_end.to_string(),
+    );
+    slow_ending_rows(&mut slow_sec, &o.slow);
     for (k, d) in eviction_delta(&o).into_iter().filter(|(_, d)| *d != 0) {
         slow_sec.row(&format!("hub /api/stats {k} (delta)"), d.to_string());
     }
@@ -93,7 +78,7 @@ pub async fn run(env: &Env, args: &SlowArgs) -> Result<RunReport> {
         slow_sec.row("hub VmHWM at end", bytes(peak));
     }
     if o.slow.connected > 0 && o.slow.ended_by_hub == 0 {
-        let per_channel = o.publishes_accepted / args.fanout.channels.max(1) as u64;
+        let per_channel = o.publishes_accepted / args.fanout.clients.channels.max(1) as u64;
         slow_sec.row(
             "note",
             format!(
@@ -103,17 +88,12 @@ pub async fn run(env: &Env, args: &SlowArgs) -> Result<RunReport> {
             ),
         );
     }
-    let mut sections = vec![cmp, slow_sec];
-    sections.extend(standard_sections(&o));
+    let sections = standard_sections(&o, [cmp, slow_sec]);
 
     // Healthy clients must not be evicted; slow ones are expected to be.
-    let mut probs = problems(&o, false);
+    let mut probs = problems(&o);
     if let Some(b) = &baseline {
-        probs.extend(
-            problems(b, false)
-                .into_iter()
-                .map(|p| format!("baseline: {p}")),
-        );
+        probs.extend(problems(b).into_iter().map(|p| format!("baseline: {p}")));
     }
     let mut samples: Vec<Sample> = Vec::new();
     let mut offset = 0.0;
@@ -135,14 +115,10 @@ pub async fn run(env: &Env, args: &SlowArgs) -> Result<RunReport> {
         "with_slow": o,
         "hub_eviction_delta": eviction_delta(&o),
     });
-    Ok(RunReport {
-        scenario: "slow".into(),
-        command: env.command.clone(),
-        started_unix_s: started,
-        settings: serde_json::to_value(args)?,
-        problems: probs,
+    Ok(Findings {
         result,
         sections,
+        problems: probs,
         samples,
     })
 }

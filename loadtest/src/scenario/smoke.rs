@@ -6,12 +6,13 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use super::engine::{Plan, PublishSettings};
-use super::{problems, standard_sections, unix_now, Env};
+use super::plan::{Plan, PublishSettings};
+use super::sections::standard_sections;
+use super::{Env, Findings};
 use crate::cli::SmokeArgs;
-use crate::report::{RunReport, Section};
+use crate::report::Section;
 
-pub async fn run(env: &Env, args: &SmokeArgs) -> Result<RunReport> {
+pub async fn run(env: &Env, args: &SmokeArgs) -> Result<Findings> {
     let plan = Plan {
         publish: Some(PublishSettings {
             rate: args.rate,
@@ -20,17 +21,10 @@ pub async fn run(env: &Env, args: &SmokeArgs) -> Result<RunReport> {
         }),
         storm_at: Some(args.duration / 2),
         drain_timeout: Duration::from_secs(20),
-        ..Plan::subscribers(
-            args.clients,
-            args.channels,
-            args.transport,
-            1000.0,
-            args.duration,
-        )
+        ..Plan::subscribers(&args.clients, 1000.0, args.duration)
     };
-    let started = unix_now();
     let o = env.run(&plan).await?;
-    let mut probs = problems(&o, false);
+    let mut probs = Vec::new();
     let mut s = Section::new("Storm (all clients drop and resume)");
     match &o.storm {
         Some(st) => {
@@ -58,16 +52,6 @@ pub async fn run(env: &Env, args: &SmokeArgs) -> Result<RunReport> {
     if o.tally.received == 0 {
         probs.push("no message was received".into());
     }
-    let mut sections = vec![s];
-    sections.extend(standard_sections(&o));
-    Ok(RunReport {
-        scenario: "smoke".into(),
-        command: env.command.clone(),
-        started_unix_s: started,
-        settings: serde_json::to_value(args)?,
-        problems: probs,
-        result: serde_json::to_value(&o)?,
-        sections,
-        samples: o.samples,
-    })
+    let sections = standard_sections(&o, [s]);
+    Findings::of(o, sections, probs)
 }

@@ -3,11 +3,12 @@
 
 use anyhow::Result;
 
-use super::engine::{Plan, PublishSettings};
-use super::{problems, standard_sections, unix_now, Env};
+use super::plan::Plan;
+use super::sections::{slow_clients_section, slow_ending_rows, standard_sections};
+use super::{Env, Findings};
 use crate::cli::SoakArgs;
 use crate::monitor::Sample;
-use crate::report::{bytes, ms, RunReport, Section};
+use crate::report::{bytes, ms, Section};
 
 /// Median of a slice (sorted copy).
 fn median(mut v: Vec<f64>) -> Option<f64> {
@@ -37,26 +38,13 @@ pub fn drift(samples: &[Sample], f: impl Fn(&Sample) -> Option<f64>) -> Option<(
     ))
 }
 
-pub async fn run(env: &Env, args: &SoakArgs) -> Result<RunReport> {
+pub async fn run(env: &Env, args: &SoakArgs) -> Result<Findings> {
     let plan = Plan {
-        publish: Some(PublishSettings {
-            rate: args.rate,
-            publishers: args.publishers,
-            size: args.size,
-        }),
         slow_recv_buffer: args.slow_recv_buffer,
         slow_every: (args.slow_batch > 0).then_some((args.slow_every, args.slow_batch)),
         churn_per_s: args.churn,
-        drain_timeout: args.drain_timeout,
-        ..Plan::subscribers(
-            args.clients,
-            args.channels,
-            args.transport,
-            args.ramp_rate,
-            args.duration,
-        )
+        ..Plan::publishing(&args.clients, &args.publish)
     };
-    let started = unix_now();
     let o = env.run(&plan).await?;
     let mut d = Section::new("Drift (medians of the first, middle and last fifth of the run)");
     match drift(&o.samples, |s| s.hub_rss_bytes.map(|b| b as f64)) {
@@ -89,36 +77,12 @@ pub async fn run(env: &Env, args: &SoakArgs) -> Result<RunReport> {
     if let Some((a, m, b)) = drift(&o.samples, |s| Some(s.connections as f64)) {
         d.row("open connections", format!("{a:.0} → {m:.0} → {b:.0}"));
     }
-    let mut slow = Section::new("Slow clients added during the run");
-    slow.row(
-        "connected",
-        format!("{} of {}", o.slow.connected, o.slow.wanted),
-    )
-    .row(
-        "ended by the hub (any way)",
-        o.slow.ended_by_hub.to_string(),
-    )
-    .row(
-        "of which with close code 4000 slow",
-        o.slow.evicted_slow.to_string(),
-    );
-    for (ending, n) in &o.slow.endings {
-        slow.row(&format!("ended: {ending}"), n.to_string());
-    }
-    let mut sections = vec![d, slow];
-    sections.extend(standard_sections(&o));
-    Ok(RunReport {
-        scenario: "soak".into(),
-        command: env.command.clone(),
-        started_unix_s: started,
-        settings: serde_json::to_value(args)?,
-        // Churned clients are closed by us, not the hub; slow clients' evictions are expected,
-        // but a healthy client closed by the hub is still a problem.
-        problems: problems(&o, false),
-        result: serde_json::to_value(&o)?,
-        sections,
-        samples: o.samples,
-    })
+    let mut slow = slow_clients_section("Slow clients added during the run", &o.slow);
+    slow_ending_rows(&mut slow, &o.slow);
+    let sections = standard_sections(&o, [d, slow]);
+    // Churned clients are closed by us, not the hub; slow clients' evictions are expected,
+    // but a healthy client closed by the hub is still a problem: the standard problems.
+    Findings::of(o, sections, Vec::new())
 }
 
 #[cfg(test)]

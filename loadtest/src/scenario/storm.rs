@@ -3,32 +3,20 @@
 
 use anyhow::Result;
 
-use super::engine::{Plan, PublishSettings};
-use super::{problems, standard_sections, unix_now, Env};
+use super::plan::Plan;
+use super::sections::standard_sections;
+use super::{Env, Findings};
 use crate::cli::StormArgs;
-use crate::report::{RunReport, Section};
+use crate::report::Section;
 
-pub async fn run(env: &Env, args: &StormArgs) -> Result<RunReport> {
+pub async fn run(env: &Env, args: &StormArgs) -> Result<Findings> {
     let plan = Plan {
-        publish: Some(PublishSettings {
-            rate: args.rate,
-            publishers: args.publishers,
-            size: args.size,
-        }),
         storm_at: Some(args.storm_at),
-        drain_timeout: args.drain_timeout,
-        ..Plan::subscribers(
-            args.clients,
-            args.channels,
-            args.transport,
-            args.ramp_rate,
-            args.duration,
-        )
+        ..Plan::publishing(&args.clients, &args.publish)
     };
-    let started = unix_now();
     let o = env.run(&plan).await?;
     let mut s = Section::new("Storm");
-    let mut probs = problems(&o, false);
+    let mut probs = Vec::new();
     match &o.storm {
         Some(st) => {
             s.row("dropped at once", st.dropped.to_string())
@@ -48,16 +36,6 @@ pub async fn run(env: &Env, args: &StormArgs) -> Result<RunReport> {
             probs.push("the storm did not happen: --storm-at is beyond --duration".into());
         }
     }
-    let mut sections = vec![s];
-    sections.extend(standard_sections(&o));
-    Ok(RunReport {
-        scenario: "storm".into(),
-        command: env.command.clone(),
-        started_unix_s: started,
-        settings: serde_json::to_value(args)?,
-        problems: probs,
-        result: serde_json::to_value(&o)?,
-        sections,
-        samples: o.samples,
-    })
+    let sections = standard_sections(&o, [s]);
+    Findings::of(o, sections, probs)
 }
