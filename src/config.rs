@@ -53,6 +53,12 @@ pub struct Config {
     #[arg(long, env = "CRIER_HISTORY_MAX_BYTES", default_value_t = 1 << 20)]
     pub history_max_bytes: usize,
 
+    /// Bytes of history across all channels: past it the oldest messages hub-wide are
+    /// forgotten first (counted as `history_shed`). With --max-channels it bounds what
+    /// publishers can make the hub keep, however many channels they spread over.
+    #[arg(long, env = "CRIER_HISTORY_BUDGET", default_value_t = 256 << 20, value_parser = clap::value_parser!(u64).range(1..).map(|v| v as usize))]
+    pub history_budget: usize,
+
     /// How long a channel remembers a message.
     #[arg(long, env = "CRIER_HISTORY_TTL", default_value = "5m", value_parser = humantime::parse_duration)]
     pub history_ttl: Duration,
@@ -210,6 +216,7 @@ impl Config {
                 max_bytes: self.history_max_bytes,
                 ttl: self.history_ttl,
             },
+            history_budget: self.history_budget,
             max_connections: self.connection_ceiling(),
             max_subscriptions: self.max_subscriptions,
             max_channels: self.max_channels,

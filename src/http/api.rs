@@ -143,6 +143,8 @@ pub async fn stats(State(state): State<AppState>) -> Json<StatsBody> {
         rejected_over_capacity: stats.rejected_over_capacity(),
         rejected_overloaded: stats.rejected_overloaded(),
         rejected_too_many_channels: stats.rejected_too_many_channels(),
+        history_bytes: hub.history_bytes(),
+        history_shed: stats.history_shed(),
         lagging_clients: hub.lagging_clients(),
         max_connections: hub.config().max_connections,
         uptime_seconds: state.started.elapsed().as_secs(),

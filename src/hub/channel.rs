@@ -9,6 +9,7 @@
 //! caller, who evicts them after the lock is released.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -39,6 +40,8 @@ pub(crate) struct ChannelState {
     last_offset: u64,
     history: VecDeque<StoredMessage>,
     history_bytes: usize,
+    /// The bytes of history held by every channel of the hub, kept with this one's.
+    all_history_bytes: Arc<AtomicUsize>,
     subscribers: HashMap<ClientId, Arc<Client>>,
     /// Set (under this lock) when the registry removed the channel: whoever still holds the
     /// `Arc` must look the name up again instead of publishing into a forgotten channel.
@@ -69,7 +72,7 @@ pub struct HistoryPage {
 }
 
 impl Channel {
-    pub fn new(name: ChannelName) -> Self {
+    pub fn new(name: ChannelName, all_history_bytes: Arc<AtomicUsize>) -> Self {
         Self {
             name,
             epoch: Epoch::random(),
@@ -77,6 +80,7 @@ impl Channel {
                 last_offset: 0,
                 history: VecDeque::new(),
                 history_bytes: 0,
+                all_history_bytes,
                 subscribers: HashMap::new(),
                 removed: false,
             }),
@@ -111,6 +115,9 @@ impl Channel {
                 state.pop_oldest();
             }
             state.history_bytes += frame.len();
+            state
+                .all_history_bytes
+                .fetch_add(frame.len(), Ordering::Relaxed);
             state.history.push_back(StoredMessage {
                 offset,
                 published_at: now,
@@ -304,10 +311,24 @@ impl ChannelState {
         self.subscribers.is_empty() && self.history.is_empty()
     }
 
-    fn pop_oldest(&mut self) {
-        if let Some(oldest) = self.history.pop_front() {
-            self.history_bytes -= oldest.frame.len();
-        }
+    fn pop_oldest(&mut self) -> bool {
+        let Some(oldest) = self.history.pop_front() else {
+            return false;
+        };
+        self.history_bytes -= oldest.frame.len();
+        self.all_history_bytes
+            .fetch_sub(oldest.frame.len(), Ordering::Relaxed);
+        true
+    }
+
+    /// When the oldest message history still holds was published.
+    pub fn oldest_published_at(&self) -> Option<Instant> {
+        self.history.front().map(|m| m.published_at)
+    }
+
+    /// Forgets the oldest message (to keep the hub's history within its budget).
+    pub fn shed_oldest(&mut self) -> bool {
+        self.pop_oldest()
     }
 
     pub fn trim_history(&mut self, limits: HistoryLimits, now: Instant) {
@@ -331,6 +352,10 @@ mod tests {
     #[test]
     fn epochs_differ_between_channel_instances() {
         let name = ChannelName::parse("c").unwrap();
-        assert_ne!(Channel::new(name.clone()).epoch, Channel::new(name).epoch);
+        let bytes = Arc::<AtomicUsize>::default();
+        assert_ne!(
+            Channel::new(name.clone(), bytes.clone()).epoch,
+            Channel::new(name, bytes).epoch
+        );
     }
 }

@@ -12,6 +12,8 @@ pub struct HubConfig {
     pub queue_capacity: usize,
     pub queue_max_bytes: usize,
     pub history: HistoryLimits,
+    /// Bytes of history across all channels; past it the oldest messages hub-wide go first.
+    pub history_budget: usize,
     pub max_connections: usize,
     pub max_subscriptions: usize,
     /// Channels the hub holds at most; creating one more is refused (`too_many_channels`).
@@ -35,6 +37,7 @@ impl Default for HubConfig {
                 max_bytes: 1 << 20,
                 ttl: Duration::from_secs(300),
             },
+            history_budget: 256 << 20,
             max_connections: 10_000,
             max_subscriptions: 64,
             max_channels: 100_000,

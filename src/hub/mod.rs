@@ -18,8 +18,10 @@ pub mod queue;
 mod registry;
 pub mod stats;
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
@@ -52,6 +54,8 @@ struct HubInner {
     lagging: queue::LagCounter,
     stats: Stats,
     shutdown: CancellationToken,
+    /// Held by the one publisher that sheds history over the budget; others carry on.
+    shedding: Mutex<()>,
 }
 
 impl Hub {
@@ -65,6 +69,7 @@ impl Hub {
                 lagging: queue::LagCounter::default(),
                 stats: Stats::default(),
                 shutdown,
+                shedding: Mutex::new(()),
             }),
         }
     }
@@ -297,7 +302,53 @@ impl Hub {
         for client in overflowed {
             self.evict_slow(&client);
         }
+        if self.inner.registry.history_bytes() > config.history_budget {
+            self.shed_history();
+        }
         Ok(published)
+    }
+
+    /// Keeps all channels' history within `--history-budget`: forgets the oldest messages
+    /// hub-wide (not only the publishing channel's) until a sixteenth of the budget is free,
+    /// so a burst of publishes pays for one pass over the channels, not one per publish.
+    /// Resumes that needed those messages get `missed` (`history_exhausted`), never a gap.
+    fn shed_history(&self) {
+        let Ok(_only_one) = self.inner.shedding.try_lock() else {
+            return; // another publisher is shedding right now
+        };
+        let budget = self.inner.config.history_budget;
+        let target = budget - budget / 16;
+        let registry = &self.inner.registry;
+        let channels = registry.oldest_histories();
+        let mut oldest_first: BinaryHeap<_> = channels
+            .iter()
+            .enumerate()
+            .map(|(i, (published_at, _))| Reverse((*published_at, i)))
+            .collect();
+        let mut shed = 0u64;
+        while registry.history_bytes() > target {
+            let Some(Reverse((_, i))) = oldest_first.pop() else {
+                break;
+            };
+            let mut state = channels[i].1.lock();
+            if state.shed_oldest() {
+                shed += 1;
+            }
+            if let Some(next) = state.oldest_published_at() {
+                oldest_first.push(Reverse((next, i)));
+            }
+        }
+        self.inner.stats.history_shed.inc_by(shed);
+        tracing::debug!(
+            shed,
+            budget,
+            "history over its budget: forgot the oldest messages"
+        );
+    }
+
+    /// Bytes of history held across all channels.
+    pub fn history_bytes(&self) -> usize {
+        self.inner.registry.history_bytes()
     }
 
     /// Refuses a publish to `names` that would create more channels than the hub may hold.

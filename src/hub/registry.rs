@@ -6,7 +6,9 @@
 //! that check (`remove_if` with the channel locked) and marks the value `removed`, so a
 //! publisher or subscriber that raced the removal looks the name up again.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use dashmap::DashMap;
 
@@ -23,6 +25,8 @@ pub(crate) struct TooManyChannels;
 pub(crate) struct Registry {
     pub clients: DashMap<ClientId, Arc<Client>>,
     channels: DashMap<ChannelName, Arc<Channel>>,
+    /// Bytes of history held across all channels (each channel keeps it up to date).
+    history_bytes: Arc<AtomicUsize>,
 }
 
 impl Registry {
@@ -44,7 +48,7 @@ impl Registry {
         Some(
             self.channels
                 .entry(name.clone())
-                .or_insert_with(|| Arc::new(Channel::new(name.clone())))
+                .or_insert_with(|| Arc::new(Channel::new(name.clone(), self.history_bytes.clone())))
                 .value()
                 .clone(),
         )
@@ -83,6 +87,23 @@ impl Registry {
                 }
             })
             .is_some()
+    }
+
+    pub fn history_bytes(&self) -> usize {
+        self.history_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Every channel that holds history, with when its oldest message was published.
+    pub fn oldest_histories(&self) -> Vec<(Instant, Arc<Channel>)> {
+        let channels: Vec<Arc<Channel>> = self.channels.iter().map(|e| e.value().clone()).collect();
+        // Locked after the map guards are gone: never a channel lock under a shard lock.
+        channels
+            .into_iter()
+            .filter_map(|ch| {
+                let oldest = ch.lock().oldest_published_at()?;
+                Some((oldest, ch))
+            })
+            .collect()
     }
 
     pub fn channel_names(&self) -> Vec<ChannelName> {

@@ -25,6 +25,7 @@ pub struct Stats {
     pub(crate) rejected_over_capacity: Counter,
     pub(crate) rejected_overloaded: Counter,
     pub(crate) rejected_too_many_channels: Counter,
+    pub(crate) history_shed: Counter,
     pub(crate) lagging: Gauge,
 }
 
@@ -47,6 +48,7 @@ impl Default for Stats {
         let rejected_over_capacity = Counter::default();
         let rejected_overloaded = Counter::default();
         let rejected_too_many_channels = Counter::default();
+        let history_shed = Counter::default();
         let lagging = Gauge::default();
         registry.register(
             "connections",
@@ -91,6 +93,11 @@ impl Default for Stats {
             rejected_too_many_channels.clone(),
         );
         registry.register(
+            "history_shed",
+            "History messages forgotten early to keep all history within --history-budget",
+            history_shed.clone(),
+        );
+        registry.register(
             "lagging_clients",
             "Clients whose queue is at least half full",
             lagging.clone(),
@@ -110,6 +117,7 @@ impl Default for Stats {
             rejected_over_capacity,
             rejected_overloaded,
             rejected_too_many_channels,
+            history_shed,
             lagging,
         }
     }
@@ -152,6 +160,10 @@ impl Stats {
 
     pub fn rejected_overloaded(&self) -> u64 {
         self.rejected_overloaded.get()
+    }
+
+    pub fn history_shed(&self) -> u64 {
+        self.history_shed.get()
     }
 
     pub fn rejected_too_many_channels(&self) -> u64 {

@@ -357,3 +357,49 @@ fn channels_are_capped_and_data_depth_is_bounded() {
     );
     hub.publish(&name("a"), &nested(32)).unwrap();
 }
+
+#[test]
+fn all_history_stays_within_the_budget_oldest_first() {
+    let hub = hub_with(HubConfig {
+        history_budget: 16 << 10,
+        ..HubConfig::default()
+    });
+    let data = format!("\"{}\"", "x".repeat(200));
+    // `old` fills history first; then many channels publish after it.
+    for _ in 0..20 {
+        hub.publish(&name("old"), &data).unwrap();
+    }
+    for i in 0..200 {
+        hub.publish(&name(&format!("new{}", i % 50)), &data)
+            .unwrap();
+        assert!(hub.history_bytes() <= (16 << 10) + 300, "within the budget");
+    }
+    assert!(hub.stats().history_shed() > 0);
+    // The oldest went first: `old` lost everything before the newer channels lost anything.
+    let old = hub
+        .history(&name("old"), 0, 100)
+        .map_or(0, |p| p.frames.len());
+    assert_eq!(old, 0);
+    // What is left is exactly the newest publishes, whichever channel they went to.
+    let kept = |k: usize| {
+        hub.history(&name(&format!("new{k}")), 0, 100)
+            .map_or(0, |p| p.frames.len())
+    };
+    let total: usize = (0..50).map(kept).sum();
+    assert!(total > 40, "most of the budget is still used: {total}");
+    for k in 0..50 {
+        let expected = (200 - total..200).filter(|i| i % 50 == k).count();
+        assert_eq!(kept(k), expected, "new{k}");
+    }
+    // A resume that needed shed messages is told, not given a gap.
+    let c = hub.register(TransportKind::WebSocket).unwrap();
+    let since = Since {
+        epoch: None,
+        offset: 0,
+    };
+    hub.subscribe(&c, &name("new0"), Some(&since), &no_id)
+        .unwrap();
+    let frames = drain(&hub, &c);
+    assert_eq!(frames[1]["type"], "missed");
+    assert_eq!(frames[1]["reason"], "history_exhausted");
+}
