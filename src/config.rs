@@ -121,6 +121,11 @@ pub struct Config {
     #[arg(long, env = "CRIER_OVERLOAD_MIN_LAGGING", default_value_t = 16)]
     pub overload_min_lagging: usize,
 
+    /// A client whose queued frames nobody takes for this long is evicted as slow (4000),
+    /// whatever keeps its connection open. Such a client never counts toward overload.
+    #[arg(long, env = "CRIER_STUCK_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
+    pub stuck_timeout: Duration,
+
     /// Kernel send buffer per client socket, in bytes (0 = the kernel's autotuning). Capped so
     /// a stuck client cannot park megabytes in the kernel; its queue overflows instead.
     #[arg(long, env = "CRIER_SOCKET_SEND_BUFFER", default_value_t = 131_072)]
@@ -224,6 +229,7 @@ impl Config {
             client_publish: PublishPolicy::parse(&self.client_publish),
             overload_fraction: self.overload_fraction,
             overload_min_lagging: self.overload_min_lagging,
+            stuck_timeout: self.stuck_timeout,
         }
     }
 

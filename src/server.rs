@@ -211,8 +211,9 @@ async fn housekeeping(state: AppState, shutdown: CancellationToken) {
             _ = tick.tick() => {
                 let reaped = state.long_poll.reap();
                 let forgotten = state.hub.sweep();
-                if reaped + forgotten > 0 {
-                    tracing::debug!(reaped, forgotten, "housekeeping");
+                let stuck = state.hub.check_stuck();
+                if reaped + forgotten + stuck > 0 {
+                    tracing::debug!(reaped, forgotten, stuck, "housekeeping");
                 }
             }
         }

@@ -25,6 +25,10 @@ pub struct HubConfig {
     /// of its clients (and at least `overload_min_lagging`) have a queue at least half full.
     pub overload_fraction: f64,
     pub overload_min_lagging: usize,
+    /// A client whose queue holds frames nobody took for this long is evicted as slow,
+    /// however its transport keeps it open (a socket that does not read, a long-poll
+    /// session that re-fetches an old batch).
+    pub stuck_timeout: Duration,
 }
 
 impl Default for HubConfig {
@@ -45,6 +49,7 @@ impl Default for HubConfig {
             client_publish: PublishPolicy::parse("chat:*"),
             overload_fraction: 0.5,
             overload_min_lagging: 16,
+            stuck_timeout: Duration::from_secs(10),
         }
     }
 }

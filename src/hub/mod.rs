@@ -22,7 +22,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
@@ -39,6 +39,11 @@ pub use stats::Stats;
 use client::AddSubscription;
 use queue::{PushError, Replay, Taken};
 use registry::{Registry, TooManyChannels};
+
+/// A queue with frames that nobody took for this long is not being drained: it stops counting
+/// toward overload (it is stuck, not lagging), so no set of clients can make the hub refuse
+/// publishes by not reading. Long enough for a consumer mid-write or between two polls.
+const STALL_MARK: Duration = Duration::from_secs(1);
 
 /// A cheap, cloneable handle to the hub.
 #[derive(Clone)]
@@ -429,6 +434,33 @@ impl Hub {
             .channels
             .set(registry.channel_count() as i64);
         removed
+    }
+
+    /// Finds clients whose queues make no progress: after `STALL_MARK` they stop counting
+    /// toward overload; after `--stuck-timeout` they are evicted as slow. Run periodically
+    /// by the server; returns how many were evicted.
+    pub fn check_stuck(&self) -> usize {
+        let now = tokio::time::Instant::now();
+        let evict_after = self.inner.config.stuck_timeout;
+        let clients: Vec<Arc<Client>> = self
+            .inner
+            .registry
+            .clients
+            .iter()
+            .map(|e| e.value().clone())
+            .collect();
+        let mut evicted = 0;
+        for client in clients {
+            match client.queue.stalled_for(now) {
+                Some(stalled) if stalled >= evict_after => {
+                    self.evict_slow(&client);
+                    evicted += 1;
+                }
+                Some(stalled) if stalled >= STALL_MARK => client.queue.mark_stuck(),
+                _ => {}
+            }
+        }
+        evicted
     }
 
     /// Brings gauges that are computed rather than counted up to date (before a scrape).

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use crate::protocol::{ChannelName, DisconnectReason, Epoch, Frame};
 
@@ -69,8 +70,10 @@ pub enum PushError {
     Closed,
 }
 
-/// How many clients are lagging (queue at least half full), shared by all queues of a hub.
-/// One lagging client is a slow client; many at once mean the hub itself cannot keep up.
+/// How many clients are lagging — queue at least half full while it is being drained —
+/// shared by all queues of a hub. One lagging client is a slow client; many at once mean the
+/// hub itself cannot keep up. A queue nobody drains is stuck, not lagging: it does not count
+/// (see [`ClientQueue::stalled_for`]), so clients cannot lend the hub their back-pressure.
 pub type LagCounter = Arc<AtomicUsize>;
 
 #[derive(Debug)]
@@ -90,6 +93,13 @@ struct QueueState {
     bytes: usize,
     /// Set once, by `close`: why the client left.
     closed: Option<DisconnectReason>,
+    /// When the consumer last took frames (or, for a queue that was empty, when the first
+    /// of the frames now queued arrived): the queue's progress clock.
+    last_progress: Option<Instant>,
+    /// Marked by the hub when the queue made no progress for a while: not drained.
+    stuck: bool,
+    /// Whether this queue is counted in the hub's `LagCounter` now.
+    counted: bool,
 }
 
 impl ClientQueue {
@@ -105,15 +115,40 @@ impl ClientQueue {
         }
     }
 
-    /// Keeps the hub's count of lagging clients (queue at least half full) as the length
-    /// moves from `before` to `after`.
-    fn relag(&self, before: usize, after: usize) {
-        let mark = self.capacity.div_ceil(2);
-        if before < mark && after >= mark {
-            self.lagging.fetch_add(1, Ordering::Relaxed);
-        } else if before >= mark && after < mark {
-            self.lagging.fetch_sub(1, Ordering::Relaxed);
+    /// Keeps the hub's count of lagging clients true after a change to `state`: a queue
+    /// counts while it is at least half full and not stuck.
+    fn recount(&self, state: &mut QueueState) {
+        let lagging = state.closed.is_none()
+            && !state.stuck
+            && state.entries.len() >= self.capacity.div_ceil(2);
+        if lagging != state.counted {
+            state.counted = lagging;
+            if lagging {
+                self.lagging.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.lagging.fetch_sub(1, Ordering::Relaxed);
+            }
         }
+    }
+
+    /// How long frames have waited with no progress (nothing taken): `None` for an empty or
+    /// closed queue.
+    pub fn stalled_for(&self, now: Instant) -> Option<std::time::Duration> {
+        let state = lock(&self.state);
+        if state.closed.is_some() || state.entries.is_empty() {
+            return None;
+        }
+        state
+            .last_progress
+            .map(|since| now.saturating_duration_since(since))
+    }
+
+    /// Marks the queue stuck (not drained): it stops counting as lagging until its consumer
+    /// takes frames again.
+    pub fn mark_stuck(&self) {
+        let mut state = lock(&self.state);
+        state.stuck = true;
+        self.recount(&mut state);
     }
 
     pub fn try_push(&self, frame: Frame) -> Result<(), PushError> {
@@ -138,7 +173,10 @@ impl ClientQueue {
             }
             state.bytes += bytes;
             state.entries.push_back(entry);
-            self.relag(len, len + 1);
+            if len == 0 {
+                state.last_progress = Some(Instant::now());
+            }
+            self.recount(&mut state);
             len == 0
         };
         // The consumer only waits on an empty queue, so only the first frame needs a wake-up;
@@ -180,8 +218,7 @@ impl ClientQueue {
         if let Some(reason) = state.closed {
             return Taken::Closed(reason);
         }
-        let before = state.entries.len();
-        if before == 0 {
+        if state.entries.is_empty() {
             return Taken::Empty;
         }
         let mut moved = 0;
@@ -202,8 +239,10 @@ impl ClientQueue {
             }
         }
         state.bytes -= bytes;
+        state.last_progress = Some(Instant::now());
+        state.stuck = false;
+        self.recount(&mut state);
         let after = state.entries.len();
-        self.relag(before, after);
         if after == 0 && state.entries.capacity() > RETAINED_CAPACITY {
             state.entries = VecDeque::new();
         }
@@ -220,9 +259,8 @@ impl ClientQueue {
         if state.closed.is_some() {
             return;
         }
-        let len = state.entries.len();
         state.entries.push_front(Entry::Replay(replay));
-        self.relag(len, len + 1);
+        self.recount(&mut state);
     }
 
     /// Closes the queue for `reason`; the first reason is kept.
@@ -231,8 +269,8 @@ impl ClientQueue {
         if state.closed.is_some() {
             return;
         }
-        self.relag(state.entries.len(), 0);
         state.closed = Some(reason);
+        self.recount(&mut state);
         state.entries = VecDeque::new();
         state.bytes = 0;
         drop(state);

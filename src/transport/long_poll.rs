@@ -75,7 +75,10 @@ struct Session {
 
 struct SessionState {
     polling: bool,
-    last_seen: Instant,
+    /// When a poll was last answered with the queue's frames (or the hold ran out). Only this
+    /// progress keeps a session alive: re-fetching an unacknowledged batch, abandoning polls
+    /// and sends do not, so a session cannot be kept without a client that reads.
+    last_answered: Instant,
     /// Number of the last batch sent (0 before the first).
     last_batch: u64,
     /// That batch's body, until a poll acknowledges it.
@@ -92,7 +95,8 @@ impl Session {
 pub struct PollBatch(pub Bytes);
 
 /// Clears `polling` however the poll ends, including when the HTTP client goes away during
-/// the hold and hyper drops the request future.
+/// the hold and hyper drops the request future (which is not progress: the idle clock is
+/// left alone).
 struct PollGuard<'a> {
     session: &'a Session,
     in_flight: &'a AtomicUsize,
@@ -102,7 +106,6 @@ impl Drop for PollGuard<'_> {
     fn drop(&mut self) {
         let mut state = self.session.lock();
         state.polling = false;
-        state.last_seen = Instant::now();
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -170,7 +173,7 @@ impl LongPoll {
                 client,
                 state: Mutex::new(SessionState {
                     polling: false,
-                    last_seen: Instant::now(),
+                    last_answered: Instant::now(),
                     last_batch: 0,
                     unacked: None,
                 }),
@@ -205,7 +208,6 @@ impl LongPoll {
                     last: state.last_batch,
                 });
             }
-            state.last_seen = Instant::now();
             if ack == state.last_batch {
                 state.unacked = None;
             } else if let Some(body) = &state.unacked {
@@ -236,6 +238,7 @@ impl LongPoll {
             self.inner.sessions.remove(&id);
         }
         let mut state = session.lock();
+        state.last_answered = Instant::now();
         if frames.is_empty() {
             return Ok(PollBatch(poll_batch_body(state.last_batch, &[])));
         }
@@ -250,7 +253,6 @@ impl LongPoll {
     /// reply overflowed its queue, say), the rest of an array is not handled.
     pub fn send(&self, id: SessionId, body: &str) -> Result<usize, TransportError> {
         let session = self.session(id)?;
-        session.lock().last_seen = Instant::now();
         let hub = &self.inner.hub;
         let client = &session.client;
         if body.trim_start().starts_with('[') {
@@ -284,7 +286,8 @@ impl LongPoll {
         Ok(())
     }
 
-    /// Ends sessions not polled within the session timeout, and forgets sessions whose client
+    /// Ends sessions with no poll answered within the session timeout (and none waiting),
+    /// and forgets sessions whose client
     /// the hub already disconnected once they have had that long to collect the news.
     pub fn reap(&self) -> usize {
         let timeout = self.inner.config.session_timeout;
@@ -295,7 +298,7 @@ impl LongPoll {
             .iter()
             .filter(|e| {
                 let state = e.value().lock();
-                !state.polling && now.saturating_duration_since(state.last_seen) > timeout
+                !state.polling && now.saturating_duration_since(state.last_answered) > timeout
             })
             .map(|e| (*e.key(), e.value().clone()))
             .collect();
