@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::mpsc::RecvTimeoutError;
 use std::time::Duration;
 
 use crier::config::Config;
@@ -13,6 +14,7 @@ use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -32,7 +34,7 @@ const POLL: Duration = Duration::from_millis(5);
 // bound. So every wait below stops the clock while it waits, and is bounded in wall-clock
 // time: it holds a blocking-pool task whose only job is to time the wait, and tokio does not
 // auto-advance a paused clock while a blocking task runs (see `tokio::time::pause`). Time
-// then moves only where a test lets it, with `sleep_until` while nothing is in flight, and
+// then moves only where a test lets it (`let_time_pass_until`) while nothing is in flight, and
 // each exchange with the server happens at one instant. For the tests on real time this is
 // simply a 10 s bound, as `tokio::time::timeout` would be.
 
@@ -64,6 +66,25 @@ pub async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
         }
     })
     .await
+}
+
+/// On a paused clock: lets time run (from timer to timer, at once) until `deadline`, which
+/// `what` names, for at most `WAIT` of real time. Call it only while no exchange with the server is in flight.
+pub async fn let_time_pass_until(what: &str, deadline: Instant) {
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let (expire, expired) = oneshot::channel::<()>();
+    // A thread of its own, not the blocking pool, which would hold the clock still. The bound
+    // matters when the server keeps the runtime busy: the clock never advances then.
+    std::thread::spawn(move || {
+        if finished.recv_timeout(WAIT) == Err(RecvTimeoutError::Timeout) {
+            let _ = expire.send(());
+        }
+    });
+    tokio::select! {
+        biased;
+        () = tokio::time::sleep_until(deadline) => drop(done),
+        _ = expired => panic!("timed out letting the clock run to {what}"),
+    }
 }
 
 pub struct TestServer {
@@ -149,6 +170,14 @@ impl TestServer {
             .header("content-type", content_type)
             .body(body);
         within("POST", reply_of(request)).await
+    }
+
+    /// One HTTP request and its reply, with the clock stopped: lets the server catch up with
+    /// what a client just sent on another connection, without that client sending more
+    /// (in practice: loopback delivers those bytes before the request, and the server reads
+    /// them while it serves it).
+    pub async fn round_trip(&self) {
+        assert_eq!(self.get_json("/healthz").await.0, 200);
     }
 
     /// `POST /lp/connect` with `query`; returns the session id.
