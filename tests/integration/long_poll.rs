@@ -1,6 +1,6 @@
 //! Long-poll transport: the same delivery promises as WebSocket, plus acked batches, one
-//! poll at a time, idle sessions (on tokio's paused clock) and clients that vanish during a
-//! hold.
+//! poll at a time, the hold and idle sessions (these two on tokio's paused clock) and clients
+//! that vanish during a hold.
 
 use std::time::Duration;
 
@@ -130,6 +130,34 @@ async fn a_second_concurrent_poll_is_rejected() {
         .await;
     let batch = within("parked poll", parked).await.unwrap();
     assert_eq!(batch["messages"][0], json!({"type": "pong", "id": "p"}));
+    server
+        .post(&format!("/lp/close?session={session}"), "text/plain", "")
+        .await;
+    server.assert_no_clients().await;
+}
+
+/// On tokio's paused clock (see `common.rs`), with the default hold.
+#[tokio::test(start_paused = true)]
+async fn a_poll_with_nothing_to_deliver_is_answered_empty_at_the_hold_time() {
+    let server = TestServer::with(&["--lp-hold", "25s"]).await;
+    let session = server.lp_connect("?channel=a", None).await;
+    let mut ack = 0;
+    server.lp_collect(&session, &mut ack, 1).await;
+    let parked = server.spawn_parked_poll(&session, ack).await;
+    let parked_at = Instant::now();
+    let_time_pass_until("24 s", parked_at + Duration::from_secs(24)).await;
+    assert_eq!(
+        server.long_poll.polls_in_flight(),
+        1,
+        "still held a second before the hold time"
+    );
+    let_time_pass_until("26 s", parked_at + Duration::from_secs(26)).await;
+    let batch = within("the held poll", parked).await.unwrap();
+    assert_eq!(batch, json!({"batch": ack, "messages": []}));
+    // The session lives on: what is published now reaches the next poll.
+    server.publish("a", &json!("after")).await;
+    let frames = server.lp_collect(&session, &mut ack, 1).await;
+    assert_eq!(frames[0]["data"], "after");
     server
         .post(&format!("/lp/close?session={session}"), "text/plain", "")
         .await;
