@@ -27,11 +27,11 @@ const POLL: Duration = Duration::from_millis(5);
 
 // Paused time. Tests of timers run with `#[tokio::test(start_paused = true)]`: the server runs
 // in the test's runtime, so a 60 s idle timeout passes in microseconds. But a paused clock
-// jumps to the next timer whenever no task is ready to run, even while a reply is on its way
-// through a socket (tokio polls the sockets, then advances anyway). A test waiting for the
-// server is in exactly that state, so the clock would run on during every exchange and fire
-// the very timeouts under test (the idle timeout before a pong is read) or this file's own
-// bound. So every wait below stops the clock while it waits, and is bounded in wall-clock
+// jumps to the next timer as soon as no task can run and no socket is ready, and a test
+// waiting for the server over loopback is one kernel delay away from that: on a busy machine,
+// a reply not yet delivered lets the clock run on from timer to timer, in microseconds, and
+// fire the very timeouts under test (the idle timeout before a pong is read) or this file's
+// own bound. So every wait below stops the clock while it waits, and is bounded in wall-clock
 // time: it holds a blocking-pool task whose only job is to time the wait, and tokio does not
 // auto-advance a paused clock while a blocking task runs (see `tokio::time::pause`). Time
 // then moves only where a test lets it (`let_time_pass_until`) while nothing is in flight, and
