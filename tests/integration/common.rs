@@ -69,7 +69,8 @@ pub async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
 }
 
 /// On a paused clock: lets time run (from timer to timer, at once) until `deadline`, which
-/// `what` names, for at most `WAIT` of real time. Call it only while no exchange with the server is in flight.
+/// `what` names, for at most `WAIT` of real time. Call it only while no exchange with the
+/// server is in flight.
 pub async fn let_time_pass_until(what: &str, deadline: Instant) {
     let (done, finished) = std::sync::mpsc::channel::<()>();
     let (expire, expired) = oneshot::channel::<()>();
