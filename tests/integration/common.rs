@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::mpsc::RecvTimeoutError;
 use std::time::Duration;
 
 use crier::config::Config;
@@ -13,27 +14,78 @@ use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-/// Upper bound on any single wait in these tests.
+/// Upper bound on any single wait in these tests, in wall-clock time.
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// Real time between two checks in `wait_until`.
+const POLL: Duration = Duration::from_millis(5);
+
+// Paused time. Tests of timers run with `#[tokio::test(start_paused = true)]`: the server runs
+// in the test's runtime, so a 60 s idle timeout passes in microseconds. But a paused clock
+// jumps to the next timer as soon as no task can run and no socket is ready, and a test
+// waiting for the server over loopback is one kernel delay away from that: on a busy machine,
+// a reply not yet delivered lets the clock run on from timer to timer, in microseconds, and
+// fire the very timeouts under test (the idle timeout before a pong is read) or this file's
+// own bound. So every wait below stops the clock while it waits, and is bounded in wall-clock
+// time: it holds a blocking-pool task whose only job is to time the wait, and tokio does not
+// auto-advance a paused clock while a blocking task runs (see `tokio::time::pause`). Time
+// then moves only where a test lets it (`let_time_pass_until`) while nothing is in flight, and
+// each exchange with the server happens at one instant. For the tests on real time this is
+// simply a 10 s bound, as `tokio::time::timeout` would be.
+
+/// Awaits `fut` with the clock stopped, for at most `WAIT` of real time.
 pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(WAIT, fut)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    // Ends when `done` is dropped (the wait is over, or the test unwinds) or at the bound.
+    let expired = tokio::task::spawn_blocking(move || {
+        let _ = finished.recv_timeout(WAIT);
+    });
+    tokio::select! {
+        biased;
+        out = fut => {
+            drop(done);
+            out
+        }
+        _ = expired => panic!("timed out waiting for {what}"),
+    }
 }
 
-/// Polls `condition` until it holds, for at most `WAIT`.
+/// Polls `condition` until it holds, for at most `WAIT`, with the clock stopped.
 pub async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     within(what, async {
         while !condition() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            // A real pause: `tokio::time::sleep` would never end while the clock is stopped.
+            tokio::task::spawn_blocking(|| std::thread::sleep(POLL))
+                .await
+                .unwrap();
         }
     })
     .await
+}
+
+/// On a paused clock: lets time run (from timer to timer, at once) until `deadline`, which
+/// `what` names, for at most `WAIT` of real time. Call it only while no exchange with the
+/// server is in flight.
+pub async fn let_time_pass_until(what: &str, deadline: Instant) {
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let (expire, expired) = oneshot::channel::<()>();
+    // A thread of its own, not the blocking pool, which would hold the clock still. The bound
+    // matters when the server keeps the runtime busy: the clock never advances then.
+    std::thread::spawn(move || {
+        if finished.recv_timeout(WAIT) == Err(RecvTimeoutError::Timeout) {
+            let _ = expire.send(());
+        }
+    });
+    tokio::select! {
+        biased;
+        () = tokio::time::sleep_until(deadline) => drop(done),
+        _ = expired => panic!("timed out letting the clock run to {what}"),
+    }
 }
 
 pub struct TestServer {
@@ -67,7 +119,13 @@ impl TestServer {
             addr,
             hub,
             long_poll,
-            http: reqwest::Client::new(),
+            // The server ends a kept-alive connection after --handshake-timeout (10 s) without
+            // a request; on a paused clock that passes between two requests, so the pool must
+            // let such connections go before then rather than send into a closing one.
+            http: reqwest::Client::builder()
+                .pool_idle_timeout(Duration::from_secs(5))
+                .build()
+                .unwrap(),
             stop: Some(stop),
             task: Some(task),
         }
@@ -87,25 +145,18 @@ impl TestServer {
 
     /// `POST /api/publish/{channel}` with a JSON body; returns the reply.
     pub async fn publish(&self, channel: &str, data: &Value) -> Value {
-        let response = within(
-            "publish",
-            self.http
-                .post(self.url(&format!("/api/publish/{channel}")))
-                .json(data)
-                .send(),
-        )
-        .await
-        .unwrap();
-        assert_eq!(response.status(), 200, "publish to {channel}");
-        response.json().await.unwrap()
+        let request = self
+            .http
+            .post(self.url(&format!("/api/publish/{channel}")))
+            .json(data);
+        let (status, reply) = within("publish", reply_of(request)).await;
+        assert_eq!(status, 200, "publish to {channel}: {reply}");
+        assert!(reply.is_object(), "publish reply is JSON: {reply}");
+        reply
     }
 
     pub async fn get_json(&self, path: &str) -> (u16, Value) {
-        let response = within("GET", self.http.get(self.url(path)).send())
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+        within("GET", reply_of(self.http.get(self.url(path)))).await
     }
 
     pub async fn post(
@@ -114,18 +165,20 @@ impl TestServer {
         content_type: &str,
         body: impl Into<reqwest::Body>,
     ) -> (u16, Value) {
-        let response = within(
-            "POST",
-            self.http
-                .post(self.url(path))
-                .header("content-type", content_type)
-                .body(body)
-                .send(),
-        )
-        .await
-        .unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+        let request = self
+            .http
+            .post(self.url(path))
+            .header("content-type", content_type)
+            .body(body);
+        within("POST", reply_of(request)).await
+    }
+
+    /// One HTTP request and its reply, with the clock stopped: lets the server catch up with
+    /// what a client just sent on another connection, without that client sending more
+    /// (in practice: loopback delivers those bytes before the request, and the server reads
+    /// them while it serves it).
+    pub async fn round_trip(&self) {
+        assert_eq!(self.get_json("/healthz").await.0, 200);
     }
 
     /// `POST /lp/connect` with `query`; returns the session id.
@@ -314,6 +367,13 @@ impl Ws {
         })
         .await;
     }
+}
+
+/// Sends `request`; returns the status and the JSON body (`Null` if there is none).
+async fn reply_of(request: reqwest::RequestBuilder) -> (u16, Value) {
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 /// The last frame of a long-poll batch.

@@ -1,8 +1,12 @@
 //! Long-poll transport: the same delivery promises as WebSocket, plus acked batches, one
-//! poll at a time, idle sessions and clients that vanish during a hold.
+//! poll at a time, the hold and idle sessions (these two on tokio's paused clock) and clients
+//! that vanish during a hold.
+
+use std::time::Duration;
 
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
+use tokio::time::Instant;
 
 use crate::common::*;
 
@@ -132,6 +136,34 @@ async fn a_second_concurrent_poll_is_rejected() {
     server.assert_no_clients().await;
 }
 
+/// On tokio's paused clock (see `common.rs`), with the default hold.
+#[tokio::test(start_paused = true)]
+async fn a_poll_with_nothing_to_deliver_is_answered_empty_at_the_hold_time() {
+    let server = TestServer::with(&["--lp-hold", "25s"]).await;
+    let session = server.lp_connect("?channel=a", None).await;
+    let mut ack = 0;
+    server.lp_collect(&session, &mut ack, 1).await;
+    let parked = server.spawn_parked_poll(&session, ack).await;
+    let parked_at = Instant::now();
+    let_time_pass_until("24 s", parked_at + Duration::from_secs(24)).await;
+    assert_eq!(
+        server.long_poll.polls_in_flight(),
+        1,
+        "still held a second before the hold time"
+    );
+    let_time_pass_until("26 s", parked_at + Duration::from_secs(26)).await;
+    let batch = within("the held poll", parked).await.unwrap();
+    assert_eq!(batch, json!({"batch": ack, "messages": []}));
+    // The session lives on: what is published now reaches the next poll.
+    server.publish("a", &json!("after")).await;
+    let frames = server.lp_collect(&session, &mut ack, 1).await;
+    assert_eq!(frames[0]["data"], "after");
+    server
+        .post(&format!("/lp/close?session={session}"), "text/plain", "")
+        .await;
+    server.assert_no_clients().await;
+}
+
 #[tokio::test]
 async fn a_client_that_vanishes_during_the_hold_frees_the_session() {
     let server = TestServer::start().await;
@@ -163,23 +195,38 @@ async fn a_client_that_vanishes_during_the_hold_frees_the_session() {
     server.assert_no_clients().await;
 }
 
-#[tokio::test]
+/// On tokio's paused clock (see `common.rs`), with the default session timeout.
+#[tokio::test(start_paused = true)]
 async fn a_session_nobody_polls_ends() {
-    let server = TestServer::with(&["--lp-session-timeout", "200ms"]).await;
+    let server = TestServer::with(&["--lp-session-timeout", "60s"]).await;
     let session = server.lp_connect("?channel=a", None).await;
-    server.assert_no_clients().await;
+    let connected = Instant::now();
+    let state = || {
+        (
+            server.long_poll.session_count(),
+            server.hub.client_count(),
+            server
+                .hub
+                .stats()
+                .disconnects(crier::hub::DisconnectReason::IdleTimeout),
+        )
+    };
+    // The reaper runs every half second: the session is there a second before its timeout
+    // and gone a second after it.
+    let_time_pass_until("59 s", connected + Duration::from_secs(59)).await;
     assert_eq!(
-        server
-            .hub
-            .stats()
-            .disconnects(crier::hub::DisconnectReason::IdleTimeout),
-        1
+        state(),
+        (1, 1, 0),
+        "still there a second before the timeout"
     );
+    let_time_pass_until("61 s", connected + Duration::from_secs(61)).await;
+    assert_eq!(state(), (0, 0, 1), "reaped a second after the timeout");
     let (status, error) = server.lp_poll(&session, 0).await;
     assert_eq!(
         (status, error["error"]["code"].as_str()),
         (404, Some("unknown_session"))
     );
+    server.assert_no_clients().await;
 }
 
 #[tokio::test]

@@ -1,6 +1,10 @@
-//! WebSocket transport: subscribe, publish, order, resume, slow-client eviction, idle timeout.
+//! WebSocket transport: subscribe, publish, order, resume, slow-client eviction, idle timeout
+//! and pings (these two on tokio's paused clock).
+
+use std::time::Duration;
 
 use serde_json::{json, Value};
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::common::*;
@@ -257,36 +261,65 @@ async fn slow_client_is_evicted_while_a_fast_one_gets_everything() {
     server.assert_no_clients().await;
 }
 
-#[tokio::test]
+/// On tokio's paused clock (see `common.rs`): the default minute of idleness passes at once.
+#[tokio::test(start_paused = true)]
 async fn silent_client_is_closed_at_the_idle_timeout() {
-    let server = TestServer::with(&["--idle-timeout", "300ms", "--ping-interval", "1h"]).await;
+    // No pings within the test, so the client sends nothing at all, not even a pong.
+    let server = TestServer::with(&["--idle-timeout", "60s", "--ping-interval", "1h"]).await;
     let mut ws = server.ws("/ws?channel=a").await;
+    ws.recv_type("subscribed").await;
+    let connected = Instant::now();
+    let idle_closes = || {
+        server
+            .hub
+            .stats()
+            .disconnects(crier::hub::DisconnectReason::IdleTimeout)
+    };
+    let_time_pass_until("59 s", connected + Duration::from_secs(59)).await;
+    assert_eq!(
+        (server.hub.client_count(), idle_closes()),
+        (1, 0),
+        "still connected a second before the idle timeout"
+    );
+    let_time_pass_until("61 s", connected + Duration::from_secs(61)).await;
     assert_eq!(ws.recv_close().await, (4001, "idle_timeout".to_owned()));
+    assert_eq!(idle_closes(), 1);
     server.assert_no_clients().await;
 }
 
-#[tokio::test]
+/// On tokio's paused clock (see `common.rs`), with the default ping interval and idle timeout.
+#[tokio::test(start_paused = true)]
 async fn client_that_answers_pings_stays_connected() {
-    let server = TestServer::with(&["--idle-timeout", "300ms", "--ping-interval", "50ms"]).await;
+    use futures_util::{SinkExt, StreamExt};
+    const PING_INTERVAL: Duration = Duration::from_secs(25);
+    let server = TestServer::with(&["--ping-interval", "25s", "--idle-timeout", "60s"]).await;
     let mut ws = server.ws("/ws?channel=a").await;
     ws.recv_type("subscribed").await;
-    // tungstenite answers each server ping as it reads it. Ten pings at 50 ms span well over
-    // the 300 ms idle timeout, so staying connected through them is the behaviour under test.
-    let stats_before = server
+    let connected = Instant::now();
+    let idle_closes_before = server
         .hub
         .stats()
         .disconnects(crier::hub::DisconnectReason::IdleTimeout);
-    within("ten server pings", async {
-        use futures_util::StreamExt;
-        let mut pings = 0;
-        while pings < 10 {
-            match ws.stream.next().await {
-                Some(Ok(Message::Ping(_))) => pings += 1,
-                other => panic!("expected only pings while idle, got {other:?}"),
-            }
+    // The client sends nothing but tungstenite's answers to the server's pings. Five pings
+    // span 125 s, twice the idle timeout, so staying connected through them is the behaviour
+    // under test.
+    for n in 1..=5 {
+        // A second after the n-th ping is due: it has been sent, the next one has not.
+        let_time_pass_until(
+            "a second past a ping",
+            connected + PING_INTERVAL * n + Duration::from_secs(1),
+        )
+        .await;
+        match within("a server ping", ws.stream.next()).await {
+            Some(Ok(Message::Ping(_))) => {}
+            other => panic!("expected only pings while idle, got {other:?}"),
         }
-    })
-    .await;
+        // tungstenite queued the pong; send it, and let the server read it before the clock
+        // moves on.
+        within("the pong", ws.stream.flush()).await.unwrap();
+        server.round_trip().await;
+    }
+    assert_eq!(server.hub.client_count(), 1);
     server.publish("a", &json!("still here")).await;
     let frame = ws.recv().await;
     assert_eq!(frame["data"], "still here");
@@ -295,7 +328,7 @@ async fn client_that_answers_pings_stays_connected() {
             .hub
             .stats()
             .disconnects(crier::hub::DisconnectReason::IdleTimeout),
-        stats_before
+        idle_closes_before
     );
     ws.close().await;
     server.assert_no_clients().await;
