@@ -121,8 +121,9 @@ pub struct Config {
     #[arg(long, env = "CRIER_OVERLOAD_MIN_LAGGING", default_value_t = 16)]
     pub overload_min_lagging: usize,
 
-    /// A client whose queued frames nobody takes for this long is evicted as slow (4000),
-    /// whatever keeps its connection open. Such a client never counts toward overload.
+    /// A client whose queue is at least half full and nobody takes from it for this long is
+    /// evicted as slow (4000), whatever keeps its connection open. From one second without
+    /// progress such a client no longer counts toward overload.
     #[arg(long, env = "CRIER_STUCK_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
     pub stuck_timeout: Duration,
 

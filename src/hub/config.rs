@@ -25,9 +25,9 @@ pub struct HubConfig {
     /// of its clients (and at least `overload_min_lagging`) have a queue at least half full.
     pub overload_fraction: f64,
     pub overload_min_lagging: usize,
-    /// A client whose queue holds frames nobody took for this long is evicted as slow,
-    /// however its transport keeps it open (a socket that does not read, a long-poll
-    /// session that re-fetches an old batch).
+    /// A client whose queue is at least half full with frames nobody took for this long is
+    /// evicted as slow, however its transport keeps it open (a socket that does not read, a
+    /// long-poll session that re-fetches an old batch).
     pub stuck_timeout: Duration,
 }
 

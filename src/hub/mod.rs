@@ -436,8 +436,9 @@ impl Hub {
         removed
     }
 
-    /// Finds clients whose queues make no progress: after `STALL_MARK` they stop counting
-    /// toward overload; after `--stuck-timeout` they are evicted as slow. Run periodically
+    /// Finds clients whose backlog (queue at least half full) makes no progress: after
+    /// `STALL_MARK` they stop counting toward overload; after `--stuck-timeout` they are
+    /// evicted as slow. Run periodically
     /// by the server; returns how many were evicted.
     pub fn check_stuck(&self) -> usize {
         let now = tokio::time::Instant::now();

@@ -131,11 +131,12 @@ impl ClientQueue {
         }
     }
 
-    /// How long frames have waited with no progress (nothing taken): `None` for an empty or
-    /// closed queue.
+    /// How long a backlog (the queue at least half full) has waited with no progress
+    /// (nothing taken): `None` for a queue with less than that, or closed. A few frames
+    /// waiting between two polls are no backlog.
     pub fn stalled_for(&self, now: Instant) -> Option<std::time::Duration> {
         let state = lock(&self.state);
-        if state.closed.is_some() || state.entries.is_empty() {
+        if state.closed.is_some() || state.entries.len() < self.capacity.div_ceil(2) {
             return None;
         }
         state
@@ -143,8 +144,8 @@ impl ClientQueue {
             .map(|since| now.saturating_duration_since(since))
     }
 
-    /// Marks the queue stuck (not drained): it stops counting as lagging until its consumer
-    /// takes frames again.
+    /// Marks the queue stuck (a backlog nobody drains): it stops counting as lagging until
+    /// its consumer takes frames again.
     pub fn mark_stuck(&self) {
         let mut state = lock(&self.state);
         state.stuck = true;

@@ -1,0 +1,105 @@
+//! Limits nobody can push past: channels, history bytes, JSON depth. Each refusal is the
+//! documented one, and the bystanders lose nothing meanwhile.
+
+use serde_json::json;
+
+use crate::backpressure::Bystanders;
+use crate::common::*;
+
+/// Attack 1: a publish to each of many new channel names once grew the hub without bound.
+#[tokio::test]
+async fn new_channels_stop_at_the_cap_and_history_stays_in_its_budget() {
+    let server = TestServer::with(&["--max-channels", "100", "--history-budget", "200000"]).await;
+    let mut bystanders = Bystanders::join(&server).await;
+    let data = json!("x".repeat(10_000)).to_string();
+    let mut refused = 0;
+    for i in 0..300 {
+        let (status, reply) = server
+            .post(
+                &format!("/api/publish/flood{i}"),
+                "application/json",
+                data.clone(),
+            )
+            .await;
+        match status {
+            200 => {}
+            503 => {
+                assert_eq!(reply["error"]["code"], "too_many_channels");
+                refused += 1;
+            }
+            other => panic!("{other}: {reply}"),
+        }
+        assert!(server.hub.channel_count() <= 100);
+        assert!(
+            server.hub.history_bytes() <= 200_000 + 10_100,
+            "history within its budget"
+        );
+        if i % 50 == 0 {
+            assert_eq!(bystanders.publish(&server, i).await, 200);
+        }
+    }
+    assert_eq!(
+        refused,
+        300 - 99,
+        "the bystanders' channel is one of the hundred"
+    );
+    let names: Vec<String> = (0..3).map(|i| format!("more{i}")).collect();
+    let (status, reply) = server
+        .post(
+            "/api/publish",
+            "application/json",
+            json!({"channels": names, "data": 1}).to_string(),
+        )
+        .await;
+    assert_eq!(
+        (status, reply["error"]["code"].clone()),
+        (503, json!("too_many_channels"))
+    );
+    let (_, stats) = server.get_json("/api/stats").await;
+    assert!(stats["history_shed"].as_u64().unwrap() > 0, "{stats}");
+    bystanders.check(&server).await;
+}
+
+/// Attack 7: `data` nested thousands deep was stored and delivered, and crashed readers.
+#[tokio::test]
+async fn deeply_nested_data_is_refused_on_every_path() {
+    let server = TestServer::start().await;
+    let mut bystanders = Bystanders::join(&server).await;
+    let deep = format!("{}1{}", "[".repeat(32_000), "]".repeat(32_000));
+    let (status, reply) = server
+        .post("/api/publish/watch", "application/json", deep.clone())
+        .await;
+    assert_eq!(
+        (status, reply["error"]["code"].clone()),
+        (400, json!("too_deep"))
+    );
+    let (status, reply) = server
+        .post(
+            "/api/publish",
+            "application/json",
+            format!(r#"{{"channel":"watch","data":{deep}}}"#),
+        )
+        .await;
+    assert_eq!(
+        (status, reply["error"]["code"].clone()),
+        (400, json!("too_deep"))
+    );
+    let mut ws = server.ws("/ws").await;
+    ws.send_text(&format!(
+        r#"{{"type":"publish","channel":"chat:x","data":{deep},"id":1}}"#
+    ))
+    .await;
+    let reply = ws.recv().await;
+    assert_eq!(
+        (reply["code"].clone(), reply["id"].clone()),
+        (json!("too_deep"), json!(1))
+    );
+    let at_limit = format!("{}1{}", "[".repeat(32), "]".repeat(32));
+    let (status, _) = server
+        .post("/api/publish/watch", "application/json", at_limit)
+        .await;
+    assert_eq!(status, 200);
+    bystanders.published.push(1);
+    assert_eq!(server.hub.stats().published(), 1);
+    bystanders.check(&server).await;
+}
