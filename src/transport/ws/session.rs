@@ -324,7 +324,7 @@ mod task_size {
             .unwrap();
         let (stream, _) = listener.accept().await.unwrap();
         let sniff = std::mem::size_of_val(&direct::sniff(&stream, second));
-        let connection = std::mem::size_of_val(&websockets.accept_direct(stream));
+        let connection = std::mem::size_of_val(&websockets.accept_direct(stream, 0));
         eprintln!("sniff: {sniff} bytes, connection: {connection} bytes");
         assert!(sniff <= 256, "sniff future is {sniff} bytes");
         assert!(
