@@ -4,6 +4,7 @@
 mod api;
 mod bad_input;
 mod common;
+mod handshake;
 mod lifecycle;
 mod long_poll;
 mod websocket;
