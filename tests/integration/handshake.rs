@@ -35,10 +35,14 @@ enum Path {
 
 const PATHS: [Path; 2] = [Path::Direct, Path::Hyper];
 
-/// A `GET` head for `target` with `Host`, `fields`, and on the hyper path a padding field
-/// first (so the sniffer gives up before the head ends).
+/// An HTTP/1.1 `GET` head for `target` with `Host`, `fields`, and on the hyper path a padding
+/// field first (so the sniffer gives up before the head ends).
 fn head(target: &str, fields: &[String], path: Path) -> String {
-    let mut head = format!("GET {target} HTTP/1.1\r\nHost: crier\r\n");
+    head_of(&format!("GET {target} HTTP/1.1"), fields, path)
+}
+
+fn head_of(request_line: &str, fields: &[String], path: Path) -> String {
+    let mut head = format!("{request_line}\r\nHost: crier\r\n");
     if let Path::Hyper = path {
         head += &format!("X-Padding: {}\r\n", "p".repeat(PADDING));
     }
@@ -170,6 +174,14 @@ async fn bad_upgrades_get_400_not_websocket_on_both_paths() {
         assert_eq!(error_code(&answer), "not_websocket", "{what}");
         still_served(&server, &mut other, i as u64).await;
     }
+    // HTTP/1.0 cannot upgrade (hyper used to answer 101 and then close the connection).
+    let http10 = |path| head_of("GET /ws?channel=a HTTP/1.0", &fields(&UPGRADE), path);
+    let (direct, _) = ask(&server, &http10(Path::Direct)).await;
+    let (hyper, _) = ask(&server, &http10(Path::Hyper)).await;
+    assert_eq!((direct.status, &direct.body), (hyper.status, &hyper.body));
+    assert_eq!(direct.status, 400, "{direct:?}");
+    assert_eq!(error_code(&direct), "not_websocket");
+    still_served(&server, &mut other, 99).await;
     other.close().await;
     server.assert_no_clients().await;
 }

@@ -1,14 +1,15 @@
-//! The direct handshake: a connection whose first bytes are a WebSocket upgrade of `/ws` is
-//! handed to tungstenite's own handshake instead of hyper.
+//! The direct handshake: a connection whose first bytes are a valid WebSocket upgrade of
+//! `/ws` is answered on the bare socket ([`super::WebSockets::accept_direct`]) instead of by
+//! hyper.
 //!
 //! Why: hyper gives every connection an 8 KiB read and an 8 KiB write buffer. For a socket
 //! that upgrades at once they only exist during the handshake, but a reconnect storm has
 //! thousands of handshakes in flight together, and that peak fragments the heap so every idle
-//! connection costs more afterwards. tungstenite's handshake is lighter and leaves a plain
-//! `TcpStream` (no boxed, rewindable upgrade wrapper) under the WebSocket.
+//! connection costs more afterwards. The direct handshake holds only the head, for a moment,
+//! and leaves a plain `TcpStream` (no boxed, rewindable upgrade wrapper) under the WebSocket.
 //!
-//! Only a complete head that is a *valid* upgrade of `/ws` takes the direct path: HTTP/1.1,
-//! at most [`MAX_HEADERS`] header fields, and upgrade headers that pass
+//! Only a complete head that is a *valid* upgrade of `/ws` takes the direct path: at most
+//! [`MAX_HEADERS`] header fields, and a request line and upgrade headers that pass
 //! [`handshake::validate_upgrade`], the very function the hyper path refuses by. Everything
 //! else goes to hyper as usual — a bad upgrade included, which axum's `/ws` route refuses with
 //! `400 not_websocket`, and a head hyper cannot take, which hyper answers itself (`431` for
@@ -96,9 +97,10 @@ fn classify(head: &[u8]) -> Option<Opening> {
     match request.parse(head) {
         Ok(httparse::Status::Partial) => None,
         Ok(httparse::Status::Complete(head_len)) => Some(
-            if request.version == Some(1)
-                && handshake::validate_upgrade(|| handshake::httparse_headers(request.headers))
-                    .is_ok()
+            if handshake::validate_upgrade(request.version == Some(1), || {
+                handshake::httparse_headers(request.headers)
+            })
+            .is_ok()
             {
                 Opening::WebSocket { head_len }
             } else {

@@ -120,7 +120,9 @@ impl WebSockets {
             .and_then(|path| path.split_once('?'))
             .map_or("", |(_, query)| query);
         let channels = query::channels_from_query(query)?;
-        let key = validate_upgrade(|| httparse_headers(request.headers))?;
+        let key = validate_upgrade(request.version == Some(1), || {
+            httparse_headers(request.headers)
+        })?;
         let accept_key = accept_key(key)?;
         let client = self.admit(&channels)?;
         Ok((client, channels, accept_key))
@@ -133,8 +135,9 @@ impl WebSockets {
         mut request: Request<Body>,
         channels: Vec<ChannelName>,
     ) -> Result<Response<Body>, TransportError> {
+        let http11 = request.version() == hyper::Version::HTTP_11;
         let headers = request.headers();
-        let accept_key = accept_key(validate_upgrade(|| {
+        let accept_key = accept_key(validate_upgrade(http11, || {
             headers
                 .iter()
                 .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes()))
@@ -236,9 +239,13 @@ pub(super) fn httparse_headers<'a>(
 /// Validates the upgrade headers (RFC 6455 §4.2.1) and returns `Sec-WebSocket-Key`. The one
 /// set of rules for both paths: the hyper path refuses by it, and the sniffer sends a head
 /// down the direct path only if it passes, so a bad upgrade gets the same `400 not_websocket`
-/// either way. `headers` lists the head's name/value pairs (each name as often as it was
-/// sent), afresh on every call.
-pub(super) fn validate_upgrade<'a, I>(headers: impl Fn() -> I) -> Result<&'a [u8], TransportError>
+/// either way. `http11`: whether the request is HTTP/1.1 (an HTTP/1.0 connection cannot be
+/// upgraded: hyper would answer 101 and then close it). `headers` lists the head's name/value
+/// pairs (each name as often as it was sent), afresh on every call.
+pub(super) fn validate_upgrade<'a, I>(
+    http11: bool,
+    headers: impl Fn() -> I,
+) -> Result<&'a [u8], TransportError>
 where
     I: Iterator<Item = (&'a [u8], &'a [u8])>,
 {
@@ -256,6 +263,11 @@ where
     };
     if !has_token("upgrade", "websocket") {
         return Err(TransportError::NotWebSocket("missing `Upgrade: websocket`"));
+    }
+    if !http11 {
+        return Err(TransportError::NotWebSocket(
+            "a WebSocket upgrade needs HTTP/1.1",
+        ));
     }
     if !has_token("connection", "upgrade") {
         return Err(TransportError::NotWebSocket(
@@ -313,7 +325,9 @@ mod tests {
     type Head = Vec<(&'static str, &'static str)>;
 
     fn check(head: &[(&'static str, &'static str)]) -> Result<&'static [u8], TransportError> {
-        validate_upgrade(|| head.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())))
+        validate_upgrade(true, || {
+            head.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes()))
+        })
     }
 
     const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
@@ -368,5 +382,9 @@ mod tests {
                 "{bad:?}"
             );
         }
+        let http10 = validate_upgrade(false, || {
+            valid.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes()))
+        });
+        assert!(matches!(http10, Err(TransportError::NotWebSocket(_))));
     }
 }
