@@ -11,9 +11,10 @@
 //! - `main.rs` — thin binary: parse [`config::Config`], init tracing, raise the open-files
 //!   limit, bind, [`server::Server::run`] until SIGINT/SIGTERM.
 //! - [`config`] — clap flags with `CRIER_*` env vars, turned into typed limits per layer.
-//! - [`server`] — accept loop: each new connection's first bytes are sniffed; a WebSocket
-//!   upgrade of `/ws` goes straight to tungstenite ([`transport::ws::direct`]), everything
-//!   else to hyper (HTTP/1.1 with upgrades) and the axum router. Also the housekeeping task
+//! - [`server`] — accept loop: each new connection's first bytes are sniffed; a valid
+//!   WebSocket upgrade of `/ws` is answered on the bare socket ([`transport::ws::direct`]),
+//!   everything else (bad upgrades included) goes to hyper (HTTP/1.1 with upgrades) and the
+//!   axum router. Also the housekeeping task
 //!   (history ageing, long-poll reaper) and graceful shutdown over a root
 //!   `CancellationToken` and a `TaskTracker` that holds every spawned task.
 //! - [`http`] — axum wiring only: router, publish/history/stats API, long-poll endpoints,

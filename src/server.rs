@@ -133,7 +133,9 @@ impl Server {
             let websockets = state.websockets.clone();
             tracker.spawn(async move {
                 match direct::sniff(&stream, handshake_timeout).await {
-                    Opening::WebSocket => websockets.accept_direct(stream).await,
+                    Opening::WebSocket { head_len } => {
+                        websockets.accept_direct(stream, head_len).await
+                    }
                     Opening::Http => {
                         // Boxed: an HTTP connection's state should not enlarge the task of
                         // every WebSocket connection spawned from this same code.

@@ -9,13 +9,13 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::common::*;
 
 /// A client subscribed to `watch` that must keep receiving through every bad input.
-async fn bystander(server: &TestServer) -> Ws {
+pub async fn bystander(server: &TestServer) -> Ws {
     let mut ws = server.ws("/ws?channel=watch").await;
     ws.recv_type("subscribed").await;
     ws
 }
 
-async fn still_served(server: &TestServer, bystander: &mut Ws, n: u64) {
+pub async fn still_served(server: &TestServer, bystander: &mut Ws, n: u64) {
     let reply = server.publish("watch", &json!(n)).await;
     let frame = bystander.recv().await;
     assert_eq!(

@@ -5,6 +5,7 @@ mod api;
 mod bad_input;
 mod common;
 mod contract;
+mod handshake;
 mod lifecycle;
 mod long_poll;
 mod websocket;

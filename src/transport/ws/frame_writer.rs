@@ -27,6 +27,9 @@ const FRAMES_PER_WRITE: usize = 32;
 /// Server frames are unmasked; FIN + opcode 1 (text).
 const FIN_TEXT: u8 = 0x81;
 
+/// FIN + opcode 8 (close).
+const FIN_CLOSE: u8 = 0x88;
+
 #[derive(Default)]
 pub(super) struct FrameWriter {
     frames: Vec<Frame>,
@@ -114,6 +117,17 @@ impl FrameWriter {
     }
 }
 
+/// A close frame with `code` and `reason`, for the session to write when tungstenite would not
+/// (see `session.rs`).
+pub(super) fn close_frame(code: u16, reason: &str) -> Vec<u8> {
+    // A control frame's payload is at most 125 bytes; crier's reason texts are far shorter.
+    let reason = &reason.as_bytes()[..reason.len().min(123)];
+    let mut frame = vec![FIN_CLOSE, 2 + reason.len() as u8];
+    frame.extend_from_slice(&code.to_be_bytes());
+    frame.extend_from_slice(reason);
+    frame
+}
+
 /// The RFC 6455 header of an unmasked, final text frame of `len` payload bytes.
 fn header(len: usize) -> ([u8; 10], u8) {
     let mut h = [0u8; 10];
@@ -178,6 +192,20 @@ mod tests {
         let mut out = Vec::new();
         writer.write(&mut out).await.unwrap();
         assert_eq!(parse_all(&out), sizes);
+    }
+
+    #[test]
+    fn close_frames_parse_as_close_frames() {
+        use tokio_tungstenite::tungstenite::protocol::frame::coding::{Control, OpCode};
+        let bytes = close_frame(1002, "protocol_error");
+        let mut cursor = std::io::Cursor::new(&bytes[..]);
+        let (header, len) = FrameHeader::parse(&mut cursor).unwrap().unwrap();
+        assert!(header.is_final && header.mask.is_none());
+        assert_eq!(header.opcode, OpCode::Control(Control::Close));
+        let payload = &bytes[cursor.position() as usize..];
+        assert_eq!(payload.len() as u64, len);
+        assert_eq!(payload[..2], 1002u16.to_be_bytes());
+        assert_eq!(&payload[2..], b"protocol_error");
     }
 
     /// A sink that takes at most `chunk` bytes per call, to exercise partial writes.

@@ -1,21 +1,19 @@
-//! Admission and the two handshakes. A connection [`super::direct::sniff`] recognised as an
-//! upgrade of `/ws` is handshaken by tungstenite on the bare socket ([`WebSockets::accept_direct`]);
-//! any other upgrade request reaches [`WebSockets::upgrade`] through hyper and axum. Both admit
-//! the client by the same rules before the socket is taken over, and refuse with the same HTTP
-//! status and JSON body.
+//! Admission and the two handshakes. A connection [`super::direct::sniff`] recognised as a
+//! valid upgrade of `/ws` is answered on the bare socket ([`WebSockets::accept_direct`]); any
+//! other request for `/ws` reaches [`WebSockets::upgrade`] through hyper and axum. Both check
+//! the upgrade headers with one function ([`validate_upgrade`]), admit the client by the same
+//! rules before the socket is taken over, and refuse with the same HTTP status and JSON body.
 
 use std::sync::Arc;
 
 use axum::body::Body;
-use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::handshake::server::{
-    ErrorResponse, Request as HandshakeRequest, Response as HandshakeResponse,
-};
-use tokio_tungstenite::tungstenite::http::StatusCode as HandshakeStatus;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::WebSocketStream;
 
@@ -38,51 +36,96 @@ impl WebSockets {
         Ok(hub.register(TransportKind::WebSocket)?)
     }
 
-    /// Serves a connection whose opening [`super::direct::sniff`] found to be an upgrade of
-    /// `/ws`: tungstenite does the handshake on the bare socket; refusals get the same HTTP
-    /// status and JSON body as on the hyper path.
-    pub async fn accept_direct(&self, stream: tokio::net::TcpStream) {
-        let mut admitted: Option<(Arc<Client>, Vec<ChannelName>)> = None;
-        // The callback's signature (and its large error type) is tungstenite's.
-        #[allow(clippy::result_large_err)]
-        let callback = |request: &HandshakeRequest, response: HandshakeResponse| {
-            let result = query::channels_from_query(request.uri().query().unwrap_or(""))
-                .map_err(TransportError::from)
-                .and_then(|channels| self.admit(&channels).map(|client| (client, channels)));
-            match result {
-                Ok(accepted) => {
-                    admitted = Some(accepted);
-                    Ok(response)
-                }
-                Err(error) => Err(self.rejection(error)),
-            }
-        };
-        // Boxed: the handshake's state is large and only needed for a moment.
-        let handshake = Box::pin(tokio_tungstenite::accept_hdr_async_with_config(
-            stream,
-            callback,
-            Some(self.ws_config()),
-        ));
-        let outcome = timeout(self.config.handshake_timeout, handshake).await;
-        // Unpacked before the long await below, so the handshake's result type (large error
-        // variants included) is not kept in the connection's state.
-        let (ws, client) = match (outcome, admitted) {
-            (Ok(Ok(ws)), Some((client, channels))) => {
-                self.subscribe_at_connect(&client, &channels);
-                (Box::new(ws), client)
-            }
-            (outcome, admitted) => {
-                if let Some((client, _)) = admitted {
-                    self.hub
-                        .disconnect(client.id, DisconnectReason::ClientClosed);
-                }
-                if let Ok(Err(error)) = outcome {
-                    tracing::debug!(%error, "websocket handshake failed");
-                }
-                return;
-            }
+    /// Serves a connection whose opening [`super::direct::sniff`] found to be a valid upgrade
+    /// of `/ws`, `head_len` bytes long: answers it on the bare socket, then runs the
+    /// connection. Refusals get the same HTTP status and JSON body as on the hyper path.
+    pub async fn accept_direct(&self, stream: TcpStream, head_len: usize) {
+        // Boxed: the handshake's state is only needed for a moment.
+        let Some((ws, client)) = Box::pin(self.handshake_direct(stream, head_len)).await else {
+            return;
         };
         self.run(ws, client).await;
+    }
+
+    /// The direct handshake. We answer it ourselves rather than through tungstenite's
+    /// handshake, because tungstenite applies rules of its own (only the first `Connection`
+    /// and `Upgrade` header, `Upgrade` exactly `websocket`, nothing after the head) and closes
+    /// the socket without a word on any head they refuse. With the sniffer choosing this path
+    /// by [`validate_upgrade`], the one function the hyper path applies too, a head is
+    /// admitted or refused by the same rules whichever path it takes.
+    async fn handshake_direct(
+        &self,
+        mut stream: TcpStream,
+        head_len: usize,
+    ) -> Option<(Box<WebSocketStream<TcpStream>>, Arc<Client>)> {
+        let limit = self.config.handshake_timeout;
+        let mut head = vec![0; head_len];
+        // The sniffer peeked the whole head, so this takes it off the socket at once; what
+        // follows it is the WebSocket's.
+        match timeout(limit, stream.read_exact(&mut head)).await {
+            Ok(Ok(_)) => {}
+            _ => return None,
+        }
+        let admitted = self.admit_head(&head);
+        drop(head);
+        let (client, channels, accept_key) = match admitted {
+            Ok(admitted) => admitted,
+            Err(error) => {
+                let refusal = self.refusal(error);
+                let _ = timeout(limit, async {
+                    stream.write_all(&refusal).await?;
+                    stream.shutdown().await
+                })
+                .await;
+                return None;
+            }
+        };
+        let response = switching_protocols(&accept_key);
+        match timeout(limit, stream.write_all(&response)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::debug!(client_id = %client.id, %error, "websocket upgrade failed");
+                self.hub
+                    .disconnect(client.id, DisconnectReason::ClientClosed);
+                return None;
+            }
+            Err(_) => {
+                tracing::debug!(client_id = %client.id, "websocket upgrade timed out");
+                self.hub
+                    .disconnect(client.id, DisconnectReason::IdleTimeout);
+                return None;
+            }
+        }
+        let ws =
+            WebSocketStream::from_raw_socket(stream, Role::Server, Some(self.ws_config())).await;
+        self.subscribe_at_connect(&client, &channels);
+        Some((Box::new(ws), client))
+    }
+
+    /// Parses a request head the sniffer chose for the direct path and admits its client,
+    /// checking what the hyper path checks, in the same order: the query, the upgrade
+    /// headers, the limits.
+    fn admit_head(
+        &self,
+        head: &[u8],
+    ) -> Result<(Arc<Client>, Vec<ChannelName>, HeaderValue), TransportError> {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut request = httparse::Request::new(&mut headers);
+        // The sniffer parsed this very head before choosing this path.
+        if !matches!(request.parse(head), Ok(httparse::Status::Complete(_))) {
+            return Err(TransportError::NotWebSocket("unreadable request head"));
+        }
+        let query = request
+            .path
+            .and_then(|path| path.split_once('?'))
+            .map_or("", |(_, query)| query);
+        let channels = query::channels_from_query(query)?;
+        let key = validate_upgrade(request.version == Some(1), || {
+            httparse_headers(request.headers)
+        })?;
+        let accept_key = accept_key(key)?;
+        let client = self.admit(&channels)?;
+        Ok((client, channels, accept_key))
     }
 
     /// Answers an upgrade request that came through hyper with `101 Switching Protocols` and
@@ -92,7 +135,13 @@ impl WebSockets {
         mut request: Request<Body>,
         channels: Vec<ChannelName>,
     ) -> Result<Response<Body>, TransportError> {
-        let accept_key = websocket_accept_key(request.headers())?;
+        let http11 = request.version() == hyper::Version::HTTP_11;
+        let headers = request.headers();
+        let accept_key = accept_key(validate_upgrade(http11, || {
+            headers
+                .iter()
+                .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes()))
+        })?)?;
         let client = self.admit(&channels)?;
         let on_upgrade = hyper::upgrade::on(&mut request);
         let this = self.clone();
@@ -141,50 +190,201 @@ impl WebSockets {
         }
     }
 
-    /// A refusal on the direct path, rendered like the HTTP layer renders it on hyper's.
-    fn rejection(&self, error: TransportError) -> ErrorResponse {
+    /// A refusal on the direct path: the status and JSON body the HTTP layer renders on
+    /// hyper's, as a complete response after which the connection closes.
+    fn refusal(&self, error: TransportError) -> Vec<u8> {
         let (status, body) = (self.render_rejection)(error);
-        let mut response = ErrorResponse::new(Some(body));
-        *response.status_mut() =
-            HandshakeStatus::from_u16(status).unwrap_or(HandshakeStatus::BAD_REQUEST);
-        let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        response
+        let reason = StatusCode::from_u16(status)
+            .ok()
+            .and_then(|status| status.canonical_reason())
+            .unwrap_or("");
+        format!(
+            "HTTP/1.1 {status} {reason}\r\n\
+             content-type: application/json\r\n\
+             cache-control: no-store\r\n\
+             content-length: {}\r\n\
+             connection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
     }
 }
 
-/// Validates the upgrade headers (RFC 6455 §4.2.1) and returns `Sec-WebSocket-Accept`.
-fn websocket_accept_key(headers: &HeaderMap) -> Result<HeaderValue, TransportError> {
-    let has_token = |name: header::HeaderName, token: &str| {
-        headers.get_all(name).iter().any(|v| {
-            v.to_str()
-                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+/// The `101 Switching Protocols` of the direct path, as the hyper path words it.
+fn switching_protocols(accept_key: &HeaderValue) -> Vec<u8> {
+    let mut response = b"HTTP/1.1 101 Switching Protocols\r\n\
+        connection: upgrade\r\n\
+        upgrade: websocket\r\n\
+        sec-websocket-accept: "
+        .to_vec();
+    response.extend_from_slice(accept_key.as_bytes());
+    response.extend_from_slice(b"\r\n\r\n");
+    response
+}
+
+/// Most header fields a request head may have. hyper's own limit (its default, which it
+/// keeps on the stack): a head with more gets hyper's `431` on either path, because the
+/// sniffer hands it to hyper.
+pub(super) const MAX_HEADERS: usize = 100;
+
+/// A parsed head's header fields as the name/value pairs [`validate_upgrade`] reads.
+pub(super) fn httparse_headers<'a>(
+    headers: &'a [httparse::Header<'a>],
+) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {
+    headers
+        .iter()
+        .map(|header| (header.name.as_bytes(), header.value))
+}
+
+/// Validates the upgrade headers (RFC 6455 §4.2.1) and returns `Sec-WebSocket-Key`. The one
+/// set of rules for both paths: the hyper path refuses by it, and the sniffer sends a head
+/// down the direct path only if it passes, so a bad upgrade gets the same `400 not_websocket`
+/// either way. `http11`: whether the request is HTTP/1.1 (an HTTP/1.0 connection cannot be
+/// upgraded: hyper would answer 101 and then close it). `headers` lists the head's name/value
+/// pairs (each name as often as it was sent), afresh on every call.
+pub(super) fn validate_upgrade<'a, I>(
+    http11: bool,
+    headers: impl Fn() -> I,
+) -> Result<&'a [u8], TransportError>
+where
+    I: Iterator<Item = (&'a [u8], &'a [u8])>,
+{
+    let values = |name: &'static str| {
+        headers()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, value)| value)
+    };
+    let has_token = |name: &'static str, token: &str| {
+        values(name).any(|value| {
+            value
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
         })
     };
-    if !has_token(header::UPGRADE, "websocket") {
+    if !has_token("upgrade", "websocket") {
         return Err(TransportError::NotWebSocket("missing `Upgrade: websocket`"));
     }
-    if !has_token(header::CONNECTION, "upgrade") {
+    if !http11 {
+        return Err(TransportError::NotWebSocket(
+            "a WebSocket upgrade needs HTTP/1.1",
+        ));
+    }
+    if !has_token("connection", "upgrade") {
         return Err(TransportError::NotWebSocket(
             "missing `Connection: upgrade`",
         ));
     }
-    if headers
-        .get(header::SEC_WEBSOCKET_VERSION)
-        .map(HeaderValue::as_bytes)
-        != Some(b"13")
-    {
+    if values("sec-websocket-version").next() != Some(b"13") {
         return Err(TransportError::NotWebSocket(
             "`Sec-WebSocket-Version` must be 13",
         ));
     }
-    let key = headers
-        .get(header::SEC_WEBSOCKET_KEY)
+    let key = values("sec-websocket-key")
+        .next()
         .ok_or(TransportError::NotWebSocket("missing `Sec-WebSocket-Key`"))?;
-    HeaderValue::from_str(&derive_accept_key(key.as_bytes()))
+    if !is_base64_of_16_bytes(key) {
+        return Err(TransportError::NotWebSocket(
+            "`Sec-WebSocket-Key` must be 16 bytes in base64",
+        ));
+    }
+    Ok(key)
+}
+
+/// `Sec-WebSocket-Accept` for a validated key.
+fn accept_key(key: &[u8]) -> Result<HeaderValue, TransportError> {
+    HeaderValue::from_str(&derive_accept_key(key))
         .map_err(|_| TransportError::NotWebSocket("bad `Sec-WebSocket-Key`"))
+}
+
+/// Whether `key` is 16 bytes in padded base64 (24 characters, the last two `=`), as RFC 6455
+/// requires of `Sec-WebSocket-Key`.
+fn is_base64_of_16_bytes(key: &[u8]) -> bool {
+    fn sextet(c: u8) -> Option<u8> {
+        match c {
+            b'A'..=b'Z' => Some(c - b'A'),
+            b'a'..=b'z' => Some(c - b'a' + 26),
+            b'0'..=b'9' => Some(c - b'0' + 52),
+            b'+' => Some(62),
+            b'/' => Some(63),
+            _ => None,
+        }
+    }
+    let [data @ .., last, b'=', b'='] = key else {
+        return false;
+    };
+    // 16 bytes are 21 sextets and 4 bits: the last character's low 4 bits must be zero.
+    data.len() == 21
+        && data.iter().all(|&c| sextet(c).is_some())
+        && sextet(*last).is_some_and(|s| s & 0x0f == 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Head = Vec<(&'static str, &'static str)>;
+
+    fn check(head: &[(&'static str, &'static str)]) -> Result<&'static [u8], TransportError> {
+        validate_upgrade(true, || {
+            head.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes()))
+        })
+    }
+
+    const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+
+    #[test]
+    fn accepts_a_valid_upgrade_and_derives_the_accept_key() {
+        let key = check(&[
+            ("Connection", "keep-alive, Upgrade"),
+            ("upgrade", "WebSocket"),
+            ("Sec-WebSocket-Version", "13"),
+            ("Sec-WebSocket-Key", KEY),
+        ])
+        .unwrap();
+        assert_eq!(
+            accept_key(key).unwrap(),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=",
+            "RFC 6455 §1.3's example"
+        );
+    }
+
+    #[test]
+    fn refuses_what_rfc_6455_refuses() {
+        let valid = [
+            ("Connection", "Upgrade"),
+            ("Upgrade", "websocket"),
+            ("Sec-WebSocket-Version", "13"),
+            ("Sec-WebSocket-Key", KEY),
+        ];
+        let without =
+            |name: &str| -> Head { valid.iter().copied().filter(|(n, _)| *n != name).collect() };
+        let replaced = |name: &str, value: &'static str| -> Head {
+            valid
+                .iter()
+                .map(|&(n, v)| (n, if n == name { value } else { v }))
+                .collect()
+        };
+        for bad in [
+            without("Upgrade"),
+            without("Connection"),
+            without("Sec-WebSocket-Version"),
+            without("Sec-WebSocket-Key"),
+            replaced("Connection", "keep-alive"),
+            replaced("Upgrade", "h2c"),
+            replaced("Sec-WebSocket-Version", "8"),
+            replaced("Sec-WebSocket-Key", "k"),
+            replaced("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZR=="),
+            replaced("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ="),
+            replaced("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25j!Q=="),
+        ] {
+            assert!(
+                matches!(check(&bad), Err(TransportError::NotWebSocket(_))),
+                "{bad:?}"
+            );
+        }
+        let http10 = validate_upgrade(false, || {
+            valid.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes()))
+        });
+        assert!(matches!(http10, Err(TransportError::NotWebSocket(_))));
+    }
 }

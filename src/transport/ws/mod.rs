@@ -4,7 +4,7 @@
 //! an idle timeout and a write timeout. The task has one exit: `hub.disconnect(id, reason)`,
 //! whose reason becomes the close code.
 //!
-//! - [`direct`] — sniffs a new connection's first bytes: upgrades of `/ws` skip hyper.
+//! - [`direct`] — sniffs a new connection's first bytes: valid upgrades of `/ws` skip hyper.
 //! - [`handshake`] — admission (limits), the direct and the hyper handshakes, refusals as
 //!   HTTP status + JSON body, RFC 6455 header checks.
 //! - `session` — the connection loop and the closing handshake.

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{sleep_until, timeout, Instant, Sleep};
 use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -24,7 +24,7 @@ use crate::hub::{Client, DisconnectReason, Frame, Hub, Pop};
 use crate::protocol::{server, ErrorCode};
 use crate::transport::dispatch;
 
-use super::frame_writer::FrameWriter;
+use super::frame_writer::{close_frame, FrameWriter};
 use super::{WebSockets, WsConfig};
 
 /// Frames taken from the queue per write. Bounds the write buffer to this many frames while
@@ -164,7 +164,7 @@ where
                     None,
                 ),
             ),
-            Message::Close(_) => return ControlFlow::Break(DisconnectReason::ClientClosed),
+            Message::Close(frame) => return ControlFlow::Break(close_reason(frame.as_ref())),
             // tungstenite queued the pong; send it now, so our own frame writes never have to
             // check for it.
             Message::Ping(_) => return self.within_write_timeout(Control::Flush).await,
@@ -216,17 +216,20 @@ where
             // A stalled socket cannot carry a close frame.
             return;
         }
-        let frame = CloseFrame {
-            code: CloseCode::from(reason.close_code()),
-            reason: reason.as_str().into(),
-        };
-        let ws = &mut self.ws;
+        let close_frame = close_frame(reason.close_code(), reason.as_str());
         let writer = &mut self.writer;
+        let io = self.ws.get_mut();
+        // Written raw, past tungstenite: once a client's close frame has arrived (one with a
+        // forbidden code included), tungstenite sends only the reply it queued itself, never
+        // a close frame of ours. Nothing of tungstenite's is half-written at this point: every
+        // control frame it sends is flushed before the loop goes on, or the connection ends
+        // as `write_timeout`, which sends no close frame.
         let close = async {
             // Finish a batch cut short by an eviction, so the close frame lands on a frame
             // boundary; a client that still does not read gets the write timeout.
-            writer.write(ws.get_mut()).await.map_err(WsError::Io)?;
-            WebSocketStream::close(ws, Some(frame)).await
+            writer.write(&mut *io).await?;
+            io.write_all(&close_frame).await?;
+            io.flush().await
         };
         if let Ok(Ok(())) = timeout(limit, close).await {
             // Lingering close: read and discard (raw bytes: after a read error the frame
@@ -270,6 +273,23 @@ async fn write_batch<S: AsyncWrite + Unpin>(
             Err(_) => Some(DisconnectReason::WriteTimeout),
         },
         reason = client.queue.closed() => Some(reason),
+    }
+}
+
+/// Why a client's close frame ends the connection. tungstenite hands over a close code that
+/// RFC 6455 forbids on the wire (below 1000, 1004–1006, 1015, 1016–2999, 5000 and up) as
+/// 1002 with the reason "Protocol violation", its own substitute: that is the client breaking
+/// the protocol. (A client that sends exactly that frame itself cannot be told apart, and is
+/// answered the same.) Any other close frame, or none, is the client closing.
+fn close_reason(frame: Option<&CloseFrame>) -> DisconnectReason {
+    match frame {
+        Some(frame)
+            if frame.code == CloseCode::Protocol
+                && frame.reason.as_str() == "Protocol violation" =>
+        {
+            DisconnectReason::ProtocolError
+        }
+        _ => DisconnectReason::ClientClosed,
     }
 }
 
@@ -324,7 +344,7 @@ mod task_size {
             .unwrap();
         let (stream, _) = listener.accept().await.unwrap();
         let sniff = std::mem::size_of_val(&direct::sniff(&stream, second));
-        let connection = std::mem::size_of_val(&websockets.accept_direct(stream));
+        let connection = std::mem::size_of_val(&websockets.accept_direct(stream, 0));
         eprintln!("sniff: {sniff} bytes, connection: {connection} bytes");
         assert!(sniff <= 256, "sniff future is {sniff} bytes");
         assert!(
