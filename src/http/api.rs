@@ -1,7 +1,7 @@
 //! The backend-facing API: publish, history, stats, metrics, health. Bodies are the
 //! contract's shapes from [`crate::protocol::bodies`].
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap};
@@ -107,6 +107,11 @@ pub async fn publish_json(
     }
 }
 
+/// Most bytes of frames one history response carries (always at least one message): a page
+/// is what a reader that never reads can pin, so 1,000 of them hold references to at most
+/// this much each — and to frames history holds anyway, never a copy.
+const HISTORY_PAGE_BYTES: usize = 256 << 10;
+
 /// `GET /api/channels/{channel}/history?since=OFFSET&limit=N`
 pub async fn history(
     State(state): State<AppState>,
@@ -119,10 +124,22 @@ pub async fn history(
         .limit
         .unwrap_or(100)
         .min(state.config.history_size.max(1));
-    let body = match state.hub.history(&channel, query.since, limit) {
-        Some(page) => history_body(&channel, Some(&page.epoch), page.last_offset, &page.frames),
-        None => history_body(&channel, None, 0, &[]),
+    let chunks = match state
+        .hub
+        .history(&channel, query.since, limit, HISTORY_PAGE_BYTES)
+    {
+        Some(page) => history_body(
+            &channel,
+            Some(&page.epoch),
+            page.last_offset,
+            page.next,
+            &page.frames,
+        ),
+        None => history_body(&channel, None, 0, None, &[]),
     };
+    let body = Body::from_stream(futures_util::stream::iter(
+        chunks.into_iter().map(Ok::<_, std::convert::Infallible>),
+    ));
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 

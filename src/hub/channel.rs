@@ -69,6 +69,9 @@ pub struct HistoryPage {
     pub epoch: Epoch,
     pub last_offset: u64,
     pub frames: Vec<Frame>,
+    /// When history holds messages after this page: the offset to ask for them after (the
+    /// last offset in the page).
+    pub next: Option<u64>,
 }
 
 impl Channel {
@@ -267,25 +270,42 @@ impl Channel {
         replayed
     }
 
+    /// The messages after `since`, oldest first: at most `limit` of them and `max_bytes` of
+    /// frames (but always one, however large).
+    #[allow(clippy::too_many_arguments)]
     pub fn history(
         &self,
         state: &mut ChannelState,
         since: u64,
         limit: usize,
+        max_bytes: usize,
         limits: HistoryLimits,
         now: Instant,
     ) -> HistoryPage {
         state.trim_history(limits, now);
+        let first_available = state.first_available();
+        // History holds consecutive offsets from `first_available`.
+        let start = since.saturating_add(1).saturating_sub(first_available) as usize;
+        let mut frames = Vec::new();
+        let mut bytes = 0;
+        let mut shown = None;
+        let mut next = None;
+        for stored in state.history.range(start.min(state.history.len())..) {
+            if frames.len() == limit
+                || (!frames.is_empty() && bytes + stored.frame.len() > max_bytes)
+            {
+                next = shown;
+                break;
+            }
+            bytes += stored.frame.len();
+            frames.push(stored.frame.clone());
+            shown = Some(stored.offset);
+        }
         HistoryPage {
             epoch: self.epoch.clone(),
             last_offset: state.last_offset,
-            frames: state
-                .history
-                .iter()
-                .filter(|m| m.offset > since)
-                .take(limit)
-                .map(|m| m.frame.clone())
-                .collect(),
+            frames,
+            next,
         }
     }
 }

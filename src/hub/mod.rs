@@ -393,19 +393,21 @@ impl Hub {
 
     /// What `channel` still remembers after `since`, oldest first; `None` for a channel the
     /// hub does not hold.
-    pub fn history(&self, channel: &ChannelName, since: u64, limit: usize) -> Option<HistoryPage> {
+    /// At most `limit` messages and `max_bytes` of frames (but always one).
+    pub fn history(
+        &self,
+        channel: &ChannelName,
+        since: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Option<HistoryPage> {
         let ch = self.inner.registry.channel(channel)?;
         let mut state = ch.lock();
         if state.removed {
             return None;
         }
-        Some(ch.history(
-            &mut state,
-            since,
-            limit,
-            self.inner.config.history,
-            Instant::now(),
-        ))
+        let limits = self.inner.config.history;
+        Some(ch.history(&mut state, since, limit, max_bytes, limits, Instant::now()))
     }
 
     /// Trims aged history everywhere and forgets channels left with nothing to keep. Run

@@ -117,7 +117,7 @@ fn resume_past_history_sends_missed_then_what_is_left() {
     for i in 0..10 {
         hub.publish(&ch, &i.to_string()).unwrap();
     }
-    let epoch = hub.history(&ch, 0, 10).unwrap().epoch;
+    let epoch = hub.history(&ch, 0, 10, usize::MAX).unwrap().epoch;
     let c = hub.register(TransportKind::WebSocket).unwrap();
     let since = Since {
         epoch: Some(epoch.as_str().to_owned()),
@@ -313,7 +313,7 @@ fn history_is_bounded_in_bytes() {
             .unwrap();
     }
     // Each message frame is a little over 100 bytes: two fit in 300.
-    let page = hub.history(&ch, 0, 100).unwrap();
+    let page = hub.history(&ch, 0, 100, usize::MAX).unwrap();
     assert_eq!(page.frames.len(), 2);
     assert_eq!(page.last_offset, 10);
 }
@@ -377,12 +377,12 @@ fn all_history_stays_within_the_budget_oldest_first() {
     assert!(hub.stats().history_shed() > 0);
     // The oldest went first: `old` lost everything before the newer channels lost anything.
     let old = hub
-        .history(&name("old"), 0, 100)
+        .history(&name("old"), 0, 100, usize::MAX)
         .map_or(0, |p| p.frames.len());
     assert_eq!(old, 0);
     // What is left is exactly the newest publishes, whichever channel they went to.
     let kept = |k: usize| {
-        hub.history(&name(&format!("new{k}")), 0, 100)
+        hub.history(&name(&format!("new{k}")), 0, 100, usize::MAX)
             .map_or(0, |p| p.frames.len())
     };
     let total: usize = (0..50).map(kept).sum();

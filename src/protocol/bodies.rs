@@ -103,32 +103,44 @@ pub struct PublishResults {
 }
 
 /// `GET /api/channels/{channel}/history`: `{"channel", "epoch" (or null for a channel the hub
-/// does not hold), "offset" (the last assigned), "messages": [message frames]}`. The frames
-/// are JSON already and are copied in, not re-encoded.
+/// does not hold), "offset" (the last assigned), "next" (the `since` of the next page, or null
+/// when this page reaches the end of history), "messages": [message frames]}`, as chunks to
+/// write in order. The frames are the shared bytes history holds: a response waiting on a
+/// slow reader pins no copy of them.
 pub fn history_body(
     channel: &ChannelName,
     epoch: Option<&Epoch>,
     last_offset: u64,
+    next: Option<u64>,
     frames: &[Frame],
-) -> Vec<u8> {
+) -> Vec<Bytes> {
     #[derive(Serialize)]
     struct Head<'a> {
         channel: &'a ChannelName,
         epoch: Option<&'a Epoch>,
         offset: u64,
+        next: Option<u64>,
     }
     let head = Head {
         channel,
         epoch,
         offset: last_offset,
+        next,
     };
-    let mut body = serde_json::to_vec(&head).unwrap_or_default();
+    let mut open = serde_json::to_vec(&head).unwrap_or_default();
     // Reopen the object to append the raw frames.
-    body.pop();
-    body.extend_from_slice(br#","messages":"#);
-    write_json_array(&mut body, frames);
-    body.push(b'}');
-    body
+    open.pop();
+    open.extend_from_slice(br#","messages":["#);
+    let mut chunks = Vec::with_capacity(2 * frames.len() + 2);
+    chunks.push(Bytes::from(open));
+    for (i, frame) in frames.iter().enumerate() {
+        if i > 0 {
+            chunks.push(Bytes::from_static(b","));
+        }
+        chunks.push(frame.bytes());
+    }
+    chunks.push(Bytes::from_static(b"]}"));
+    chunks
 }
 
 /// `POST /lp/connect`: the new session.
@@ -200,16 +212,18 @@ mod tests {
         let frames = [Frame::from_string(
             r#"{"type":"message","offset":1}"#.into(),
         )];
-        let v: Value =
-            serde_json::from_slice(&history_body(&channel, Some(&epoch), 1, &frames)).unwrap();
+        let joined = |chunks: Vec<Bytes>| chunks.concat();
+        let body = joined(history_body(&channel, Some(&epoch), 1, Some(1), &frames));
+        let v: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(
             v,
-            json!({"channel":"news","epoch":"e1","offset":1,"messages":[{"type":"message","offset":1}]})
+            json!({"channel":"news","epoch":"e1","offset":1,"next":1,"messages":[{"type":"message","offset":1}]})
         );
-        let v: Value = serde_json::from_slice(&history_body(&channel, None, 0, &[])).unwrap();
+        let body = joined(history_body(&channel, None, 0, None, &[]));
+        let v: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(
             v,
-            json!({"channel":"news","epoch":null,"offset":0,"messages":[]})
+            json!({"channel":"news","epoch":null,"offset":0,"next":null,"messages":[]})
         );
     }
 

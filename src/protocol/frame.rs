@@ -25,6 +25,11 @@ impl Frame {
         &self.0
     }
 
+    /// The shared bytes (a reference-count increment, no copy).
+    pub fn bytes(&self) -> Bytes {
+        self.0.clone()
+    }
+
     pub fn len(&self) -> usize {
         self.0.len()
     }

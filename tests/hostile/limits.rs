@@ -103,3 +103,41 @@ async fn deeply_nested_data_is_refused_on_every_path() {
     assert_eq!(server.hub.stats().published(), 1);
     bystanders.check(&server).await;
 }
+
+/// Attack 2: readers that asked for a large history and never read pinned a fresh copy of
+/// it each. A page now carries at most 256 KiB of frames (shared with history, not copied),
+/// and a `next` cursor leads through the rest.
+#[tokio::test]
+async fn history_comes_in_bounded_pages_with_a_cursor() {
+    let server = TestServer::start().await;
+    let big = json!("y".repeat(60_000));
+    for _ in 0..10 {
+        server.publish("big", &big).await;
+    }
+    let mut since = 0;
+    let mut seen = Vec::new();
+    for _ in 0..10 {
+        let (status, page) = server
+            .get_json(&format!(
+                "/api/channels/big/history?since={since}&limit=100"
+            ))
+            .await;
+        assert_eq!(status, 200);
+        let messages = page["messages"].as_array().unwrap();
+        let bytes: usize = messages.iter().map(|m| m.to_string().len()).sum();
+        assert!(bytes <= 256 << 10, "a page is at most 256 KiB: {bytes}");
+        seen.extend(offsets(messages));
+        match page["next"].as_u64() {
+            Some(next) => {
+                assert_eq!(
+                    Some(next),
+                    seen.last().copied(),
+                    "next is the page's last offset"
+                );
+                since = next;
+            }
+            None => break,
+        }
+    }
+    assert_eq!(seen, (1..=10).collect::<Vec<_>>());
+}

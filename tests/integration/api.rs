@@ -88,7 +88,12 @@ async fn publish_json_envelope_to_one_or_many_channels() {
     assert!(
         server
             .hub
-            .history(&crier::hub::ChannelName::parse("ok").unwrap(), 0, 10)
+            .history(
+                &crier::hub::ChannelName::parse("ok").unwrap(),
+                0,
+                10,
+                usize::MAX
+            )
             .is_none(),
         "nothing published"
     );
@@ -103,7 +108,7 @@ async fn history_returns_what_the_channel_remembers() {
     assert_eq!(status, 200);
     assert_eq!(
         empty,
-        json!({"channel": "h", "epoch": null, "offset": 0, "messages": []})
+        json!({"channel": "h", "epoch": null, "offset": 0, "next": null, "messages": []})
     );
     for i in 1..=8 {
         server.publish("h", &json!(i)).await;
