@@ -7,5 +7,6 @@
 mod common;
 
 mod backpressure;
+mod frames;
 mod limits;
 mod props;
