@@ -7,6 +7,7 @@
 mod common;
 
 mod backpressure;
+mod churn;
 mod frames;
 mod limits;
 mod props;
