@@ -63,7 +63,7 @@ impl RawWs {
     }
 
     /// Reads server frames until the close frame; returns its code and reason.
-    async fn close(&mut self) -> (u16, String) {
+    async fn close(&mut self) -> Close {
         within("the close frame", async {
             loop {
                 let mut head = [0u8; 2];
@@ -88,6 +88,12 @@ impl RawWs {
     }
 }
 
+/// One raw frame: first byte (FIN, RSV, opcode), payload, masked.
+type RawFrame = (u8, Vec<u8>, bool);
+
+/// What the server closes with: code and reason.
+type Close = (u16, String);
+
 const FIN: u8 = 0x80;
 const TEXT: u8 = 0x1;
 const CONTINUATION: u8 = 0x0;
@@ -98,7 +104,7 @@ async fn malformed_frames_get_their_close_codes() {
     let server = TestServer::with(&["--max-message-size", "4096"]).await;
     let mut bystanders = Bystanders::join(&server).await;
     let protocol_error = (1002, "protocol_error".to_owned());
-    let cases: Vec<(&str, Vec<(u8, Vec<u8>, bool)>, (u16, String))> = vec![
+    let cases: Vec<(&str, Vec<RawFrame>, Close)> = vec![
         (
             "unmasked",
             vec![(FIN | TEXT, b"{}".to_vec(), false)],
