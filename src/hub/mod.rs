@@ -18,11 +18,12 @@ pub mod queue;
 mod registry;
 pub mod stats;
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+mod budget;
+mod pressure;
+
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
@@ -39,11 +40,6 @@ pub use stats::Stats;
 use client::AddSubscription;
 use queue::{PushError, Replay, Taken};
 use registry::{Registry, TooManyChannels};
-
-/// A queue with frames that nobody took for this long is not being drained: it stops counting
-/// toward overload (it is stuck, not lagging), so no set of clients can make the hub refuse
-/// publishes by not reading. Long enough for a consumer mid-write or between two polls.
-const STALL_MARK: Duration = Duration::from_secs(1);
 
 /// A cheap, cloneable handle to the hub.
 #[derive(Clone)]
@@ -261,28 +257,6 @@ impl Hub {
         Ok(())
     }
 
-    /// Clients whose queue is at least half full right now.
-    pub fn lagging_clients(&self) -> usize {
-        self.inner.lagging.load(Ordering::Relaxed)
-    }
-
-    /// Refuses new publishes while the hub as a whole cannot keep up: many clients lagging at
-    /// once means the writers (or the CPU) are the bottleneck, and publishing on would only
-    /// evict healthy clients en masse. One slow client never trips this; it is evicted.
-    pub fn check_load(&self) -> Result<(), HubError> {
-        let config = &self.inner.config;
-        let lagging = self.lagging_clients();
-        if lagging < config.overload_min_lagging {
-            return Ok(());
-        }
-        let clients = self.client_count();
-        if lagging as f64 > config.overload_fraction * clients as f64 {
-            self.inner.stats.rejected_overloaded.inc();
-            return Err(HubError::Overloaded { lagging, clients });
-        }
-        Ok(())
-    }
-
     /// Publishes `data` (valid JSON text) on `channel`. Never waits for a client: subscribers
     /// whose queue is full are evicted as slow after the channel lock is released. Callers
     /// that can push back on their publisher call [`Hub::check_load`] first.
@@ -313,75 +287,6 @@ impl Hub {
         Ok(published)
     }
 
-    /// Keeps all channels' history within `--history-budget`: forgets the oldest messages
-    /// hub-wide (not only the publishing channel's) until a sixteenth of the budget is free,
-    /// so a burst of publishes pays for one pass over the channels, not one per publish.
-    /// Resumes that needed those messages get `missed` (`history_exhausted`), never a gap.
-    fn shed_history(&self) {
-        let Ok(_only_one) = self.inner.shedding.try_lock() else {
-            return; // another publisher is shedding right now
-        };
-        let budget = self.inner.config.history_budget;
-        let target = budget - budget / 16;
-        let registry = &self.inner.registry;
-        let channels = registry.oldest_histories();
-        let mut oldest_first: BinaryHeap<_> = channels
-            .iter()
-            .enumerate()
-            .map(|(i, (published_at, _))| Reverse((*published_at, i)))
-            .collect();
-        let mut shed = 0u64;
-        while registry.history_bytes() > target {
-            let Some(Reverse((_, i))) = oldest_first.pop() else {
-                break;
-            };
-            let mut state = channels[i].1.lock();
-            if state.shed_oldest() {
-                shed += 1;
-            }
-            if let Some(next) = state.oldest_published_at() {
-                oldest_first.push(Reverse((next, i)));
-            }
-        }
-        self.inner.stats.history_shed.inc_by(shed);
-        tracing::debug!(
-            shed,
-            budget,
-            "history over its budget: forgot the oldest messages"
-        );
-    }
-
-    /// Bytes of history held across all channels.
-    pub fn history_bytes(&self) -> usize {
-        self.inner.registry.history_bytes()
-    }
-
-    /// Refuses a publish to `names` that would create more channels than the hub may hold.
-    /// (Advisory under concurrency: each publish checks again.)
-    pub fn check_room(&self, names: &[ChannelName]) -> Result<(), HubError> {
-        let registry = &self.inner.registry;
-        let max = self.inner.config.max_channels;
-        let new = names
-            .iter()
-            .filter(|n| registry.channel(n).is_none())
-            .count();
-        if new > 0 && registry.channel_count() + new > max {
-            self.inner.stats.rejected_too_many_channels.inc();
-            return Err(HubError::TooManyChannels(max));
-        }
-        Ok(())
-    }
-
-    /// Refuses `data` (valid JSON text) nested deeper than `--max-json-depth`: it would be
-    /// stored and fanned out to readers whose parsers recurse per level.
-    pub fn check_data(&self, data: &str) -> Result<(), HubError> {
-        let max = self.inner.config.max_json_depth;
-        if crate::protocol::json::deeper_than(data, max) {
-            return Err(HubError::TooDeep(max));
-        }
-        Ok(())
-    }
-
     /// Publishes a client's `publish` frame, if the policy allows it on that channel.
     pub fn client_publish(&self, channel: &ChannelName, data: &str) -> Result<Published, HubError> {
         if !self.inner.config.client_publish.allows(channel) {
@@ -408,62 +313,6 @@ impl Hub {
         }
         let limits = self.inner.config.history;
         Some(ch.history(&mut state, since, limit, max_bytes, limits, Instant::now()))
-    }
-
-    /// Trims aged history everywhere and forgets channels left with nothing to keep. Run
-    /// periodically by the server; cheap when nothing changed.
-    pub fn sweep(&self) -> usize {
-        let registry = &self.inner.registry;
-        let now = Instant::now();
-        let limits = self.inner.config.history;
-        // Collect first: removing while iterating a dashmap would deadlock on its shard.
-        let mut removed = 0;
-        for name in registry.channel_names() {
-            let Some(ch) = registry.channel(&name) else {
-                continue;
-            };
-            let idle = {
-                let mut state = ch.lock();
-                state.trim_history(limits, now);
-                state.is_idle()
-            };
-            if idle && registry.remove_channel_if_idle(&name) {
-                removed += 1;
-            }
-        }
-        self.inner
-            .stats
-            .channels
-            .set(registry.channel_count() as i64);
-        removed
-    }
-
-    /// Finds clients whose backlog (queue at least half full) makes no progress: after
-    /// `STALL_MARK` they stop counting toward overload; after `--stuck-timeout` they are
-    /// evicted as slow. Run periodically
-    /// by the server; returns how many were evicted.
-    pub fn check_stuck(&self) -> usize {
-        let now = tokio::time::Instant::now();
-        let evict_after = self.inner.config.stuck_timeout;
-        let clients: Vec<Arc<Client>> = self
-            .inner
-            .registry
-            .clients
-            .iter()
-            .map(|e| e.value().clone())
-            .collect();
-        let mut evicted = 0;
-        for client in clients {
-            match client.queue.stalled_for(now) {
-                Some(stalled) if stalled >= evict_after => {
-                    self.evict_slow(&client);
-                    evicted += 1;
-                }
-                Some(stalled) if stalled >= STALL_MARK => client.queue.mark_stuck(),
-                _ => {}
-            }
-        }
-        evicted
     }
 
     /// Brings gauges that are computed rather than counted up to date (before a scrape).

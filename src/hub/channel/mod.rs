@@ -11,7 +11,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::protocol::{
     server, ChannelName, Epoch, Frame, Missed, MissedReason, Published, Since, Subscribed,
@@ -19,16 +19,6 @@ use crate::protocol::{
 
 use super::client::{Client, ClientId};
 use super::queue::{PushError, Replay};
-
-#[derive(Clone, Copy, Debug)]
-pub struct HistoryLimits {
-    /// Most messages a channel remembers; 0 disables history (and resume).
-    pub size: usize,
-    /// Most bytes of frames a channel remembers (the oldest go first).
-    pub max_bytes: usize,
-    /// Messages older than this are forgotten.
-    pub ttl: Duration,
-}
 
 pub(crate) struct Channel {
     pub name: ChannelName,
@@ -61,17 +51,6 @@ pub struct Joined {
     pub recovered: bool,
     /// Messages left to replay from history, read as the client reads.
     pub catch_up: u64,
-}
-
-/// A page of history.
-#[derive(Debug, Clone)]
-pub struct HistoryPage {
-    pub epoch: Epoch,
-    pub last_offset: u64,
-    pub frames: Vec<Frame>,
-    /// When history holds messages after this page: the offset to ask for them after (the
-    /// last offset in the page).
-    pub next: Option<u64>,
 }
 
 impl Channel {
@@ -219,105 +198,9 @@ impl Channel {
             catch_up: last - after,
         })
     }
-
-    /// Moves the next page of `replay` (at most `room` frames) from history into `out`, and
-    /// advances it. History may have aged past the cursor while the client was reading: then
-    /// a `missed` notice comes first and the replay goes on from what history still holds.
-    /// Returns how many messages were replayed; the replay is finished when
-    /// `replay.after == replay.through`.
-    pub fn replay(
-        &self,
-        state: &mut ChannelState,
-        replay: &mut Replay,
-        out: &mut Vec<Frame>,
-        room: usize,
-        limits: HistoryLimits,
-        now: Instant,
-    ) -> usize {
-        state.trim_history(limits, now);
-        let first_available = state.first_available();
-        if replay.after + 1 < first_available {
-            let since = Since {
-                epoch: Some(self.epoch.as_str().to_owned()),
-                offset: replay.after,
-            };
-            out.push(server::missed(&Missed {
-                channel: &self.name,
-                epoch: &self.epoch,
-                since: &since,
-                first_available,
-                reason: MissedReason::HistoryExhausted,
-            }));
-            replay.after = (first_available - 1).min(replay.through);
-        }
-        // History holds consecutive offsets from `first_available`.
-        let start = (replay.after + 1 - first_available) as usize;
-        let wanted = (replay.through - replay.after) as usize;
-        let before = out.len();
-        out.extend(
-            state
-                .history
-                .range(start.min(state.history.len())..)
-                .take(wanted.min(room))
-                .map(|m| m.frame.clone()),
-        );
-        let replayed = out.len() - before;
-        replay.after += replayed as u64;
-        if replayed < wanted.min(room) {
-            // History ends before `through` (only if it was trimmed to nothing): done.
-            replay.after = replay.through;
-        }
-        replayed
-    }
-
-    /// The messages after `since`, oldest first: at most `limit` of them and `max_bytes` of
-    /// frames (but always one, however large).
-    #[allow(clippy::too_many_arguments)]
-    pub fn history(
-        &self,
-        state: &mut ChannelState,
-        since: u64,
-        limit: usize,
-        max_bytes: usize,
-        limits: HistoryLimits,
-        now: Instant,
-    ) -> HistoryPage {
-        state.trim_history(limits, now);
-        let first_available = state.first_available();
-        // History holds consecutive offsets from `first_available`.
-        let start = since.saturating_add(1).saturating_sub(first_available) as usize;
-        let mut frames = Vec::new();
-        let mut bytes = 0;
-        let mut shown = None;
-        let mut next = None;
-        for stored in state.history.range(start.min(state.history.len())..) {
-            if frames.len() == limit
-                || (!frames.is_empty() && bytes + stored.frame.len() > max_bytes)
-            {
-                next = shown;
-                break;
-            }
-            bytes += stored.frame.len();
-            frames.push(stored.frame.clone());
-            shown = Some(stored.offset);
-        }
-        HistoryPage {
-            epoch: self.epoch.clone(),
-            last_offset: state.last_offset,
-            frames,
-            next,
-        }
-    }
 }
 
 impl ChannelState {
-    /// The oldest offset history still holds (one past the last when it holds none).
-    fn first_available(&self) -> u64 {
-        self.history
-            .front()
-            .map_or(self.last_offset + 1, |m| m.offset)
-    }
-
     pub fn remove_subscriber(&mut self, id: ClientId) -> bool {
         self.subscribers.remove(&id).is_some()
     }
@@ -330,40 +213,11 @@ impl ChannelState {
     pub fn is_idle(&self) -> bool {
         self.subscribers.is_empty() && self.history.is_empty()
     }
-
-    fn pop_oldest(&mut self) -> bool {
-        let Some(oldest) = self.history.pop_front() else {
-            return false;
-        };
-        self.history_bytes -= oldest.frame.len();
-        self.all_history_bytes
-            .fetch_sub(oldest.frame.len(), Ordering::Relaxed);
-        true
-    }
-
-    /// When the oldest message history still holds was published.
-    pub fn oldest_published_at(&self) -> Option<Instant> {
-        self.history.front().map(|m| m.published_at)
-    }
-
-    /// Forgets the oldest message (to keep the hub's history within its budget).
-    pub fn shed_oldest(&mut self) -> bool {
-        self.pop_oldest()
-    }
-
-    pub fn trim_history(&mut self, limits: HistoryLimits, now: Instant) {
-        while let Some(oldest) = self.history.front() {
-            if now.saturating_duration_since(oldest.published_at) > limits.ttl {
-                self.pop_oldest();
-            } else {
-                break;
-            }
-        }
-        if self.history.is_empty() && self.history.capacity() > 0 && self.subscribers.is_empty() {
-            self.history = VecDeque::new();
-        }
-    }
 }
+
+mod history;
+
+pub use history::{HistoryLimits, HistoryPage};
 
 #[cfg(test)]
 mod tests {
