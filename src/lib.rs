@@ -26,8 +26,10 @@
 //!   vectored write per batch, socket → hub, pings, idle and write timeouts) and
 //!   [`transport::long_poll`] (sessions, held polls, acked batches, reaper).
 //! - [`hub`] — the core, free of HTTP/WebSocket types: [`hub::Hub`] (register, subscribe,
-//!   publish, disconnect), the dashmap registry, channels (offsets, epoch, history ring,
-//!   subscribers), per-client bounded queues, `HubError`, stats.
+//!   publish, take, disconnect), the dashmap registry, channels (offsets, epoch, history ring,
+//!   subscribers), per-client bounded queues whose catch-ups are cursors into history,
+//!   back-pressure (lagging vs stuck clients) and budgets (channel count, history bytes across
+//!   channels, data depth), `HubError`, stats.
 //! - [`protocol`] — the wire contract as types, at the bottom so every layer speaks it:
 //!   channel names and positions, [`protocol::ErrorCode`] (wire string + HTTP status per
 //!   code), [`protocol::DisconnectReason`] (close codes), every server frame

@@ -2,10 +2,19 @@
 //! axum types live here; transports call these methods and own their sockets. It speaks the
 //! contract's vocabulary from [`crate::protocol`] (names, frames, codes) and nothing above it.
 //!
+//! This file: register, subscribe (catch-up as a cursor), publish (encode once, fan out),
+//! take (how transports read a queue, replays expanded from history), disconnect.
+//!
 //! - `registry` — the two dashmaps (clients, channels) and channel lifetime.
-//! - [`channel`] — one channel: offset counter, history ring, subscribers.
+//! - [`channel`] — one channel: offset counter, subscribers; its history ring in
+//!   `channel::history` (pages, replays, trimming).
 //! - [`client`] — the handle kept per connection (queue, subscriptions).
-//! - [`queue`] — the bounded per-client frame queue, closed with the reason a client left.
+//! - [`queue`] — the bounded per-client frame queue (frames and replay cursors), closed with
+//!   the reason a client left; its progress clock tells lagging from stuck.
+//! - `pressure` — back-pressure: lagging vs stuck clients, overload refusals, evicting the
+//!   stuck.
+//! - `budget` — what the hub may hold: `--max-channels`, `--history-budget` (oldest first),
+//!   `--max-json-depth`; the sweep of aged history and idle channels.
 //! - [`config`] — the limits the hub enforces; which channels clients may publish to.
 //! - [`error`] — `HubError`, each with its wire code.
 //! - [`stats`] — counters, exported as Prometheus text and JSON.
