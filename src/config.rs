@@ -40,9 +40,9 @@ pub struct Config {
     pub queue_capacity: usize,
 
     /// Bytes of frames queued per client before it is evicted as slow (a client always has
-    /// room for one frame). Bounds what a stuck client keeps alive when messages are large.
-    /// Keep it above --history-max-bytes so a full catch-up from history fits.
-    #[arg(long, env = "CRIER_QUEUE_MAX_BYTES", default_value_t = 2 << 20)]
+    /// room for one frame). Bounds what a stuck client keeps alive when messages are large;
+    /// catch-ups from history are read at the client's pace and do not count against it.
+    #[arg(long, env = "CRIER_QUEUE_MAX_BYTES", default_value_t = 256 << 10)]
     pub queue_max_bytes: usize,
 
     /// Messages each channel remembers for resume; 0 disables history.
@@ -186,18 +186,6 @@ impl Config {
     /// Settings that work but probably not as intended, for a warning at start-up.
     pub fn warnings(&self) -> Vec<String> {
         let mut warnings = Vec::new();
-        if self.history_size >= self.queue_capacity {
-            warnings.push(format!(
-                "--history-size {} is not below --queue-capacity {}: a client resuming from deep in history will be evicted as slow",
-                self.history_size, self.queue_capacity
-            ));
-        }
-        if self.history_max_bytes >= self.queue_max_bytes {
-            warnings.push(format!(
-                "--history-max-bytes {} is not below --queue-max-bytes {}: a client resuming from deep in history will be evicted as slow",
-                self.history_max_bytes, self.queue_max_bytes
-            ));
-        }
         if self.idle_timeout <= self.ping_interval {
             warnings.push(format!(
                 "--idle-timeout {:?} is not above --ping-interval {:?}: healthy but quiet WebSocket clients will be closed as idle",
@@ -276,7 +264,7 @@ mod tests {
             "defaults are consistent"
         );
         assert_eq!(
-            Config::from_args(["--history-size", "5000"])
+            Config::from_args(["--idle-timeout", "10s", "--ping-interval", "20s"])
                 .unwrap()
                 .warnings()
                 .len(),

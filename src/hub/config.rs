@@ -35,7 +35,7 @@ impl Default for HubConfig {
     fn default() -> Self {
         Self {
             queue_capacity: 1024,
-            queue_max_bytes: 2 << 20,
+            queue_max_bytes: 256 << 10,
             history: HistoryLimits {
                 size: 500,
                 max_bytes: 1 << 20,

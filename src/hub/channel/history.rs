@@ -11,6 +11,17 @@ use std::time::{Duration, Instant};
 use crate::protocol::{server, Epoch, Frame, Missed, MissedReason, Since};
 
 use super::super::queue::Replay;
+
+/// Memory a stored message costs beyond its frame's bytes: the `StoredMessage` slot in the
+/// ring (offset, time, frame handle: 56 B) and the shared buffer's bookkeeping and allocator
+/// header (~40 B). Counted in every history byte limit, so a budget of small messages is a
+/// budget of memory, not only of payload.
+pub(super) const STORED_MESSAGE_OVERHEAD: usize = 96;
+
+/// What one stored message counts against history byte limits.
+pub(super) fn cost(frame: &Frame) -> usize {
+    frame.len() + STORED_MESSAGE_OVERHEAD
+}
 use super::{Channel, ChannelState, StoredMessage};
 
 #[derive(Clone, Copy, Debug)]
@@ -131,9 +142,9 @@ impl ChannelState {
         let Some(oldest) = self.history.pop_front() else {
             return false;
         };
-        self.history_bytes -= oldest.frame.len();
+        self.history_bytes -= cost(&oldest.frame);
         self.all_history_bytes
-            .fetch_sub(oldest.frame.len(), Ordering::Relaxed);
+            .fetch_sub(cost(&oldest.frame), Ordering::Relaxed);
         true
     }
 

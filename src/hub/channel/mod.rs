@@ -92,14 +92,14 @@ impl Channel {
         if limits.size > 0 {
             while state.history.len() >= limits.size
                 || (!state.history.is_empty()
-                    && state.history_bytes + frame.len() > limits.max_bytes)
+                    && state.history_bytes + history::cost(&frame) > limits.max_bytes)
             {
                 state.pop_oldest();
             }
-            state.history_bytes += frame.len();
+            state.history_bytes += history::cost(&frame);
             state
                 .all_history_bytes
-                .fetch_add(frame.len(), Ordering::Relaxed);
+                .fetch_add(history::cost(&frame), Ordering::Relaxed);
             state.history.push_back(StoredMessage {
                 offset,
                 published_at: now,
