@@ -28,6 +28,9 @@ async fn main() -> anyhow::Result<()> {
     for warning in config.warnings() {
         tracing::warn!("{warning}");
     }
+    for note in config.security_notes() {
+        tracing::warn!("{note}");
+    }
     let ceiling = config.connection_ceiling();
     tracing::info!(
         max_connections = ceiling,

@@ -6,8 +6,9 @@
 //! owns the reading side and turns the final `DisconnectReason` into a close code.
 
 use std::fmt;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
+use crate::auth::ClientIdentity;
 use crate::protocol::{ChannelName, DisconnectReason};
 
 use super::queue::{ClientQueue, LagCounter};
@@ -52,6 +53,8 @@ pub struct Client {
     /// every connect.
     pub queue: ClientQueue,
     subscriptions: Mutex<Subscriptions>,
+    /// Who the client is (its verified token), set once at admission; empty in open mode.
+    identity: OnceLock<ClientIdentity>,
 }
 
 #[derive(Debug, Default)]
@@ -82,7 +85,18 @@ impl Client {
             transport,
             queue: ClientQueue::new(queue_capacity, queue_max_bytes, lagging),
             subscriptions: Mutex::new(Subscriptions::default()),
+            identity: OnceLock::new(),
         }
+    }
+
+    /// The client's identity; `None` in open mode.
+    pub fn identity(&self) -> Option<&ClientIdentity> {
+        self.identity.get()
+    }
+
+    /// Attaches the identity the client was admitted with (once; a second is ignored).
+    pub fn set_identity(&self, identity: ClientIdentity) {
+        let _ = self.identity.set(identity);
     }
 
     /// Why the client was disconnected; `None` while it is connected.

@@ -62,6 +62,9 @@ error_codes! {
     PublishForbidden => "publish_forbidden", 403, Frame;
     Overloaded => "overloaded", 503, Both;
     BinaryUnsupported => "binary_unsupported", 400, Frame;
+    Forbidden => "forbidden", 403, Both;
+    RateLimited => "rate_limited", 429, Frame;
+    Unauthorized => "unauthorized", 401, Both;
     BadRequest => "bad_request", 400, Http;
     InvalidUtf8 => "invalid_utf8", 400, Http;
     BadAck => "bad_ack", 400, Http;

@@ -22,20 +22,30 @@ use tokio_tungstenite::WebSocketStream;
 use crate::hub::{ChannelName, Client, DisconnectReason, HubError, TransportKind};
 use crate::protocol::{query, server};
 
+use super::super::identity::{check_channels, token_of};
 use super::{TransportError, WebSockets};
 
 impl WebSockets {
-    /// Checks a new WebSocket client against the hub's limits and registers it.
-    fn admit(&self, channels: &[ChannelName]) -> Result<Arc<Client>, TransportError> {
+    /// Checks a new WebSocket client against its token and the hub's limits, and registers
+    /// it.
+    fn admit(
+        &self,
+        channels: &[ChannelName],
+        token: Option<&str>,
+    ) -> Result<Arc<Client>, TransportError> {
         let hub = &self.hub;
         if hub.is_shutting_down() {
             return Err(TransportError::ShuttingDown);
         }
+        let principal = self.identity.authenticate(token)?;
+        check_channels(principal.as_ref(), channels)?;
         let max = hub.config().max_subscriptions;
         if channels.len() > max {
             return Err(HubError::TooManySubscriptions(max).into());
         }
-        Ok(hub.register(TransportKind::WebSocket)?)
+        let client = hub.register(TransportKind::WebSocket)?;
+        self.identity.attach(&client, principal);
+        Ok(client)
     }
 
     /// Serves a connection whose opening [`super::direct::sniff`] found to be an upgrade of
@@ -46,9 +56,13 @@ impl WebSockets {
         // The callback's signature (and its large error type) is tungstenite's.
         #[allow(clippy::result_large_err)]
         let callback = |request: &HandshakeRequest, response: HandshakeResponse| {
+            let token = token_of(request.uri().query(), request.headers());
             let result = query::channels_from_query(request.uri().query().unwrap_or(""))
                 .map_err(TransportError::from)
-                .and_then(|channels| self.admit(&channels).map(|client| (client, channels)));
+                .and_then(|channels| {
+                    self.admit(&channels, token.as_deref())
+                        .map(|client| (client, channels))
+                });
             match result {
                 Ok(accepted) => {
                     admitted = Some(accepted);
@@ -93,7 +107,8 @@ impl WebSockets {
         channels: Vec<ChannelName>,
     ) -> Result<Response<Body>, TransportError> {
         let accept_key = websocket_accept_key(request.headers())?;
-        let client = self.admit(&channels)?;
+        let token = token_of(request.uri().query(), request.headers());
+        let client = self.admit(&channels, token.as_deref())?;
         let on_upgrade = hyper::upgrade::on(&mut request);
         let this = self.clone();
         self.tracker.spawn(async move {
