@@ -8,7 +8,8 @@
 //! fall due — so notices and expiries are up to one tick late, which is documented.
 //!
 //! When: a token of lifetime `L` (from the moment it was verified to its `exp`) gets its
-//! notice `min(30 s, L / 10)` before `exp`; the connection ends at `exp` plus the leeway
+//! notice `min(30 s, max(1 s, L / 10))` before `exp` — at 90% of its life, but never less
+//! than a second ahead (two housekeeping ticks, so a short token can still be refreshed); the connection ends at `exp` plus the leeway
 //! (the leeway absorbs clock skew between backend and hub; a token accepted within it must
 //! not be cut off at once). A client's entries leave the schedule when its identity is
 //! dropped (the client is gone) or replaced (an accepted `refresh`).
@@ -20,9 +21,13 @@ use super::token::{unix_now_ms, TokenVerifier};
 use super::{AuthError, Principal, Right};
 use crate::protocol::ChannelName;
 
-/// The notice comes this long before `exp` at most (earlier only for short tokens, at 90% of
-/// their lifetime).
+/// The notice comes this long before `exp` at most (later for shorter tokens: at 90% of
+/// their lifetime)...
 pub const NOTICE_BEFORE_MS: u64 = 30_000;
+
+/// ...and this long before `exp` at least: two housekeeping ticks, so a client has time to
+/// answer a notice that arrives a tick late.
+pub const MIN_NOTICE_BEFORE_MS: u64 = 1_000;
 
 /// A connection may refresh at most this often; more is a flood (each refresh costs a
 /// signature check) and gets `rate_limited`.
@@ -103,7 +108,8 @@ impl Tokens {
         let exp_ms = principal.exp.saturating_mul(1000);
         let lifetime = exp_ms.saturating_sub(now_ms);
         Timing {
-            notice_at: exp_ms - (lifetime / 10).min(NOTICE_BEFORE_MS),
+            notice_at: exp_ms
+                .saturating_sub((lifetime / 10).clamp(MIN_NOTICE_BEFORE_MS, NOTICE_BEFORE_MS)),
             end_at: exp_ms + self.verifier.leeway().as_millis() as u64,
         }
     }
