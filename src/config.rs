@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::builder::TypedValueParser as _;
 use clap::Parser;
 
-use crate::auth::{BackendGuard, TokenVerifier};
+use crate::auth::{BackendGuard, OriginPolicy, TokenVerifier};
 use crate::hub::{HistoryLimits, HubConfig, PublishPolicy};
 use crate::transport::long_poll::LongPollConfig;
 use crate::transport::ws::WsConfig;
@@ -148,6 +148,13 @@ pub struct Config {
     /// Clock skew tolerated between the backend that signs tokens and the hub (`exp`, `nbf`).
     #[arg(long, env = "CRIER_TOKEN_LEEWAY", default_value = "5s", value_parser = humantime::parse_duration)]
     pub token_leeway: Duration,
+
+    /// Web pages that may connect (browser requests carry `Origin`): exact origins
+    /// (`https://app.example.com`) or host patterns (`*.example.com`), comma-separated. The
+    /// hub's own origin is always allowed; without a list, so are localhost, 127.0.0.1 and
+    /// [::1] on any port. Others get 403 `origin_forbidden`.
+    #[arg(long, env = "CRIER_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
 
     /// Test knob: loopback peer addresses to treat as remote (e.g. 127.0.0.2), so the
     /// loopback-only rule of the backend API can be tested on one machine.
@@ -289,6 +296,10 @@ impl Config {
                 .map(|k| k.expose().to_owned()),
             self.treat_as_remote.clone(),
         )
+    }
+
+    pub fn origin_policy(&self) -> OriginPolicy {
+        OriginPolicy::new(self.allowed_origins.iter().cloned())
     }
 
     /// The connection-token verifier; `None` is open mode.

@@ -63,7 +63,10 @@ impl Server {
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         let hub = Hub::new(config.hub_config(), shutdown.clone());
-        let identity = Identity::new(config.token_verifier().map(Tokens::new));
+        let identity = Identity::new(
+            config.token_verifier().map(Tokens::new),
+            config.origin_policy(),
+        );
         let websockets = WebSockets::new(
             hub.clone(),
             tracker.clone(),

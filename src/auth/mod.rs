@@ -5,6 +5,7 @@
 //! - [`token`] — clients: a JWT signed by the backend, verified into a [`Principal`] (user,
 //!   rights, info). Bounded in size, one algorithm per hub (no `none`, no algorithm
 //!   confusion), `exp` required.
+//! - [`origin`] — which web pages (`Origin`) may open a WebSocket or long-poll session.
 //! - [`lifetime`] — a connected client's identity ([`ClientIdentity`], kept on its hub
 //!   `Client`): its rights checks, its `refresh`, and the one schedule ([`Tokens`]) that says
 //!   when each token needs a `refresh_token` notice and when it expires — read by the
@@ -15,6 +16,7 @@
 
 pub mod api_key;
 pub mod lifetime;
+pub mod origin;
 pub mod token;
 
 use std::sync::Arc;
@@ -25,6 +27,7 @@ use crate::protocol::{ChannelName, ErrorCode};
 
 pub use api_key::BackendGuard;
 pub use lifetime::{ClientIdentity, Due, Tokens};
+pub use origin::OriginPolicy;
 pub use token::{TokenClaims, TokenVerifier, MAX_TOKEN_LEN};
 
 /// A refusal, with its documented code.
@@ -39,6 +42,9 @@ pub enum AuthError {
     /// A `refresh` sooner than [`lifetime::MIN_REFRESH_INTERVAL_MS`] after the last one.
     #[error("at most one refresh per second; this one was ignored")]
     RefreshTooSoon,
+    /// A browser request from a page the hub does not serve.
+    #[error("{0}")]
+    OriginForbidden(String),
 }
 
 impl AuthError {
@@ -47,6 +53,7 @@ impl AuthError {
             Self::Unauthorized(_) => ErrorCode::Unauthorized,
             Self::Forbidden(_) => ErrorCode::Forbidden,
             Self::RefreshTooSoon => ErrorCode::RateLimited,
+            Self::OriginForbidden(_) => ErrorCode::OriginForbidden,
         }
     }
 }

@@ -74,6 +74,10 @@ pub fn router(state: AppState) -> Router {
         .route("/lp/poll", get(lp::poll))
         .route("/lp/send", post(lp::send))
         .route("/lp/close", post(lp::close))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_origin,
+        ))
         .layer(no_buffering)
         .layer(no_store());
     let body_limit = axum::extract::DefaultBodyLimit::max(state.config.max_message_size);
@@ -99,6 +103,14 @@ async fn require_backend(State(state): State<AppState>, request: Request, next: 
         .get(header::AUTHORIZATION)
         .map(HeaderValue::as_bytes);
     match state.backend.check(authorization, peer) {
+        Ok(()) => next.run(request).await,
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// Refuses long-poll requests from browser pages of other origins (`origin_forbidden`).
+async fn require_origin(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    match state.identity.check_origin(request.headers()) {
         Ok(()) => next.run(request).await,
         Err(e) => ApiError::from(e).into_response(),
     }

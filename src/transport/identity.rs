@@ -9,21 +9,38 @@ use std::sync::Arc;
 
 use hyper::header::{self, HeaderMap};
 
-use crate::auth::{api_key, AuthError, Due, Principal, Right, Tokens};
+use crate::auth::{api_key, AuthError, Due, OriginPolicy, Principal, Right, Tokens};
 use crate::hub::{ChannelName, Client, ClientId, DisconnectReason, Hub};
 use crate::protocol::{query, server};
 
 use super::TransportError;
 
-/// The hub's token mode: `None` inside is open mode. Cheap to clone.
+/// Who may connect: the hub's token mode (`None` inside is open mode) and the browser
+/// origins it serves. Cheap to clone.
 #[derive(Clone, Default)]
 pub struct Identity {
     tokens: Option<Arc<Tokens>>,
+    origins: Arc<OriginPolicy>,
 }
 
 impl Identity {
-    pub fn new(tokens: Option<Arc<Tokens>>) -> Self {
-        Self { tokens }
+    pub fn new(tokens: Option<Arc<Tokens>>, origins: OriginPolicy) -> Self {
+        Self {
+            tokens,
+            origins: Arc::new(origins),
+        }
+    }
+
+    /// A browser request (one with `Origin`) must come from a page the hub serves.
+    pub fn check_origin(&self, headers: &HeaderMap) -> Result<(), TransportError> {
+        let value = |name| {
+            headers
+                .get(name)
+                .map(|v: &header::HeaderValue| v.as_bytes())
+        };
+        Ok(self
+            .origins
+            .check(value(header::ORIGIN), value(header::HOST))?)
     }
 
     pub fn is_open(&self) -> bool {

@@ -543,3 +543,119 @@ async fn refreshes_for_another_user_and_refresh_floods_are_refused() {
     other.close().await;
     server.assert_no_clients().await;
 }
+
+/// Opens `/ws?channel=watch` with an `Origin` header; `Ok` if upgraded, else status and body.
+async fn ws_with_origin(
+    server: &TestServer,
+    origin: &str,
+    via_hyper: bool,
+) -> Result<Ws, (u16, Value)> {
+    let mut request = format!("ws://{}/ws?channel=watch", server.addr)
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("origin", HeaderValue::from_str(origin).unwrap());
+    if via_hyper {
+        request
+            .headers_mut()
+            .insert("x-pad", HeaderValue::from_str(&"p".repeat(3000)).unwrap());
+    }
+    match within("upgrade", tokio_tungstenite::connect_async(request)).await {
+        Ok((stream, _)) => Ok(Ws { stream }),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            let body = response.body().clone().unwrap_or_default();
+            Err((
+                response.status().as_u16(),
+                serde_json::from_slice(&body).unwrap_or(Value::Null),
+            ))
+        }
+        Err(other) => panic!("{other:?}"),
+    }
+}
+
+async fn lp_with_origin(server: &TestServer, origin: &str) -> (u16, Value) {
+    let response = within(
+        "lp connect",
+        server
+            .http
+            .post(server.url("/lp/connect?channel=watch"))
+            .header("origin", origin)
+            .send(),
+    )
+    .await
+    .unwrap();
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    if status == 200 {
+        let session = body["session"].as_str().unwrap();
+        server
+            .post(&format!("/lp/close?session={session}"), "text/plain", "")
+            .await;
+    }
+    (status, body)
+}
+
+#[tokio::test]
+async fn browser_origins_are_checked_on_both_transports() {
+    let server = TestServer::start().await;
+    let mut other = server.ws("/ws?channel=watch").await;
+    other.recv_type("subscribed").await;
+    let own = format!("http://{}", server.addr);
+    for (i, (origin, allowed)) in [
+        (own.as_str(), true),
+        ("http://localhost:5173", true),
+        ("http://127.0.0.1:3000", true),
+        ("https://evil.example", false),
+        ("null", false),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for via_hyper in [false, true] {
+            match ws_with_origin(&server, origin, via_hyper).await {
+                Ok(ws) => {
+                    assert!(allowed, "{origin} was let in");
+                    ws.close().await;
+                }
+                Err((status, body)) => {
+                    assert!(!allowed, "{origin} refused: {status} {body}");
+                    assert_eq!(
+                        (status, body["error"]["code"].as_str()),
+                        (403, Some("origin_forbidden"))
+                    );
+                }
+            }
+        }
+        let (status, body) = lp_with_origin(&server, origin).await;
+        if allowed {
+            assert_eq!(status, 200, "{origin}: {body}");
+        } else {
+            assert_eq!(
+                (status, body["error"]["code"].as_str()),
+                (403, Some("origin_forbidden"))
+            );
+        }
+        still_served(&server, &mut other, i as u64).await;
+    }
+    other.close().await;
+    server.assert_no_clients().await;
+
+    let listed =
+        TestServer::with(&["--allowed-origins", "https://app.example.com,*.example.org"]).await;
+    assert!(ws_with_origin(&listed, "https://app.example.com", false)
+        .await
+        .is_ok());
+    assert!(ws_with_origin(&listed, "https://a.example.org", true)
+        .await
+        .is_ok());
+    let (status, _) = lp_with_origin(&listed, "http://localhost:5173").await;
+    assert_eq!(status, 403, "a list replaces the local hosts");
+    assert_eq!(
+        ws_with_origin(&listed, "https://example.org", false)
+            .await
+            .err()
+            .map(|e| e.0),
+        Some(403)
+    );
+}

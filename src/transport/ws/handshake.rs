@@ -31,13 +31,17 @@ impl WebSockets {
     fn admit(
         &self,
         channels: &[ChannelName],
-        token: Option<&str>,
+        query: Option<&str>,
+        headers: &HeaderMap,
     ) -> Result<Arc<Client>, TransportError> {
         let hub = &self.hub;
         if hub.is_shutting_down() {
             return Err(TransportError::ShuttingDown);
         }
-        let principal = self.identity.authenticate(token)?;
+        self.identity.check_origin(headers)?;
+        let principal = self
+            .identity
+            .authenticate(token_of(query, headers).as_deref())?;
         check_channels(principal.as_ref(), channels)?;
         let max = hub.config().max_subscriptions;
         if channels.len() > max {
@@ -56,11 +60,11 @@ impl WebSockets {
         // The callback's signature (and its large error type) is tungstenite's.
         #[allow(clippy::result_large_err)]
         let callback = |request: &HandshakeRequest, response: HandshakeResponse| {
-            let token = token_of(request.uri().query(), request.headers());
-            let result = query::channels_from_query(request.uri().query().unwrap_or(""))
+            let query = request.uri().query();
+            let result = query::channels_from_query(query.unwrap_or(""))
                 .map_err(TransportError::from)
                 .and_then(|channels| {
-                    self.admit(&channels, token.as_deref())
+                    self.admit(&channels, query, request.headers())
                         .map(|client| (client, channels))
                 });
             match result {
@@ -107,8 +111,7 @@ impl WebSockets {
         channels: Vec<ChannelName>,
     ) -> Result<Response<Body>, TransportError> {
         let accept_key = websocket_accept_key(request.headers())?;
-        let token = token_of(request.uri().query(), request.headers());
-        let client = self.admit(&channels, token.as_deref())?;
+        let client = self.admit(&channels, request.uri().query(), request.headers())?;
         let on_upgrade = hyper::upgrade::on(&mut request);
         let this = self.clone();
         self.tracker.spawn(async move {
