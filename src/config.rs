@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::builder::TypedValueParser as _;
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
 
 use crate::auth::{BackendGuard, OriginPolicy, TokenVerifier};
 use crate::hub::{HistoryLimits, HubConfig, PublishPolicy};
@@ -24,6 +24,10 @@ const RESERVED_FDS: u64 = 100;
     after_help = "Durations take units: 500ms, 25s, 5m. Every flag can also be set by the environment variable shown.\nThe wire protocol is documented in docs/PROTOCOL.md."
 )]
 pub struct Config {
+    /// Without a command, crier serves.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Address to listen on.
     #[arg(long, env = "CRIER_BIND", default_value = "127.0.0.1:8080")]
     pub bind: SocketAddr,
@@ -160,6 +164,32 @@ pub struct Config {
     /// loopback-only rule of the backend API can be tested on one machine.
     #[arg(long, hide = true, value_delimiter = ',')]
     pub treat_as_remote: Vec<IpAddr>,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Print a connection token signed with --token-secret (HS256), for the demo and for
+    /// trying things out; backends sign their own (docs/SECURITY.md).
+    Token(TokenArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    /// The user id (`sub`).
+    #[arg(long)]
+    pub sub: String,
+    /// Channel patterns the token may subscribe to (repeatable or comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub subscribe: Vec<String>,
+    /// Channel patterns the token may publish to (repeatable or comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub publish: Vec<String>,
+    /// Lifetime: `exp` is now plus this.
+    #[arg(long, default_value = "1h", value_parser = positive_duration)]
+    pub ttl: Duration,
+    /// The `info` object, as JSON (e.g. '{"name":"Ada"}').
+    #[arg(long)]
+    pub info: Option<String>,
 }
 
 /// A credential from the command line or environment, kept out of `Debug` output and logs.
@@ -406,6 +436,35 @@ mod tests {
                 .warnings()
                 .len(),
             1
+        );
+    }
+
+    #[test]
+    fn the_token_command_reads_the_global_secret() {
+        let c = Config::from_args([
+            "--token-secret",
+            "s",
+            "token",
+            "--sub",
+            "ada",
+            "--subscribe",
+            "chat:*,news",
+        ])
+        .unwrap();
+        let Some(Command::Token(args)) = &c.command else {
+            panic!("no token command")
+        };
+        assert_eq!(args.subscribe, ["chat:*", "news"]);
+        assert_eq!(args.ttl, Duration::from_secs(3600));
+        assert!(c.token_verifier().is_some());
+        let c = Config::from_args(["token", "--sub", "ada", "--token-secret", "s"]).unwrap();
+        assert!(
+            c.token_secret.is_some(),
+            "the secret may follow the command"
+        );
+        assert!(
+            format!("{c:?}").contains("<redacted>"),
+            "secrets stay out of Debug"
         );
     }
 }

@@ -535,6 +535,18 @@ async fn refreshes_for_another_user_and_refresh_floods_are_refused() {
         );
     }
     still_served(&server, &mut other, 1).await;
+    // A token that does not verify: unauthorized, and the connection keeps its own.
+    let mut second = server.ws(&format!("/ws?token={}", ada(60))).await;
+    second
+        .send(json!({"type": "refresh", "token": "not-a-jwt", "id": "x"}))
+        .await;
+    let e = second.recv_type("error").await;
+    assert_eq!(
+        (e["code"].as_str(), &e["id"]),
+        (Some("unauthorized"), &json!("x"))
+    );
+    second.subscribe("news").await;
+    second.close().await;
     // eve's rights were not taken: ada still may not subscribe outside her own.
     ws.send(json!({"type": "subscribe", "channel": "secret", "id": 30}))
         .await;
