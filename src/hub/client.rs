@@ -54,7 +54,8 @@ pub struct Client {
     pub queue: ClientQueue,
     subscriptions: Mutex<Subscriptions>,
     /// Who the client is (its verified token), set once at admission; empty in open mode.
-    identity: OnceLock<ClientIdentity>,
+    /// Boxed: inline it would add its ~80 bytes to every client, open mode included.
+    identity: OnceLock<Box<ClientIdentity>>,
 }
 
 #[derive(Debug, Default)]
@@ -91,12 +92,12 @@ impl Client {
 
     /// The client's identity; `None` in open mode.
     pub fn identity(&self) -> Option<&ClientIdentity> {
-        self.identity.get()
+        self.identity.get().map(|identity| &**identity)
     }
 
     /// Attaches the identity the client was admitted with (once; a second is ignored).
     pub fn set_identity(&self, identity: ClientIdentity) {
-        let _ = self.identity.set(identity);
+        let _ = self.identity.set(Box::new(identity));
     }
 
     /// Why the client was disconnected; `None` while it is connected.
