@@ -1,13 +1,14 @@
 //! Configuration: every flag has a `CRIER_*` environment variable and a default that works
 //! for the demo. `Config` is parsed by clap and turned into the typed limits each layer uses.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::builder::TypedValueParser as _;
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
 
+use crate::auth::{BackendGuard, OriginPolicy, TokenVerifier};
 use crate::hub::{HistoryLimits, HubConfig, PublishPolicy};
 use crate::transport::long_poll::LongPollConfig;
 use crate::transport::ws::WsConfig;
@@ -23,6 +24,10 @@ const RESERVED_FDS: u64 = 100;
     after_help = "Durations take units: 500ms, 25s, 5m. Every flag can also be set by the environment variable shown.\nThe wire protocol is documented in docs/PROTOCOL.md."
 )]
 pub struct Config {
+    /// Without a command, crier serves.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Address to listen on.
     #[arg(long, env = "CRIER_BIND", default_value = "127.0.0.1:8080")]
     pub bind: SocketAddr,
@@ -135,6 +140,126 @@ pub struct Config {
     /// How long shutdown waits for connections to close before exiting anyway.
     #[arg(long, env = "CRIER_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
+
+    /// API key backends present on `/api/*` and `/metrics` (`Authorization: Bearer KEY`).
+    /// Repeat (or comma-separate) for several, e.g. while rotating. With no key at all those
+    /// routes answer loopback peers only. See docs/SECURITY.md.
+    #[arg(
+        long = "api-key",
+        env = "CRIER_API_KEY",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub api_keys: Vec<Secret>,
+
+    /// File of API keys, one per line (blank lines and lines starting with `#` ignored).
+    #[arg(long, env = "CRIER_API_KEY_FILE", value_parser = api_key_file)]
+    pub api_key_file: Option<ApiKeyFile>,
+
+    /// Shared secret that verifies clients' connection tokens (JWT, HS256). Without it (or
+    /// --token-public-key) the hub runs in open mode: any client may subscribe anywhere.
+    #[arg(
+        long,
+        env = "CRIER_TOKEN_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
+    pub token_secret: Option<Secret>,
+
+    /// PEM public key that verifies connection tokens instead: RSA (RS256), EC P-256 (ES256)
+    /// or Ed25519 (EdDSA).
+    #[arg(long, env = "CRIER_TOKEN_PUBLIC_KEY", value_parser = public_key_file, conflicts_with = "token_secret")]
+    pub token_public_key: Option<PublicKeyPem>,
+
+    /// Clock skew tolerated between the backend that signs tokens and the hub (`exp`, `nbf`).
+    #[arg(long, env = "CRIER_TOKEN_LEEWAY", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub token_leeway: Duration,
+
+    /// Web pages that may connect (browser requests carry `Origin`): exact origins
+    /// (`https://app.example.com`) or host patterns (`*.example.com`), comma-separated. The
+    /// hub's own origin is always allowed; without a list, so are localhost, 127.0.0.1 and
+    /// [::1] on any port. Others get 403 `origin_forbidden`.
+    #[arg(long, env = "CRIER_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
+    /// Test knob: loopback peer addresses to treat as remote (e.g. 127.0.0.2), so the
+    /// loopback-only rule of the backend API can be tested on one machine.
+    #[arg(long, hide = true, value_delimiter = ',')]
+    pub treat_as_remote: Vec<IpAddr>,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Print a connection token signed with --token-secret (HS256), for the demo and for
+    /// trying things out; backends sign their own (docs/SECURITY.md).
+    Token(TokenArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    /// The user id (`sub`).
+    #[arg(long)]
+    pub sub: String,
+    /// Channel patterns the token may subscribe to (repeatable or comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub subscribe: Vec<String>,
+    /// Channel patterns the token may publish to (repeatable or comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub publish: Vec<String>,
+    /// Lifetime: `exp` is now plus this.
+    #[arg(long, default_value = "1h", value_parser = positive_duration)]
+    pub ttl: Duration,
+    /// The `info` object, as JSON (e.g. '{"name":"Ada"}').
+    #[arg(long)]
+    pub info: Option<String>,
+}
+
+/// A credential from the command line or environment, kept out of `Debug` output and logs.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// The keys of `--api-key-file`, read when the flags are parsed.
+#[derive(Clone, Debug)]
+pub struct ApiKeyFile(pub Vec<Secret>);
+
+fn api_key_file(path: &str) -> Result<ApiKeyFile, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    Ok(ApiKeyFile(
+        text.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(|l| Secret(l.to_owned()))
+            .collect(),
+    ))
+}
+
+/// The PEM of `--token-public-key`, read and checked when the flags are parsed.
+#[derive(Clone, Debug)]
+pub struct PublicKeyPem(pub Vec<u8>);
+
+fn public_key_file(path: &str) -> Result<PublicKeyPem, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    TokenVerifier::from_public_key_pem(&pem, Duration::ZERO)?;
+    Ok(PublicKeyPem(pem))
 }
 
 fn fraction(s: &str) -> Result<f64, String> {
@@ -199,6 +324,62 @@ impl Config {
             ));
         }
         warnings
+    }
+
+    /// Who may use the backend API.
+    pub fn backend_guard(&self) -> BackendGuard {
+        let from_file = self.api_key_file.iter().flat_map(|f| f.0.iter());
+        BackendGuard::new(
+            self.api_keys
+                .iter()
+                .chain(from_file)
+                .map(|k| k.expose().to_owned()),
+            self.treat_as_remote.clone(),
+        )
+    }
+
+    pub fn origin_policy(&self) -> OriginPolicy {
+        OriginPolicy::new(self.allowed_origins.iter().cloned())
+    }
+
+    /// The connection-token verifier; `None` is open mode.
+    pub fn token_verifier(&self) -> Option<TokenVerifier> {
+        if let Some(secret) = &self.token_secret {
+            return Some(TokenVerifier::hs256(
+                secret.expose().as_bytes(),
+                self.token_leeway,
+            ));
+        }
+        let pem = self.token_public_key.as_ref()?;
+        // Checked when the flag was parsed.
+        TokenVerifier::from_public_key_pem(&pem.0, self.token_leeway).ok()
+    }
+
+    /// What the security settings leave open, for warnings at start-up (docs/SECURITY.md).
+    pub fn security_notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        if !self.backend_guard().has_keys() {
+            notes.push(
+                "no --api-key: /api/* and /metrics answer loopback peers only (set --api-key to publish from other hosts)"
+                    .to_owned(),
+            );
+        }
+        if self.token_verifier().is_none() {
+            notes.push(
+                "open mode (no --token-secret or --token-public-key): any client may connect and subscribe to any channel"
+                    .to_owned(),
+            );
+        }
+        if self
+            .token_secret
+            .as_ref()
+            .is_some_and(|s| s.expose().len() < 32)
+        {
+            notes.push(
+                "--token-secret is shorter than 32 bytes: use a long random secret".to_owned(),
+            );
+        }
+        notes
     }
 
     pub fn hub_config(&self) -> HubConfig {
@@ -269,6 +450,35 @@ mod tests {
                 .warnings()
                 .len(),
             1
+        );
+    }
+
+    #[test]
+    fn the_token_command_reads_the_global_secret() {
+        let c = Config::from_args([
+            "--token-secret",
+            "s",
+            "token",
+            "--sub",
+            "ada",
+            "--subscribe",
+            "chat:*,news",
+        ])
+        .unwrap();
+        let Some(Command::Token(args)) = &c.command else {
+            panic!("no token command")
+        };
+        assert_eq!(args.subscribe, ["chat:*", "news"]);
+        assert_eq!(args.ttl, Duration::from_secs(3600));
+        assert!(c.token_verifier().is_some());
+        let c = Config::from_args(["token", "--sub", "ada", "--token-secret", "s"]).unwrap();
+        assert!(
+            c.token_secret.is_some(),
+            "the secret may follow the command"
+        );
+        assert!(
+            format!("{c:?}").contains("<redacted>"),
+            "secrets stay out of Debug"
         );
     }
 }

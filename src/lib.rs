@@ -6,7 +6,7 @@
 //!
 //! # Map
 //!
-//! Dependencies point one way: `main → server → http → transport → hub → protocol`.
+//! Dependencies point one way: `main → server → http → transport → hub → auth → protocol`.
 //!
 //! - `main.rs` — thin binary: parse [`config::Config`], init tracing, raise the open-files
 //!   limit, bind, [`server::Server::run`] until SIGINT/SIGTERM.
@@ -18,18 +18,25 @@
 //!   (history ageing, long-poll reaper) and graceful shutdown over a root
 //!   `CancellationToken` and a `TaskTracker` that holds every spawned task.
 //! - [`http`] — axum wiring only: router, publish/history/stats API, long-poll endpoints,
-//!   every error rendered as status + JSON body in one place ([`http::error`]).
+//!   every error rendered as status + JSON body in one place ([`http::error`]). The backend
+//!   API (`/api/*`, `/metrics`) sits behind one middleware that asks [`auth::BackendGuard`].
 //! - [`transport`] — adapters that turn connections into hub calls: [`transport::dispatch`]
 //!   (what a client frame does, shared by both transports), [`transport::ws`] (the
 //!   [`handshake`](transport::ws::handshake) admits or refuses; then one
 //!   session task per socket: queue → socket as pre-encoded frames in one
-//!   vectored write per batch, socket → hub, pings, idle and write timeouts) and
-//!   [`transport::long_poll`] (sessions, held polls, acked batches, reaper).
+//!   vectored write per batch, socket → hub, pings, idle and write timeouts),
+//!   [`transport::long_poll`] (sessions, held polls, acked batches, reaper) and
+//!   [`transport::identity`] (tokens at admission, sessions bound to their user, the token
+//!   lifetime step of housekeeping).
 //! - [`hub`] — the core, free of HTTP/WebSocket types: [`hub::Hub`] (register, subscribe,
 //!   publish, take, disconnect), the dashmap registry, channels (offsets, epoch, history ring,
 //!   subscribers), per-client bounded queues whose catch-ups are cursors into history,
 //!   back-pressure (lagging vs stuck clients) and budgets (channel count, history bytes across
 //!   channels, data depth), `HubError`, stats.
+//! - [`auth`] — identity, free of HTTP types beyond header values: API keys and the
+//!   loopback rule for backends; connection tokens (JWT) verified into a
+//!   [`auth::Principal`] (user, rights, info) that each hub `Client` carries as its
+//!   [`auth::ClientIdentity`]; one schedule of token notices and expiries for the hub.
 //! - [`protocol`] — the wire contract as types, at the bottom so every layer speaks it:
 //!   channel names and positions, [`protocol::ErrorCode`] (wire string + HTTP status per
 //!   code), [`protocol::DisconnectReason`] (close codes), every server frame
@@ -49,9 +56,15 @@
 //! - The hub encodes the frames it must order under a channel lock (`message`, `subscribed`,
 //!   `missed`) with [`protocol::server`]; a request's reply `id` never enters the hub — the
 //!   transport hands `Hub::subscribe` a closure that encodes `subscribed` with it.
+//! - Identity: a transport authenticates a connecting client's token before
+//!   `Hub::register` and attaches the identity to the new `Client`; `dispatch` checks each
+//!   `subscribe`/`publish` against it (`forbidden`) before calling the hub, which itself
+//!   knows nothing of tokens. Expiry is one more reason: the housekeeping tick calls
+//!   `Hub::disconnect(id, TokenExpired)`.
 //! - Every ending goes through `Hub::disconnect(id, reason)`, exactly once. It closes the
 //!   client's queue with the reason, which is also the transport's cancellation signal.
 
+pub mod auth;
 pub mod config;
 pub mod http;
 pub mod hub;

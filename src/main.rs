@@ -4,12 +4,16 @@ use anyhow::Context;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use crier::config::{raise_open_files_limit, Config};
+use crier::auth::token::{sign_hs256, unix_now, TokenClaims};
+use crier::config::{raise_open_files_limit, Command, Config, TokenArgs};
 use crier::server::Server;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
+    if let Some(Command::Token(args)) = &config.command {
+        return print_token(&config, args);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
@@ -27,6 +31,9 @@ async fn main() -> anyhow::Result<()> {
     }
     for warning in config.warnings() {
         tracing::warn!("{warning}");
+    }
+    for note in config.security_notes() {
+        tracing::warn!("{note}");
     }
     let ceiling = config.connection_ceiling();
     tracing::info!(
@@ -48,6 +55,35 @@ async fn main() -> anyhow::Result<()> {
         "listening on http://{addr}"
     );
     Server::new(config).run(listener, shutdown).await?;
+    Ok(())
+}
+
+/// `crier token …`: prints an HS256 token signed with --token-secret (or its env variable).
+fn print_token(config: &Config, args: &TokenArgs) -> anyhow::Result<()> {
+    let secret = config
+        .token_secret
+        .as_ref()
+        .context("crier token needs --token-secret (or CRIER_TOKEN_SECRET)")?;
+    let info = args
+        .info
+        .as_deref()
+        .map(|text| {
+            serde_json::value::RawValue::from_string(text.to_owned())
+                .ok()
+                .filter(|raw| raw.get().trim_start().starts_with('{'))
+                .context("--info must be a JSON object")
+        })
+        .transpose()?;
+    let claims = TokenClaims {
+        sub: args.sub.clone(),
+        exp: unix_now() + args.ttl.as_secs(),
+        subscribe: args.subscribe.clone(),
+        publish: args.publish.clone(),
+        info,
+    };
+    let token = sign_hs256(secret.expose().as_bytes(), &claims);
+    use std::io::Write as _;
+    writeln!(std::io::stdout(), "{token}")?;
     Ok(())
 }
 

@@ -19,9 +19,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
 
+use crate::auth::Tokens;
 use crate::config::Config;
 use crate::http::{self, AppState};
 use crate::hub::{DisconnectReason, Hub};
+use crate::transport::identity::Identity;
 use crate::transport::long_poll::LongPoll;
 use crate::transport::ws::direct::{self, Opening};
 use crate::transport::ws::WebSockets;
@@ -61,18 +63,26 @@ impl Server {
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         let hub = Hub::new(config.hub_config(), shutdown.clone());
+        let identity = Identity::new(
+            config.token_verifier().map(Tokens::new),
+            config.origin_policy(),
+        );
         let websockets = WebSockets::new(
             hub.clone(),
             tracker.clone(),
             config.ws_config(),
             Arc::new(http::error::render_rejection),
-        );
-        let long_poll = LongPoll::new(hub.clone(), config.long_poll_config());
+        )
+        .with_identity(identity.clone());
+        let long_poll =
+            LongPoll::with_identity(hub.clone(), config.long_poll_config(), identity.clone());
         Self {
             state: AppState {
                 hub,
                 websockets,
                 long_poll,
+                backend: Arc::new(config.backend_guard()),
+                identity,
                 config: Arc::new(config),
                 started: Instant::now(),
             },
@@ -141,6 +151,7 @@ impl Server {
                         // every WebSocket connection spawned from this same code.
                         let serve = Box::pin(serve_connection(
                             stream,
+                            peer,
                             router,
                             handshake_timeout,
                             shutdown,
@@ -177,15 +188,20 @@ impl Server {
 
 async fn serve_connection(
     stream: TcpStream,
+    peer: std::net::SocketAddr,
     router: axum::Router,
     handshake_timeout: Duration,
     shutdown: CancellationToken,
 ) -> Result<(), hyper::Error> {
     // Messages are small and latency matters more than packet count.
     let _ = stream.set_nodelay(true);
-    let service = TowerToHyperService::new(
-        router.map_request(|r: hyper::Request<Incoming>| r.map(axum::body::Body::new)),
-    );
+    // The peer address rides along with each request: the backend API's loopback rule reads it.
+    let service =
+        TowerToHyperService::new(router.map_request(move |r: hyper::Request<Incoming>| {
+            let mut r = r.map(axum::body::Body::new);
+            r.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+            r
+        }));
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -214,8 +230,9 @@ async fn housekeeping(state: AppState, shutdown: CancellationToken) {
                 let reaped = state.long_poll.reap();
                 let forgotten = state.hub.sweep();
                 let stuck = state.hub.check_stuck();
-                if reaped + forgotten + stuck > 0 {
-                    tracing::debug!(reaped, forgotten, stuck, "housekeeping");
+                let expired = state.identity.tick(&state.hub);
+                if reaped + forgotten + stuck + expired > 0 {
+                    tracing::debug!(reaped, forgotten, stuck, expired, "housekeeping");
                 }
             }
         }

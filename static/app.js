@@ -14,9 +14,20 @@ const TAB_ID = Math.random().toString(36).slice(2, 10);
 const params = new URLSearchParams(location.search);
 const forceLongPoll = params.get('transport') === 'longpoll';
 
+// A connection token for hubs with tokens (docs/SECURITY.md): from `?token=` or the field in
+// the header; a real app would fetch one from its backend here instead.
+const tokenInput = $('#token');
+tokenInput.value = params.get('token') || sessionStorage.getItem('crier-token') || '';
+
 const client = new CrierClient({
   transport: forceLongPoll ? 'longpoll' : 'auto',
   backoff: { initialMs: 500, maxMs: 10000 },
+  getToken: async () => tokenInput.value.trim() || null,
+});
+tokenInput.addEventListener('change', () => {
+  sessionStorage.setItem('crier-token', tokenInput.value.trim());
+  // Reconnect now with the new token; every channel resumes where it was.
+  client.setTransport(client.options.transport);
 });
 // For the browser tests and for poking at it from the devtools console.
 window.crier = client;

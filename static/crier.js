@@ -18,6 +18,10 @@
 // - Reconnects with jittered exponential backoff and resumes every channel from the last
 //   position it delivered (`since: {epoch, offset}`), so nothing within history is missed.
 //   When history cannot cover the gap the hub says so and you get a `missed` event.
+// - With a `getToken()` option (hubs with tokens): asks it for a connection token before every
+//   connection attempt, and again when the hub says the token is about to expire
+//   (`refresh_token` → `refresh`). A token-related refusal (401, close 4003) is retried with
+//   the usual backoff, with a fresh token.
 // - Drops duplicates defensively (an offset at or below the last one delivered, same epoch).
 
 /** WebSocket close codes from docs/PROTOCOL.md, with the reason text the hub sends. */
@@ -32,6 +36,7 @@ export const CLOSE_REASONS = Object.freeze({
   4000: 'slow',
   4001: 'idle_timeout',
   4002: 'write_timeout',
+  4003: 'token_expired',
 });
 
 // Closes the protocol marks "reconnect? no": the hub rejected what *this* client sent, so an
@@ -45,6 +50,7 @@ const DEFAULTS = {
   backoff: { initialMs: 500, maxMs: 15000, factor: 2 },
   wsOpenTimeoutMs: 5000, // a socket that has not opened by then counts as failed (→ long-poll)
   requestTimeoutMs: 15000, // publish/unsubscribe/ping without a reply by then reject with `timeout`
+  getToken: undefined, // async () => token: called before each connection and on `refresh_token`
 };
 
 // The connection lifecycle. `state` is the only record of where the client stands, and every
@@ -114,6 +120,7 @@ export class CrierClient {
     // What `auto` opens: 'longpoll' once it worked where WebSocket did not (a proxy that blocks
     // upgrades keeps blocking them), until setTransport() starts afresh.
     this._autoTransport = 'websocket';
+    this._token = null; // the connection token in use (only with `getToken`)
     this._onOnline = () => {
       if (this.state === 'reconnecting') this.reconnect();
     };
@@ -134,6 +141,7 @@ export class CrierClient {
    * - `message`      every message frame delivered to a subscriber `{ channel, epoch, offset, data }`
    * - `subscribed`   the hub's `subscribed` frame (also after each resume)
    * - `error`        a `CrierError` that belongs to no request (unsolicited `error` frame…)
+   * - `refreshed`      the hub's `refreshed` frame `{ exp }` after a token refresh
    */
   on(event, fn) {
     if (!this._listeners.has(event)) this._listeners.set(event, new Set());
@@ -362,6 +370,14 @@ export class CrierClient {
 
   /** Open a transport per `options.transport`, falling back from WebSocket to long-poll. */
   async _openTransport() {
+    if (this.options.getToken) {
+      // A fresh token for every attempt: the one that failed (401, 4003) may be what failed.
+      try {
+        this._token = await this.options.getToken();
+      } catch (err) {
+        throw new CrierError('token_unavailable', `getToken() failed: ${err?.message || err}`);
+      }
+    }
     const mode = this.options.transport;
     const hasWs = typeof WebSocket !== 'undefined';
     if (mode === 'longpoll' || (mode === 'auto' && (!hasWs || this._autoTransport === 'longpoll'))) {
@@ -381,12 +397,35 @@ export class CrierClient {
   }
 
   _openWebSocket() {
-    const url = this.baseUrl.replace(/^http/, 'ws') + '/ws';
+    // Browsers cannot set headers on a WebSocket: the token travels in the query.
+    const query = this._token ? `?token=${encodeURIComponent(this._token)}` : '';
+    const url = this.baseUrl.replace(/^http/, 'ws') + '/ws' + query;
     return WebSocketConnection.open(url, this._sinkFor(), this.options.wsOpenTimeoutMs);
   }
 
   _openLongPoll() {
-    return LongPollConnection.open(this.baseUrl, this._sinkFor());
+    return LongPollConnection.open(this.baseUrl, this._sinkFor(), this._token);
+  }
+
+  /** The hub's `refresh_token` notice: fetch a new token and hand it over (`refresh`). */
+  async _refreshToken(conn) {
+    if (!this.options.getToken) return;
+    let token;
+    try {
+      token = await this.options.getToken();
+    } catch (err) {
+      this._emit('error', new CrierError('token_unavailable', `getToken() failed: ${err?.message || err}`));
+      return; // the hub closes with 4003 at expiry; the reconnect asks again
+    }
+    if (conn !== this._conn) return;
+    try {
+      const reply = await this._request({ type: 'refresh', token });
+      this._token = token;
+      if (conn.token !== undefined) conn.token = token; // long-poll requests carry it
+      this._emit('refreshed', reply);
+    } catch (err) {
+      this._emit('error', err);
+    }
   }
 
   /** Callbacks for one transport object; frames from a stale connection are ignored. */
@@ -561,13 +600,16 @@ export class CrierClient {
         return this._onSubscribed(frame);
       case 'missed':
         return this._onMissed(frame);
+      case 'refresh_token':
+        this._refreshToken(this._conn);
+        return;
       case 'error': {
         const err = new CrierError(frame.code, frame.message, { frame });
         if (frame.id === undefined || !this._settle(frame.id, err)) this._emit('error', err);
         return;
       }
       default:
-        // unsubscribed, published, pong: plain replies.
+        // unsubscribed, published, pong, refreshed: plain replies.
         if (frame.id !== undefined) this._settle(frame.id, frame);
     }
   }
@@ -723,9 +765,11 @@ class WebSocketConnection {
 }
 
 class LongPollConnection {
-  static async open(baseUrl, sink) {
-    const res = await httpJson(`${baseUrl}/lp/connect`, { method: 'POST', body: '{}' });
+  static async open(baseUrl, sink, token) {
+    const body = token ? JSON.stringify({ token }) : '{}';
+    const res = await httpJson(`${baseUrl}/lp/connect`, { method: 'POST', body });
     const conn = new LongPollConnection(baseUrl, sink, res);
+    conn.token = token || null;
     sink.conn = conn;
     conn._pollLoop();
     return conn;
@@ -742,6 +786,13 @@ class LongPollConnection {
     this.pollAbort = null;
     this.sendQueue = [];
     this.sending = false;
+    this.token = null; // with tokens on, every request proves the session's user
+  }
+
+  /** `session=…` plus the token, for every request after connect. */
+  _sessionQuery() {
+    const token = this.token ? `&token=${encodeURIComponent(this.token)}` : '';
+    return `session=${this.session}${token}`;
   }
 
   /**
@@ -758,7 +809,7 @@ class LongPollConnection {
       let res;
       let body;
       try {
-        res = await fetch(`${this.baseUrl}/lp/poll?session=${this.session}&ack=${this.ack}`, {
+        res = await fetch(`${this.baseUrl}/lp/poll?${this._sessionQuery()}&ack=${this.ack}`, {
           cache: 'no-store',
           signal: this.pollAbort.signal,
         });
@@ -840,7 +891,7 @@ class LongPollConnection {
   /** POST /lp/send; resolves with null on 202, or the CrierError. */
   async _post(frames) {
     try {
-      await httpJson(`${this.baseUrl}/lp/send?session=${this.session}`, {
+      await httpJson(`${this.baseUrl}/lp/send?${this._sessionQuery()}`, {
         method: 'POST',
         body: JSON.stringify(frames.length === 1 ? frames[0] : frames),
       });
@@ -868,7 +919,7 @@ class LongPollConnection {
     this._rejectQueued();
     // Ends the session on the hub now rather than when its idle timer fires; `keepalive` lets
     // the request outlive a page being unloaded.
-    fetch(`${this.baseUrl}/lp/close?session=${this.session}`, { method: 'POST', keepalive: true }).catch(() => {});
+    fetch(`${this.baseUrl}/lp/close?${this._sessionQuery()}`, { method: 'POST', keepalive: true }).catch(() => {});
     // Abort after the close request is on its way, or the hub may see the poll go first.
     setTimeout(() => this.pollAbort?.abort(), 0);
   }

@@ -3,7 +3,7 @@
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Query, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
@@ -11,20 +11,24 @@ use crate::protocol::bodies::{
     Accepted, Closed, ConnectChannel, ConnectRequest, SessionOpened, SessionQuery,
 };
 use crate::protocol::query;
+use crate::transport::identity::token_of;
 use crate::transport::long_poll::SessionId;
 use crate::transport::TransportError;
 
 use super::error::ApiError;
 use super::AppState;
 
+/// The session id, the ack, and the request's token (`Authorization: Bearer`, else `?token=`).
 fn session_id(
     query: Result<Query<SessionQuery>, QueryRejection>,
-) -> Result<(SessionId, u64), ApiError> {
+    headers: &HeaderMap,
+) -> Result<(SessionId, u64, Option<String>), ApiError> {
     let Query(query) = query.map_err(|e| ApiError::from_query_rejection(&e))?;
     // A malformed id is as unknown as an expired one: the client's remedy is the same.
     let id = SessionId::parse(&query.session)
         .ok_or_else(|| ApiError::from(TransportError::UnknownSession))?;
-    Ok((id, query.ack))
+    let token = token_of(None, headers).or(query.token);
+    Ok((id, query.ack, token))
 }
 
 /// `POST /lp/connect?channel=a` or with `{"channels": [...]}`.
@@ -37,6 +41,7 @@ pub async fn connect(
             .into_iter()
             .map(|c| ConnectChannel::Name(c.as_str().to_owned()))
             .collect();
+    let mut token = token_of(request.uri().query(), request.headers());
     let limit = state.config.max_message_size;
     let body = axum::body::to_bytes(request.into_body(), limit)
         .await
@@ -45,8 +50,9 @@ pub async fn connect(
         let parsed: ConnectRequest =
             serde_json::from_slice(&body).map_err(|e| ApiError::from_json_error(&e))?;
         channels.extend(parsed.channels);
+        token = parsed.token.or(token);
     }
-    let id = state.long_poll.connect(channels)?;
+    let id = state.long_poll.connect(channels, token.as_deref())?;
     let config = state.long_poll.config();
     Ok(Json(SessionOpened {
         session: id.to_string(),
@@ -59,33 +65,36 @@ pub async fn connect(
 /// `GET /lp/poll?session=ID&ack=N`
 pub async fn poll(
     State(state): State<AppState>,
+    headers: HeaderMap,
     query: Result<Query<SessionQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let (id, ack) = session_id(query)?;
-    let batch = state.long_poll.poll(id, ack).await?;
+    let (id, ack, token) = session_id(query, &headers)?;
+    let batch = state.long_poll.poll(id, ack, token.as_deref()).await?;
     Ok(([(header::CONTENT_TYPE, "application/json")], batch.0).into_response())
 }
 
 /// `POST /lp/send?session=ID` with one frame or an array of frames.
 pub async fn send(
     State(state): State<AppState>,
+    headers: HeaderMap,
     query: Result<Query<SessionQuery>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let (id, _) = session_id(query)?;
+    let (id, _, token) = session_id(query, &headers)?;
     let body =
         body.map_err(|e| ApiError::from_body_rejection(&e, state.config.max_message_size))?;
     let text = std::str::from_utf8(&body).map_err(ApiError::from_utf8_error)?;
-    let accepted = state.long_poll.send(id, text)?;
+    let accepted = state.long_poll.send(id, text, token.as_deref())?;
     Ok((StatusCode::ACCEPTED, Json(Accepted { accepted })).into_response())
 }
 
 /// `POST /lp/close?session=ID`
 pub async fn close(
     State(state): State<AppState>,
+    headers: HeaderMap,
     query: Result<Query<SessionQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let (id, _) = session_id(query)?;
-    state.long_poll.close(id)?;
+    let (id, _, token) = session_id(query, &headers)?;
+    state.long_poll.close(id, token.as_deref())?;
     Ok(Json(Closed { closed: true }).into_response())
 }

@@ -6,21 +6,25 @@ mod api;
 pub mod error;
 mod lp;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderValue};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
 
+use crate::auth::BackendGuard;
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::protocol::query;
+use crate::transport::identity::Identity;
 use crate::transport::long_poll::LongPoll;
 use crate::transport::ws::WebSockets;
 
@@ -34,6 +38,10 @@ pub struct AppState {
     pub long_poll: LongPoll,
     pub config: Arc<Config>,
     pub started: Instant,
+    /// Who may use `/api/*` and `/metrics`.
+    pub backend: Arc<BackendGuard>,
+    /// Token mode (or open mode) of both transports.
+    pub identity: Identity,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -49,29 +57,63 @@ pub fn router(state: AppState) -> Router {
         header::HeaderName::from_static("x-accel-buffering"),
         HeaderValue::from_static("no"),
     );
+    // The backend API: API keys, or loopback peers only (see `crate::auth::api_key`).
     let api = Router::new()
         .route("/api/publish", post(api::publish_json))
         .route("/api/publish/{channel}", post(api::publish_body))
         .route("/api/channels/{channel}/history", get(api::history))
         .route("/api/stats", get(api::stats))
+        .route("/metrics", get(api::metrics))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_backend,
+        ))
         .layer(no_store());
     let long_poll = Router::new()
         .route("/lp/connect", post(lp::connect))
         .route("/lp/poll", get(lp::poll))
         .route("/lp/send", post(lp::send))
         .route("/lp/close", post(lp::close))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_origin,
+        ))
         .layer(no_buffering)
         .layer(no_store());
     let body_limit = axum::extract::DefaultBodyLimit::max(state.config.max_message_size);
     Router::new()
         .route("/healthz", get(api::healthz))
-        .route("/metrics", get(api::metrics))
         .route("/ws", get(websocket))
         .merge(api)
         .merge(long_poll)
         .fallback_service(ServeDir::new(&state.config.static_dir))
         .layer(body_limit)
         .with_state(state)
+}
+
+/// Refuses backend requests without the right API key (or, with none configured, from a
+/// peer not on loopback). A request with no recorded peer counts as remote.
+async fn require_backend(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(HeaderValue::as_bytes);
+    match state.backend.check(authorization, peer) {
+        Ok(()) => next.run(request).await,
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// Refuses long-poll requests from browser pages of other origins (`origin_forbidden`).
+async fn require_origin(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    match state.identity.check_origin(request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(e) => ApiError::from(e).into_response(),
+    }
 }
 
 /// `GET /ws?channel=a&channel=b`

@@ -6,8 +6,9 @@
 //! owns the reading side and turns the final `DisconnectReason` into a close code.
 
 use std::fmt;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
+use crate::auth::ClientIdentity;
 use crate::protocol::{ChannelName, DisconnectReason};
 
 use super::queue::{ClientQueue, LagCounter};
@@ -52,6 +53,9 @@ pub struct Client {
     /// every connect.
     pub queue: ClientQueue,
     subscriptions: Mutex<Subscriptions>,
+    /// Who the client is (its verified token), set once at admission; empty in open mode.
+    /// Boxed: inline it would add its ~80 bytes to every client, open mode included.
+    identity: OnceLock<Box<ClientIdentity>>,
 }
 
 #[derive(Debug, Default)]
@@ -82,7 +86,18 @@ impl Client {
             transport,
             queue: ClientQueue::new(queue_capacity, queue_max_bytes, lagging),
             subscriptions: Mutex::new(Subscriptions::default()),
+            identity: OnceLock::new(),
         }
+    }
+
+    /// The client's identity; `None` in open mode.
+    pub fn identity(&self) -> Option<&ClientIdentity> {
+        self.identity.get().map(|identity| &**identity)
+    }
+
+    /// Attaches the identity the client was admitted with (once; a second is ignored).
+    pub fn set_identity(&self, identity: ClientIdentity) {
+        let _ = self.identity.set(Box::new(identity));
     }
 
     /// Why the client was disconnected; `None` while it is connected.

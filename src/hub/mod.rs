@@ -126,6 +126,15 @@ impl Hub {
         Ok(client)
     }
 
+    /// The client with this id, while it is connected.
+    pub fn client(&self, id: ClientId) -> Option<Arc<Client>> {
+        self.inner
+            .registry
+            .clients
+            .get(&id)
+            .map(|c| c.value().clone())
+    }
+
     /// The one way a client leaves. Idempotent: the first reason wins and later calls return
     /// `false`. Wakes the transport (its queue is closed), which then closes the connection
     /// with the reason's code.

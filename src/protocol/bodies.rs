@@ -37,11 +37,14 @@ pub struct HistoryQuery {
     pub limit: Option<usize>,
 }
 
-/// `POST /lp/connect` body: `{"channels": ["a", {"channel": "b", "since": {…}}]}`.
+/// `POST /lp/connect` body: `{"channels": ["a", {"channel": "b", "since": {…}}], "token": …}`.
 #[derive(Deserialize)]
 pub struct ConnectRequest {
     #[serde(default)]
     pub channels: Vec<ConnectChannel>,
+    /// The connection token (browsers; other clients may use `Authorization: Bearer`).
+    #[serde(default)]
+    pub token: Option<String>,
 }
 
 /// One channel to join at connect, with an optional resume position.
@@ -56,12 +59,15 @@ pub enum ConnectChannel {
     },
 }
 
-/// `?session=ID&ack=N` of `/lp/poll`, `/lp/send` and `/lp/close`.
+/// `?session=ID&ack=N&token=T` of `/lp/poll`, `/lp/send` and `/lp/close` (`token` when the
+/// hub runs with tokens and the client cannot send `Authorization: Bearer`).
 #[derive(Deserialize)]
 pub struct SessionQuery {
     pub session: String,
     #[serde(default)]
     pub ack: u64,
+    #[serde(default)]
+    pub token: Option<String>,
 }
 
 // ---- responses ----

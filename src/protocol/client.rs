@@ -40,6 +40,11 @@ pub enum ClientFrame<'a> {
     Ping {
         id: Option<Id<'a>>,
     },
+    /// A new connection token for the same user (the answer to `refresh_token`).
+    Refresh {
+        token: &'a str,
+        id: Option<Id<'a>>,
+    },
 }
 
 /// A frame the client got wrong: answered with an `error` frame, the connection stays up.
@@ -77,6 +82,10 @@ struct RawFrame<'a> {
     // `Some` even for JSON `null`, which is a legitimate payload.
     #[serde(default, borrow, deserialize_with = "present")]
     data: Option<&'a RawValue>,
+    // Borrowed: a token has no escapes (it is base64url and dots); one with escapes is
+    // refused as `bad_frame`, which no honest client meets.
+    #[serde(default, borrow)]
+    token: Option<&'a str>,
 }
 
 /// Just the `id` of a frame whose other fields have the wrong shape.
@@ -146,10 +155,16 @@ pub fn parse(text: &str) -> Result<ClientFrame<'_>, FrameError<'_>> {
             Ok(ClientFrame::Publish { channel, data, id })
         }
         "ping" => Ok(ClientFrame::Ping { id }),
+        "refresh" => {
+            let token = raw.token.ok_or_else(|| {
+                FrameError::new(ErrorCode::MissingField, "missing field `token`", id)
+            })?;
+            Ok(ClientFrame::Refresh { token, id })
+        }
         other => Err(FrameError::new(
             ErrorCode::UnknownType,
             format!(
-                "unknown frame type `{}`; expected subscribe, unsubscribe, publish or ping",
+                "unknown frame type `{}`; expected subscribe, unsubscribe, publish, ping or refresh",
                 truncate(other)
             ),
             id,

@@ -64,6 +64,10 @@ error_codes! {
     BinaryUnsupported => "binary_unsupported", 400, Frame;
     TooDeep => "too_deep", 400, Both;
     TooManyChannels => "too_many_channels", 503, Both;
+    Forbidden => "forbidden", 403, Both;
+    RateLimited => "rate_limited", 429, Frame;
+    Unauthorized => "unauthorized", 401, Both;
+    OriginForbidden => "origin_forbidden", 403, Http;
     BadRequest => "bad_request", 400, Http;
     InvalidUtf8 => "invalid_utf8", 400, Http;
     BadAck => "bad_ack", 400, Http;

@@ -26,10 +26,12 @@ pub enum DisconnectReason {
     IdleTimeout,
     /// A write to the client's socket stalled past the write timeout.
     WriteTimeout,
+    /// The client's token expired and no `refresh` replaced it in time.
+    TokenExpired,
 }
 
 impl DisconnectReason {
-    pub const ALL: [DisconnectReason; 9] = [
+    pub const ALL: [DisconnectReason; 10] = [
         Self::ClientClosed,
         Self::Shutdown,
         Self::ProtocolError,
@@ -39,6 +41,7 @@ impl DisconnectReason {
         Self::Slow,
         Self::IdleTimeout,
         Self::WriteTimeout,
+        Self::TokenExpired,
     ];
 
     /// The WebSocket close code; long-poll reports the same number in its `disconnect` frame.
@@ -53,6 +56,7 @@ impl DisconnectReason {
             Self::Slow => 4000,
             Self::IdleTimeout => 4001,
             Self::WriteTimeout => 4002,
+            Self::TokenExpired => 4003,
         }
     }
 
@@ -68,6 +72,7 @@ impl DisconnectReason {
             Self::Slow => "slow",
             Self::IdleTimeout => "idle_timeout",
             Self::WriteTimeout => "write_timeout",
+            Self::TokenExpired => "token_expired",
         }
     }
 
@@ -75,7 +80,12 @@ impl DisconnectReason {
     pub fn should_reconnect(self) -> bool {
         matches!(
             self,
-            Self::Shutdown | Self::Internal | Self::Slow | Self::IdleTimeout | Self::WriteTimeout
+            Self::Shutdown
+                | Self::Internal
+                | Self::Slow
+                | Self::IdleTimeout
+                | Self::WriteTimeout
+                | Self::TokenExpired
         )
     }
 
@@ -90,6 +100,9 @@ impl DisconnectReason {
             Self::Slow => "client queue overflowed; reconnect and resume",
             Self::IdleTimeout => "nothing received within the idle timeout; reconnect and resume",
             Self::WriteTimeout => "socket write stalled; reconnect and resume",
+            Self::TokenExpired => {
+                "the connection token expired without a refresh; reconnect with a new token and resume"
+            }
         }
     }
 }

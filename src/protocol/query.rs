@@ -1,5 +1,5 @@
 //! Query strings of the contract shared by both transports: the repeated `channel` parameter
-//! of `GET /ws` and `POST /lp/connect`.
+//! of `GET /ws` and `POST /lp/connect`, and the `token` parameter of `/ws` and `/lp/*`.
 
 use super::codes::ErrorCode;
 use super::names::{ChannelName, InvalidChannelName};
@@ -31,6 +31,15 @@ pub fn channels_from_query(query: &str) -> Result<Vec<ChannelName>, QueryError> 
         .filter(|(key, _)| key == "channel")
         .map(|(_, value)| Ok(ChannelName::parse(value)?))
         .collect()
+}
+
+/// The `token` parameter, if given (the first one; browsers cannot set headers on a WebSocket).
+pub fn token_from_query(query: &str) -> Option<String> {
+    serde_urlencoded::from_str::<Vec<(String, String)>>(query)
+        .ok()?
+        .into_iter()
+        .find(|(key, _)| key == "token")
+        .map(|(_, value)| value)
 }
 
 #[cfg(test)]

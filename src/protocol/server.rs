@@ -1,5 +1,6 @@
 //! Every server → client frame, in one place: `message`, `subscribed`, `missed`,
-//! `unsubscribed`, `published`, `pong`, `error` and `disconnect`.
+//! `unsubscribed`, `published`, `pong`, `error`, `disconnect`, and the token lifetime's
+//! `refresh_token` and `refreshed`.
 //!
 //! The hub encodes the frames it must order under a channel lock (`message`, `subscribed`,
 //! `missed`); the transports encode the replies. Both call these functions, so the shape of
@@ -116,6 +117,14 @@ enum ServerFrame<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<&'a RawValue>,
     },
+    RefreshToken {
+        expires_in_ms: u64,
+    },
+    Refreshed {
+        exp: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a RawValue>,
+    },
     Disconnect {
         reason: DisconnectReason,
         code: u16,
@@ -158,6 +167,16 @@ pub fn pong(id: Option<&RawValue>) -> Frame {
 
 pub fn error(code: ErrorCode, message: &str, id: Option<&RawValue>) -> Frame {
     Frame::json(&ServerFrame::Error { code, message, id })
+}
+
+/// Asks the client for a fresh token: its current one expires in `expires_in_ms`.
+pub fn refresh_token(expires_in_ms: u64) -> Frame {
+    Frame::json(&ServerFrame::RefreshToken { expires_in_ms })
+}
+
+/// The reply to an accepted `refresh`: the new token's `exp` (Unix seconds).
+pub fn refreshed(exp: u64, id: Option<&RawValue>) -> Frame {
+    Frame::json(&ServerFrame::Refreshed { exp, id })
 }
 
 /// The last frame of a long-poll session the hub ended; WebSocket clients get the same as a

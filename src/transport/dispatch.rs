@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use crate::hub::{Client, Hub, HubError};
+use crate::auth::{AuthError, Right};
+use crate::hub::{ChannelName, Client, Hub, HubError};
 use crate::protocol::client::Id;
 use crate::protocol::{client, server, ClientFrame, Frame};
 
@@ -20,6 +21,10 @@ pub fn handle_text(hub: &Hub, client: &Arc<Client>, text: &str) {
 }
 
 fn handle_frame(hub: &Hub, client: &Arc<Client>, frame: ClientFrame<'_>) -> Option<Frame> {
+    // The token's rights come first: a channel outside them is `forbidden` whatever else.
+    if let Err((e, id)) = authorize(client, &frame) {
+        return Some(server::error(e.code(), &e.to_string(), id));
+    }
     match frame {
         ClientFrame::Subscribe { channel, since, id } => {
             // On success the hub queues `subscribed` itself, atomically with the catch-up.
@@ -40,6 +45,34 @@ fn handle_frame(hub: &Hub, client: &Arc<Client>, frame: ClientFrame<'_>) -> Opti
             })
         }
         ClientFrame::Ping { id } => Some(server::pong(id)),
+        ClientFrame::Refresh { token, id } => Some(match client.identity() {
+            Some(identity) => match identity.refresh(token) {
+                Ok(exp) => server::refreshed(exp, id),
+                Err(e) => server::error(e.code(), &e.to_string(), id),
+            },
+            None => {
+                let e =
+                    AuthError::Forbidden("this hub runs without tokens: nothing to refresh".into());
+                server::error(e.code(), &e.to_string(), id)
+            }
+        }),
+    }
+}
+
+/// Checks a subscribe or publish against the client's token (open mode: always allowed).
+fn authorize<'a>(
+    client: &Client,
+    frame: &ClientFrame<'a>,
+) -> Result<(), (AuthError, Option<Id<'a>>)> {
+    let Some(identity) = client.identity() else {
+        return Ok(());
+    };
+    let check =
+        |right, channel: &ChannelName, id| identity.check(right, channel).map_err(|e| (e, id));
+    match frame {
+        ClientFrame::Subscribe { channel, id, .. } => check(Right::Subscribe, channel, *id),
+        ClientFrame::Publish { channel, id, .. } => check(Right::Publish, channel, *id),
+        _ => Ok(()),
     }
 }
 

@@ -19,6 +19,7 @@ use crate::protocol::bodies::{poll_batch_body, ConnectChannel};
 use crate::protocol::server;
 
 use super::dispatch;
+use super::identity::{check_channels, Identity};
 use super::TransportError;
 
 /// Most frames one poll response carries; the rest wait for the next poll.
@@ -66,6 +67,7 @@ struct Inner {
     sessions: DashMap<SessionId, Arc<Session>>,
     /// Polls parked right now (each holds an HTTP request open).
     polls_in_flight: AtomicUsize,
+    identity: Identity,
 }
 
 struct Session {
@@ -112,12 +114,19 @@ impl Drop for PollGuard<'_> {
 
 impl LongPoll {
     pub fn new(hub: Hub, config: LongPollConfig) -> Self {
+        Self::with_identity(hub, config, Identity::default())
+    }
+
+    /// Admits clients by their tokens and binds each session to its user (`new` is open
+    /// mode).
+    pub fn with_identity(hub: Hub, config: LongPollConfig, identity: Identity) -> Self {
         Self {
             inner: Arc::new(Inner {
                 hub,
                 config,
                 sessions: DashMap::new(),
                 polls_in_flight: AtomicUsize::new(0),
+                identity,
             }),
         }
     }
@@ -135,11 +144,16 @@ impl LongPoll {
         self.inner.polls_in_flight.load(Ordering::Relaxed)
     }
 
-    pub fn connect(&self, channels: Vec<ConnectChannel>) -> Result<SessionId, TransportError> {
+    pub fn connect(
+        &self,
+        channels: Vec<ConnectChannel>,
+        token: Option<&str>,
+    ) -> Result<SessionId, TransportError> {
         let hub = &self.inner.hub;
         if hub.is_shutting_down() {
             return Err(TransportError::ShuttingDown);
         }
+        let principal = self.inner.identity.authenticate(token)?;
         // Validate everything before registering, so a bad request leaves nothing behind.
         let mut wanted = Vec::with_capacity(channels.len());
         for c in channels {
@@ -149,11 +163,14 @@ impl LongPoll {
             };
             wanted.push((ChannelName::parse(&name)?, since));
         }
+        let names: Vec<ChannelName> = wanted.iter().map(|(name, _)| name.clone()).collect();
+        check_channels(principal.as_ref(), &names)?;
         let max = hub.config().max_subscriptions;
         if wanted.len() > max {
             return Err(HubError::TooManySubscriptions(max).into());
         }
         let client = hub.register(TransportKind::LongPoll)?;
+        self.inner.identity.attach(&client, principal);
         for (channel, since) in &wanted {
             match hub.subscribe(&client, channel, since.as_ref(), &|s| {
                 server::subscribed(s, None)
@@ -182,16 +199,25 @@ impl LongPoll {
         Ok(id)
     }
 
-    fn session(&self, id: SessionId) -> Result<Arc<Session>, TransportError> {
+    /// The session, if it exists and the request proves its user (with tokens on, a session
+    /// id alone is not enough: a request with another user's token, or none, is as unknown
+    /// as a wrong id).
+    fn session(&self, id: SessionId, token: Option<&str>) -> Result<Arc<Session>, TransportError> {
         self.inner
             .sessions
             .get(&id)
             .map(|s| s.value().clone())
+            .filter(|s| self.inner.identity.owns(&s.client, token))
             .ok_or(TransportError::UnknownSession)
     }
 
-    pub async fn poll(&self, id: SessionId, ack: u64) -> Result<PollBatch, TransportError> {
-        let session = self.session(id)?;
+    pub async fn poll(
+        &self,
+        id: SessionId,
+        ack: u64,
+        token: Option<&str>,
+    ) -> Result<PollBatch, TransportError> {
+        let session = self.session(id, token)?;
         {
             let mut state = session.lock();
             if state.polling {
@@ -251,8 +277,13 @@ impl LongPoll {
     /// Handles a body of one client frame or a JSON array of them; replies arrive by poll.
     /// Returns how many frames were handled: once the session's client is disconnected (a
     /// reply overflowed its queue, say), the rest of an array is not handled.
-    pub fn send(&self, id: SessionId, body: &str) -> Result<usize, TransportError> {
-        let session = self.session(id)?;
+    pub fn send(
+        &self,
+        id: SessionId,
+        body: &str,
+        token: Option<&str>,
+    ) -> Result<usize, TransportError> {
+        let session = self.session(id, token)?;
         let hub = &self.inner.hub;
         let client = &session.client;
         if body.trim_start().starts_with('[') {
@@ -274,7 +305,8 @@ impl LongPoll {
         }
     }
 
-    pub fn close(&self, id: SessionId) -> Result<(), TransportError> {
+    pub fn close(&self, id: SessionId, token: Option<&str>) -> Result<(), TransportError> {
+        self.session(id, token)?;
         let (_, session) = self
             .inner
             .sessions

@@ -5,11 +5,15 @@
 //! - [`ws`] — WebSocket: handshake (admission, refusals), then one task per connection
 //!   (queue → socket, socket → hub).
 //! - [`long_poll`] — HTTP long-poll sessions: connect, poll (hold), send, close, reaper.
+//! - [`identity`] — tokens at admission, long-poll requests bound to their user, and the
+//!   housekeeping step of token lifetimes (notices, expiry).
 
 pub mod dispatch;
+pub mod identity;
 pub mod long_poll;
 pub mod ws;
 
+use crate::auth::AuthError;
 use crate::hub::{HubError, InvalidChannelName};
 use crate::protocol::query::QueryError;
 use crate::protocol::ErrorCode;
@@ -22,6 +26,8 @@ pub enum TransportError {
     Hub(#[from] HubError),
     #[error(transparent)]
     Query(#[from] QueryError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
     #[error("unknown or expired long-poll session; connect again and resume")]
     UnknownSession,
     #[error("another poll is already waiting on this session")]
@@ -43,6 +49,7 @@ impl TransportError {
         match self {
             Self::Hub(e) => e.code(),
             Self::Query(e) => e.code(),
+            Self::Auth(e) => e.code(),
             Self::UnknownSession => ErrorCode::UnknownSession,
             Self::PollInProgress => ErrorCode::PollInProgress,
             Self::BadAck { .. } => ErrorCode::BadAck,

@@ -2,6 +2,7 @@
 //! Every wait is bounded; tests synchronise on replies and on the hub's own counters.
 
 mod api;
+mod auth;
 mod bad_input;
 mod common;
 mod contract;

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use hyper::header::{self, HeaderValue};
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -20,20 +20,34 @@ use tokio_tungstenite::WebSocketStream;
 use crate::hub::{ChannelName, Client, DisconnectReason, HubError, TransportKind};
 use crate::protocol::{query, server};
 
+use super::super::identity::{check_channels, token_of};
 use super::{TransportError, WebSockets};
 
 impl WebSockets {
-    /// Checks a new WebSocket client against the hub's limits and registers it.
-    fn admit(&self, channels: &[ChannelName]) -> Result<Arc<Client>, TransportError> {
+    /// Checks a new WebSocket client against its token and the hub's limits, and registers
+    /// it.
+    fn admit(
+        &self,
+        channels: &[ChannelName],
+        query: Option<&str>,
+        headers: &HeaderMap,
+    ) -> Result<Arc<Client>, TransportError> {
         let hub = &self.hub;
         if hub.is_shutting_down() {
             return Err(TransportError::ShuttingDown);
         }
+        self.identity.check_origin(headers)?;
+        let principal = self
+            .identity
+            .authenticate(token_of(query, headers).as_deref())?;
+        check_channels(principal.as_ref(), channels)?;
         let max = hub.config().max_subscriptions;
         if channels.len() > max {
             return Err(HubError::TooManySubscriptions(max).into());
         }
-        Ok(hub.register(TransportKind::WebSocket)?)
+        let client = hub.register(TransportKind::WebSocket)?;
+        self.identity.attach(&client, principal);
+        Ok(client)
     }
 
     /// Serves a connection whose opening [`super::direct::sniff`] found to be a valid upgrade
@@ -124,7 +138,18 @@ impl WebSockets {
             httparse_headers(request.headers)
         })?;
         let accept_key = accept_key(key)?;
-        let client = self.admit(&channels)?;
+        // Token and origin checks read a header map, as on the hyper path.
+        let mut header_map = HeaderMap::with_capacity(request.headers.len());
+        for h in request.headers.iter() {
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(h.name.as_bytes()),
+                HeaderValue::from_bytes(h.value),
+            ) {
+                header_map.append(name, value);
+            }
+        }
+        let query = (!query.is_empty()).then_some(query);
+        let client = self.admit(&channels, query, &header_map)?;
         Ok((client, channels, accept_key))
     }
 
@@ -142,7 +167,7 @@ impl WebSockets {
                 .iter()
                 .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes()))
         })?)?;
-        let client = self.admit(&channels)?;
+        let client = self.admit(&channels, request.uri().query(), request.headers())?;
         let on_upgrade = hyper::upgrade::on(&mut request);
         let this = self.clone();
         self.tracker.spawn(async move {

@@ -18,6 +18,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::hub::Hub;
 
+use super::identity::Identity;
 use super::TransportError;
 
 pub mod direct;
@@ -51,6 +52,7 @@ pub struct WebSockets {
     tracker: TaskTracker,
     config: Arc<WsConfig>,
     render_rejection: RejectionRenderer,
+    identity: Identity,
 }
 
 impl WebSockets {
@@ -65,7 +67,14 @@ impl WebSockets {
             tracker,
             config: Arc::new(config),
             render_rejection,
+            identity: Identity::default(),
         }
+    }
+
+    /// Admits clients by their tokens (the default is open mode).
+    pub fn with_identity(mut self, identity: Identity) -> Self {
+        self.identity = identity;
+        self
     }
 
     fn ws_config(&self) -> WebSocketConfig {

@@ -1,0 +1,134 @@
+//! Identity at the transports: authenticating a connecting client from its token, binding
+//! the identity to its hub client, long-poll requests proven by the same user, and the
+//! housekeeping step that sends `refresh_token` notices and ends expired connections.
+//!
+//! In open mode (no token secret or key) every client is admitted without an identity and
+//! every check passes.
+
+use std::sync::Arc;
+
+use hyper::header::{self, HeaderMap};
+
+use crate::auth::{api_key, AuthError, Due, OriginPolicy, Principal, Right, Tokens};
+use crate::hub::{ChannelName, Client, ClientId, DisconnectReason, Hub};
+use crate::protocol::{query, server};
+
+use super::TransportError;
+
+/// Who may connect: the hub's token mode (`None` inside is open mode) and the browser
+/// origins it serves. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Identity {
+    tokens: Option<Arc<Tokens>>,
+    origins: Arc<OriginPolicy>,
+}
+
+impl Identity {
+    pub fn new(tokens: Option<Arc<Tokens>>, origins: OriginPolicy) -> Self {
+        Self {
+            tokens,
+            origins: Arc::new(origins),
+        }
+    }
+
+    /// A browser request (one with `Origin`) must come from a page the hub serves.
+    pub fn check_origin(&self, headers: &HeaderMap) -> Result<(), TransportError> {
+        let value = |name| {
+            headers
+                .get(name)
+                .map(|v: &header::HeaderValue| v.as_bytes())
+        };
+        Ok(self
+            .origins
+            .check(value(header::ORIGIN), value(header::HOST))?)
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.tokens.is_none()
+    }
+
+    /// A connecting client's principal: `None` in open mode (a token given anyway is
+    /// ignored); in token mode the token is required and must verify.
+    pub fn authenticate(&self, token: Option<&str>) -> Result<Option<Principal>, TransportError> {
+        let Some(tokens) = &self.tokens else {
+            return Ok(None);
+        };
+        let token = token.ok_or_else(|| {
+            AuthError::Unauthorized(
+                "a token is required: `?token=`, `\"token\"` in the connect body, or `Authorization: Bearer`"
+                    .into(),
+            )
+        })?;
+        Ok(Some(tokens.verify(token)?))
+    }
+
+    /// Binds an admitted client to its principal (and so to the lifetime schedule).
+    pub fn attach(&self, client: &Client, principal: Option<Principal>) {
+        if let (Some(tokens), Some(principal)) = (&self.tokens, principal) {
+            client.set_identity(tokens.bind(client.id.0, principal));
+        }
+    }
+
+    /// Whether the bearer of `token` is the user `client` belongs to (always, in open mode).
+    /// A missing, forged or other user's token is not. An expired one still proves the
+    /// user: the session itself ends when its token expires, and its last poll must be able
+    /// to collect the `token_expired` frame.
+    pub fn owns(&self, client: &Client, token: Option<&str>) -> bool {
+        let (Some(tokens), Some(identity)) = (&self.tokens, client.identity()) else {
+            return self.tokens.is_none();
+        };
+        token
+            .and_then(|t| tokens.user_of(t))
+            .is_some_and(|user| user == identity.principal().user)
+    }
+
+    /// Sends due `refresh_token` notices and ends connections whose token expired. Run by the
+    /// server's housekeeping tick; returns how many connections it ended.
+    pub fn tick(&self, hub: &Hub) -> usize {
+        let Some(tokens) = &self.tokens else {
+            return 0;
+        };
+        let now = crate::auth::token::unix_now_ms();
+        let mut ended = 0;
+        for (at, id, due) in tokens.take_due(now) {
+            let Some(client) = hub.client(ClientId(id)) else {
+                continue;
+            };
+            let Some(expires_in_ms) = client.identity().and_then(|i| i.is_due(at, due, now)) else {
+                continue;
+            };
+            match due {
+                Due::Notice => hub.send(&client, server::refresh_token(expires_in_ms)),
+                Due::Expire => {
+                    if hub.disconnect(client.id, DisconnectReason::TokenExpired) {
+                        ended += 1;
+                    }
+                }
+            }
+        }
+        ended
+    }
+}
+
+/// Channels asked for at connect must all be within the principal's subscribe rights.
+pub fn check_channels(
+    principal: Option<&Principal>,
+    channels: &[ChannelName],
+) -> Result<(), TransportError> {
+    if let Some(principal) = principal {
+        for channel in channels {
+            principal.check(Right::Subscribe, channel)?;
+        }
+    }
+    Ok(())
+}
+
+/// The token of a request: `Authorization: Bearer …`, else `?token=`.
+pub fn token_of(query: Option<&str>, headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| api_key::bearer(v.as_bytes()))
+        .and_then(|t| std::str::from_utf8(t).ok())
+        .map(str::to_owned)
+        .or_else(|| query.and_then(query::token_from_query))
+}
