@@ -23,10 +23,8 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct Ctx {
     pub target: Target,
-    /// Publishing, stats and control calls.
+    /// Publishing and stats (long-poll clients have their own connections, `client::http1`).
     pub http: reqwest::Client,
-    /// Long-poll clients, one per source address (each pools its own connections).
-    pub lp_http: Vec<reqwest::Client>,
     pub clock: Clock,
     pub latency: LatencyRecorder,
     /// Publish request round trips (request sent → reply read).
@@ -53,22 +51,9 @@ impl Ctx {
             .pool_max_idle_per_host(256)
             .tcp_nodelay(true)
             .build()?;
-        let lp_http = target
-            .sources()
-            .iter()
-            .map(|&ip| {
-                reqwest::Client::builder()
-                    .no_proxy()
-                    .local_address(ip)
-                    .tcp_nodelay(true)
-                    .pool_max_idle_per_host(usize::MAX)
-                    .build()
-            })
-            .collect::<Result<Vec<_>, _>>()?;
         Ok(Arc::new(Self {
             target,
             http,
-            lp_http,
             clock: Clock::new(),
             latency: LatencyRecorder::new(),
             publish_rtt: LatencyRecorder::new(),

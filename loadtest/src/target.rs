@@ -154,6 +154,7 @@ impl Target {
         }
     }
 
+    #[cfg(test)]
     pub fn sources(&self) -> &[IpAddr] {
         &self.sources
     }
@@ -215,13 +216,20 @@ pub fn raise_nofile_limit() -> Result<u64> {
 }
 
 /// Refuses a run that needs more sockets than this process can hold.
-pub fn check_fd_budget(sockets_needed: u64, limit: u64) -> Result<()> {
+/// `breakdown` says where the sockets go.
+pub fn check_fd_budget(
+    sockets_needed: u64,
+    breakdown: &dyn std::fmt::Display,
+    limit: u64,
+) -> Result<()> {
     let cap = limit.saturating_sub(FD_RESERVE);
     if sockets_needed > cap {
         bail!(
-            "this run needs about {sockets_needed} client sockets but one crier-loadtest process \
-             can hold at most {cap} (open-file limit {limit} minus {FD_RESERVE} reserved); \
-             lower the client count or run several crier-loadtest processes side by side"
+            "this run needs {sockets_needed} sockets at its peak ({breakdown}) but one \
+             crier-loadtest process can hold at most {cap} (open-file limit {limit} minus \
+             {FD_RESERVE} reserved); lower the client count by {} or run several \
+             crier-loadtest processes side by side",
+            sockets_needed - cap
         );
     }
     Ok(())
@@ -310,8 +318,13 @@ mod tests {
 
     #[test]
     fn fd_budget_states_the_cap() {
-        assert!(check_fd_budget(1000, 20_000).is_ok());
-        let err = check_fd_budget(25_000, 20_000).unwrap_err().to_string();
-        assert!(err.contains("19800"), "{err}");
+        assert!(check_fd_budget(19_800, &"", 20_000).is_ok());
+        let err = check_fd_budget(25_000, &"25,000 of them", 20_000)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("needs 25000 sockets"), "{err}");
+        assert!(err.contains("(25,000 of them)"), "{err}");
+        assert!(err.contains("at most 19800"), "{err}");
+        assert!(err.contains("by 5200"), "{err}");
     }
 }

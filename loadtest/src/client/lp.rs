@@ -1,12 +1,14 @@
 //! Long-poll subscriber sessions: `POST /lp/connect`, then `GET /lp/poll` with `ack` until the
-//! hub or the run ends the session.
+//! hub or the run ends the session, each on the subscriber's own connection (`http1`), so a
+//! long-poll client holds one socket at a time: a poll the run abandons takes its socket with
+//! it before the next opens.
 
 use std::net::IpAddr;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
-use reqwest::StatusCode;
+use anyhow::{bail, Context, Result};
 
+use super::http1::{Http1Conn, Request};
 use super::subscriber::{Subscriber, Wake};
 use super::{Ending, SessionEnd};
 use crate::ctx::{error_kind, Counters, Ctx, ErrorClass, HTTP_TIMEOUT};
@@ -17,47 +19,73 @@ const POLL_TIMEOUT: Duration = Duration::from_secs(40);
 /// Consecutive failed polls (transport errors, 5xx) before the session counts as failed.
 const MAX_POLL_FAILURES: u32 = 5;
 
-fn client_for(ctx: &Ctx, source: IpAddr) -> &reqwest::Client {
-    let idx = ctx
-        .target
-        .sources()
-        .iter()
-        .position(|&s| s == source)
-        .unwrap_or(0);
-    &ctx.lp_http[idx]
+fn close_path(session: &str) -> String {
+    format!("/lp/close?session={session}")
 }
 
-/// Opens a session, resuming from `since` when given.
+/// Opens a connection and a session on it, resuming from `since` when given. `abandoned`, a
+/// session this subscriber dropped without closing, is closed first on the same connection,
+/// pipelined ahead of the connect (the hub answers in order; a resume waits no extra round
+/// trip, and the hub hears of the old session's end before the new one starts, as from
+/// crier.js).
 pub async fn connect(
     ctx: &Ctx,
     source: IpAddr,
     channel: &str,
     since: Option<(&str, u64)>,
-) -> Result<String> {
-    let resp = client_for(ctx, source)
-        .post(ctx.target.http_url("/lp/connect"))
-        .header("content-type", "application/json")
-        .body(lp_connect_body(channel, since))
-        .timeout(HTTP_TIMEOUT)
-        .send()
-        .await?;
-    let status = resp.status();
-    let body = resp.bytes().await?;
-    if !status.is_success() {
-        bail!("lp connect: HTTP {}", status.as_u16());
+    abandoned: Option<&str>,
+) -> Result<(Http1Conn, String)> {
+    let mut conn = Http1Conn::open(ctx, source).await?;
+    let body = lp_connect_body(channel, since);
+    let close = abandoned.map(close_path);
+    let mut requests = Vec::with_capacity(2);
+    if let Some(path) = &close {
+        requests.push(Request {
+            method: "POST",
+            path,
+            body: b"",
+        });
     }
-    Ok(serde_json::from_slice::<LpSession>(&body)?.session)
+    requests.push(Request {
+        method: "POST",
+        path: "/lp/connect",
+        body: body.as_bytes(),
+    });
+    let exchange = async {
+        conn.send(&requests).await?;
+        if close.is_some() {
+            // 200, or 404 when the hub already forgot it: either way it is gone.
+            conn.response().await?;
+        }
+        conn.response().await
+    };
+    let resp = tokio::time::timeout(HTTP_TIMEOUT, exchange)
+        .await
+        .context("lp connect timed out")??;
+    if !(200..300).contains(&resp.status) {
+        bail!("lp connect: HTTP {}", resp.status);
+    }
+    let session = serde_json::from_slice::<LpSession>(&resp.body)?.session;
+    Ok((conn, session))
 }
 
-/// Ends a session without waiting for the answer (used when dropping on purpose).
-pub fn close_detached(ctx: &Ctx, source: IpAddr, session: &str) {
-    let req = client_for(ctx, source)
-        .post(ctx.target.http_url(&format!("/lp/close?session={session}")))
-        .timeout(HTTP_TIMEOUT)
-        .send();
-    tokio::spawn(async move {
-        let _ = req.await;
-    });
+/// Closes a session: on `conn` when it is idle, else on a fresh connection (the old one was
+/// dropped with its abandoned poll). Bounded; the outcome does not matter to the run.
+async fn close(ctx: &Ctx, source: IpAddr, conn: Option<Http1Conn>, session: &str) {
+    let closing = async {
+        let mut conn = match conn {
+            Some(c) => c,
+            None => Http1Conn::open(ctx, source).await?,
+        };
+        conn.request(Request {
+            method: "POST",
+            path: &close_path(session),
+            body: b"",
+        })
+        .await?;
+        Ok::<_, anyhow::Error>(())
+    };
+    let _ = tokio::time::timeout(HTTP_TIMEOUT, closing).await;
 }
 
 /// One long-poll session of a subscriber: connect (resuming when the tracker has a position),
@@ -65,71 +93,110 @@ pub fn close_detached(ctx: &Ctx, source: IpAddr, session: &str) {
 pub async fn session(sub: &mut Subscriber<'_>) -> SessionEnd {
     let ctx = sub.ctx;
     let resume = sub.tracker.resume_point().map(|(e, o)| (e.to_owned(), o));
+    let abandoned = sub.lp_abandoned.take();
     let connecting = connect(
         ctx,
         sub.source,
         &sub.spec.channel,
         resume.as_ref().map(|(e, o)| (e.as_str(), *o)),
+        abandoned.as_deref(),
     );
-    let session = match sub.open("lp connect", connecting).await {
-        Ok(session) => session,
-        Err(end) => return end,
+    let (conn, session) = match sub.open("lp connect", connecting).await {
+        Ok(opened) => opened,
+        Err(end) => {
+            // Not closed yet: the next attempt tries again (the hub reaps it otherwise).
+            sub.lp_abandoned = abandoned;
+            return end;
+        }
     };
-    let end = poll_loop(sub, &session).await;
+    let (end, conn) = poll_loop(sub, conn, &session).await;
     ctx.counters.closed();
-    if !matches!(end, SessionEnd::HubClosed(_)) {
-        close_detached(ctx, sub.source, &session);
+    match end {
+        SessionEnd::HubClosed(_) => {}
+        // The run is over for this subscriber: close now.
+        SessionEnd::Stopped | SessionEnd::Drained => close(ctx, sub.source, conn, &session).await,
+        // It comes back: the close rides ahead of its resume (see `connect`).
+        SessionEnd::Reconnect | SessionEnd::Failed(..) => sub.lp_abandoned = Some(session),
     }
     end
 }
 
-async fn poll_loop(sub: &mut Subscriber<'_>, session: &str) -> SessionEnd {
+/// Polls until something ends the session; hands back the connection when it is idle (no
+/// poll in flight), to close the session on.
+async fn poll_loop(
+    sub: &mut Subscriber<'_>,
+    conn: Http1Conn,
+    session: &str,
+) -> (SessionEnd, Option<Http1Conn>) {
     let ctx = sub.ctx;
-    let client = client_for(ctx, sub.source);
+    let source = sub.source;
+    // The idle connection. A poll takes it; a poll that fails or is abandoned drops it (the
+    // socket closes at once), and the next poll opens a new one.
+    let mut idle = Some(conn);
     let mut ack = 0u64;
     let mut failures = 0u32;
     loop {
-        let url = ctx
-            .target
-            .http_url(&format!("/lp/poll?session={session}&ack={ack}"));
-        let poll = async {
-            let resp = client.get(url).timeout(POLL_TIMEOUT).send().await?;
-            let status = resp.status();
-            let body = resp.bytes().await?;
-            Ok::<_, reqwest::Error>((status, body))
+        let path = format!("/lp/poll?session={session}&ack={ack}");
+        // A poll in flight is never abandoned for the drain (a second poll would find the
+        // hub still holding it: 409): it goes on, and `next` ends the session once drained.
+        let wake = {
+            let poll = async {
+                let mut conn = match idle.take() {
+                    Some(c) => c,
+                    None => Http1Conn::open(ctx, source).await?,
+                };
+                let request = Request {
+                    method: "GET",
+                    path: &path,
+                    body: b"",
+                };
+                let resp = tokio::time::timeout(POLL_TIMEOUT, conn.request(request))
+                    .await
+                    .context("lp poll timed out")??;
+                Ok::<_, anyhow::Error>((conn, resp))
+            };
+            tokio::pin!(poll);
+            loop {
+                match sub.next(poll.as_mut()).await {
+                    Wake::DrainChanged => continue,
+                    wake => break wake,
+                }
+            }
         };
-        let (status, body) = match sub.next(poll).await {
-            Wake::Ready(Ok(reply)) => reply,
+        let resp = match wake {
+            Wake::Ready(Ok((conn, resp))) => {
+                idle = Some(conn);
+                resp
+            }
             Wake::Ready(Err(e)) => {
                 failures += 1;
                 ctx.counters.error(&error_kind("lp poll", &e));
                 if failures >= MAX_POLL_FAILURES {
                     let kind = "lp poll failed repeatedly".to_owned();
-                    return SessionEnd::Failed(ErrorClass::Client, kind);
+                    return (SessionEnd::Failed(ErrorClass::Client, kind), None);
                 }
                 continue;
             }
-            Wake::End(end) => return end,
+            Wake::End(end) => return (end, idle),
             Wake::DrainChanged => continue,
         };
         Counters::inc(&ctx.counters.lp_polls);
-        match status {
-            StatusCode::OK => {}
-            StatusCode::NOT_FOUND => return SessionEnd::HubClosed(Ending::UnknownSession),
+        match resp.status {
+            200 => {}
+            404 => return (SessionEnd::HubClosed(Ending::UnknownSession), idle),
             other => {
                 failures += 1;
-                ctx.counters
-                    .error(&format!("lp poll: HTTP {}", other.as_u16()));
+                ctx.counters.error(&format!("lp poll: HTTP {other}"));
                 if failures >= MAX_POLL_FAILURES {
-                    let kind = format!("lp poll: HTTP {}", other.as_u16());
-                    return SessionEnd::Failed(ErrorClass::Client, kind);
+                    let kind = format!("lp poll: HTTP {other}");
+                    return (SessionEnd::Failed(ErrorClass::Client, kind), idle);
                 }
                 continue;
             }
         }
         failures = 0;
         let now = ctx.clock.now_us();
-        let batch: PollBatch = match serde_json::from_slice(&body) {
+        let batch: PollBatch = match serde_json::from_slice(&resp.body) {
             Ok(b) => b,
             Err(e) => {
                 ctx.counters
@@ -141,7 +208,7 @@ async fn poll_loop(sub: &mut Subscriber<'_>, session: &str) -> SessionEnd {
         // re-sent one anyway shows up as duplicates in the tracker.
         for frame in &batch.messages {
             if let Some(end) = sub.frame(frame, now) {
-                return end;
+                return (end, idle);
             }
         }
         ack = batch.batch;

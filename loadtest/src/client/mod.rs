@@ -3,11 +3,12 @@
 //! in its tally.
 //!
 //! - `subscriber` — what every subscriber does (wait, take in frames, count); `ws` and `lp` —
-//!   the transports' connect, read and close.
+//!   the transports' connect, read and close; `http1` — a long-poll client's own connection.
 //! - `ending` — how a connection ended (close code, reason, EOF …).
 //! - `slow` — clients that subscribe and never read.
 
 pub mod ending;
+mod http1;
 pub mod lp;
 pub mod slow;
 mod subscriber;

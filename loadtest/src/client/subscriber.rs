@@ -27,6 +27,9 @@ pub struct Subscriber<'a> {
     pub source: IpAddr,
     pub tracker: Tracker,
     first_subscription: bool,
+    /// A long-poll session this subscriber dropped without closing (storm, churn, a failed
+    /// session): its close goes ahead of the next connect.
+    pub lp_abandoned: Option<String>,
 }
 
 /// What a session waited for, unless the run ended the session first.
@@ -47,6 +50,7 @@ impl<'a> Subscriber<'a> {
             source: ctx.target.source_for(ctx.spread.next()),
             tracker: Tracker::new(),
             first_subscription: true,
+            lp_abandoned: None,
         }
     }
 

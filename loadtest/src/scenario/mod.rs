@@ -48,7 +48,8 @@ pub struct Env {
 impl Env {
     /// Runs one plan on a fresh context (counters and histograms start at zero).
     pub async fn run(&self, plan: &Plan) -> Result<Outcome> {
-        check_fd_budget(plan.sockets_needed(), self.nofile_limit)?;
+        let sockets = plan.sockets();
+        check_fd_budget(sockets.total(), &sockets, self.nofile_limit)?;
         let ctx: Arc<Ctx> = Ctx::new(
             self.target.clone(),
             self.hub_procs.clone(),

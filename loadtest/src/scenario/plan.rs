@@ -72,22 +72,124 @@ impl Plan {
         }
     }
 
-    /// Client sockets the plan holds at its peak: subscribers (a long-poll client briefly
-    /// holds a second one while its previous poll is torn down), slow clients, publishers.
-    pub fn sockets_needed(&self) -> u64 {
-        let slow_extra = self
+    /// Client sockets the plan holds at its peak, by kind (see `SocketBudget`).
+    pub fn sockets(&self) -> SocketBudget {
+        let slow_joining = self
             .slow_every
             .map(|(every, batch)| {
                 (self.duration.as_secs_f64() / every.as_secs_f64().max(0.001)).ceil() as u64
                     * batch as u64
             })
             .unwrap_or(0);
-        let lp_share = match self.transport {
-            Transport::Lp => self.clients,
-            Transport::Mix => self.clients / 2,
-            Transport::Ws => 0,
-        } as u64;
-        let publishers = self.publish.map(|p| p.publishers as u64).unwrap_or(0);
-        self.clients as u64 + lp_share / 10 + self.slow as u64 + slow_extra + publishers + 16
+        let long_poll = (0..self.clients)
+            .filter(|&n| self.transport.pick(n) == Transport::Lp)
+            .count() as u64;
+        SocketBudget {
+            websocket: self.clients as u64 - long_poll,
+            long_poll,
+            slow: self.slow as u64 + slow_joining,
+            publishers: self
+                .publish
+                .map(|p| p.publishers.max(1) as u64)
+                .unwrap_or(0),
+        }
+    }
+}
+
+/// The sockets one run holds at its peak, by kind; measured with `ls /proc/PID/fd` during
+/// ramps, storms and ends of runs on both transports.
+///
+/// - A WebSocket subscriber or slow client: one socket; a reconnect drops the old socket
+///   before it opens the new one.
+/// - A long-poll subscriber: one socket as well. It owns its connection (`client::http1`): a
+///   poll it abandons (storm, churn, end of run) closes its socket before the next opens, and
+///   the abandoned session's `/lp/close` is pipelined on the new connection. (With reqwest's
+///   pools it was up to three: the abandoned poll's socket stayed open until the hub answered
+///   it, while the close and the resuming connect each opened another.)
+/// - Publishers share one pool: one socket per request in flight, at most `publishers`.
+/// - The `/api/stats` reads (start and end of a run) share that pool: one more, and
+///   `SLACK` more for a connection the pool opens while another one frees up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketBudget {
+    pub websocket: u64,
+    pub long_poll: u64,
+    pub slow: u64,
+    pub publishers: u64,
+}
+
+impl SocketBudget {
+    /// The stats read, plus connections the shared HTTP pool may open while racing for an
+    /// idle one (hyper starts a connect and takes whichever is ready first).
+    pub const SLACK: u64 = 1 + 8;
+
+    pub fn total(&self) -> u64 {
+        self.websocket + self.long_poll + self.slow + self.publishers + Self::SLACK
+    }
+}
+
+impl std::fmt::Display for SocketBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} WebSocket + {} long-poll subscribers (one socket each), {} slow clients, \
+             {} publishers, {} for stats and the HTTP pool",
+            self.websocket,
+            self.long_poll,
+            self.slow,
+            self.publishers,
+            Self::SLACK
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::ClientArgs;
+
+    fn plan(clients: usize, transport: Transport, publishers: Option<usize>) -> Plan {
+        let args = ClientArgs {
+            clients,
+            channels: 10,
+            transport,
+        };
+        let mut p = Plan::subscribers(&args, 1000.0, Duration::from_secs(10));
+        p.publish = publishers.map(|publishers| PublishSettings {
+            rate: 200.0,
+            publishers,
+            size: 256,
+        });
+        p
+    }
+
+    #[test]
+    fn every_subscriber_holds_one_socket_on_either_transport() {
+        let mix = plan(18_501, Transport::Mix, Some(8)).sockets();
+        assert_eq!((mix.websocket, mix.long_poll), (9_251, 9_250));
+        assert_eq!(mix.total(), 18_501 + 8 + SocketBudget::SLACK);
+        for t in [Transport::Ws, Transport::Lp] {
+            let b = plan(1_000, t, None).sockets();
+            assert_eq!(b.websocket + b.long_poll, 1_000);
+            assert_eq!(b.total(), 1_000 + SocketBudget::SLACK);
+        }
+    }
+
+    #[test]
+    fn slow_clients_and_their_batches_count() {
+        let mut p = plan(100, Transport::Ws, Some(4));
+        p.slow = 50;
+        p.slow_every = Some((Duration::from_secs(3), 5));
+        // 10 s / 3 s → 4 batches of 5, on top of the 50 from the start.
+        assert_eq!(p.sockets().slow, 70);
+        assert_eq!(p.sockets().total(), 100 + 70 + 4 + SocketBudget::SLACK);
+    }
+
+    #[test]
+    fn the_largest_mixed_storm_one_process_admits() {
+        // Open-file limit 20,000 minus the reserve: 19,800 sockets, 8 publishers.
+        let cap = 20_000 - crate::target::FD_RESERVE;
+        let most = (cap - 8 - SocketBudget::SLACK) as usize;
+        assert_eq!(plan(most, Transport::Mix, Some(8)).sockets().total(), cap);
+        assert!(plan(most + 1, Transport::Mix, Some(8)).sockets().total() > cap);
     }
 }
