@@ -74,7 +74,14 @@ fn encode_once(c: &mut Criterion) {
     let epoch = Epoch::random();
     let data = format!("\"{}\"", "x".repeat(200));
     c.bench_function("encode_message_256B", |b| {
-        b.iter(|| black_box(server::message(&channel, &epoch, black_box(42), &data)));
+        b.iter(|| {
+            black_box(server::message(
+                &channel,
+                &epoch,
+                black_box(42),
+                &server::Payload::data(&data),
+            ))
+        });
     });
 }
 

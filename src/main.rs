@@ -1,7 +1,6 @@
 //! The `crier` binary: parse config, set up logging, bind, serve until SIGINT/SIGTERM.
 
 use anyhow::Context;
-use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use crier::auth::token::{sign_hs256, unix_now, TokenClaims};
@@ -10,7 +9,7 @@ use crier::server::Server;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::parse();
+    let config = Config::load();
     if let Some(Command::Token(args)) = &config.command {
         return print_token(&config, args);
     }

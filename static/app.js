@@ -169,7 +169,11 @@ function onChat(data, msg) {
   li.dataset.offset = msg.offset;
   li.innerHTML =
     '<div class="meta"><b class="who"></b><span class="when"></span><span class="off"></span></div><div class="msg-text"></div>';
-  li.querySelector('.who').textContent = payload.name || 'anonymous';
+  // With tokens on, the hub stamps the sender it verified (`from`); a typed name is only shown
+  // when there is no verified one.
+  const verified = msg.from?.user ? msg.from.info?.name || msg.from.user : null;
+  li.querySelector('.who').textContent = verified || payload.name || 'anonymous';
+  if (verified) li.querySelector('.who').title = `verified user ${msg.from.user}`;
   li.querySelector('.when').textContent = timeOf(payload.ts);
   li.querySelector('.off').textContent = `#${msg.offset}`;
   li.querySelector('.msg-text').textContent = payload.text ?? JSON.stringify(data);

@@ -83,7 +83,7 @@ impl Hub {
     pub fn sweep(&self) -> usize {
         let registry = &self.inner.registry;
         let now = Instant::now();
-        let limits = self.inner.config.history;
+        let config = &self.inner.config;
         // Collect first: removing while iterating a dashmap would deadlock on its shard.
         let mut removed = 0;
         for name in registry.channel_names() {
@@ -92,7 +92,7 @@ impl Hub {
             };
             let idle = {
                 let mut state = ch.lock();
-                state.trim_history(limits, now);
+                state.trim_history(config.history_for(&name), now);
                 state.is_idle()
             };
             if idle && registry.remove_channel_if_idle(&name) {

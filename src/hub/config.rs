@@ -25,6 +25,8 @@ pub struct HubConfig {
     /// of its clients (and at least `overload_min_lagging`) have a queue at least half full.
     pub overload_fraction: f64,
     pub overload_min_lagging: usize,
+    /// Rules by channel-name prefix; a channel outside every namespace follows the defaults.
+    pub namespaces: Vec<Namespace>,
     /// A client whose queue is at least half full with frames nobody took for this long is
     /// evicted as slow, however its transport keeps it open (a socket that does not read, a
     /// long-poll session that re-fetches an old batch).
@@ -50,8 +52,66 @@ impl Default for HubConfig {
             overload_fraction: 0.5,
             overload_min_lagging: 16,
             stuck_timeout: Duration::from_secs(10),
+            namespaces: Vec::new(),
         }
     }
+}
+
+impl HubConfig {
+    /// The namespace `channel` belongs to: the one with the longest matching prefix.
+    pub fn namespace(&self, channel: &ChannelName) -> Option<&Namespace> {
+        self.namespaces
+            .iter()
+            .filter(|ns| channel.as_str().starts_with(ns.prefix.as_str()))
+            .max_by_key(|ns| ns.prefix.len())
+    }
+
+    /// The history limits of `channel`: its namespace's, else the hub's.
+    pub fn history_for(&self, channel: &ChannelName) -> HistoryLimits {
+        match self.namespaces.is_empty() {
+            true => self.history,
+            false => self
+                .namespace(channel)
+                .map_or(self.history, |ns| ns.history),
+        }
+    }
+
+    /// Whether client publishes on `channel` carry the publisher (`from`), stamped by the hub.
+    pub fn stamps(&self, channel: &ChannelName) -> bool {
+        self.namespace(channel).is_none_or(|ns| ns.stamp)
+    }
+}
+
+/// Rules for the channels whose names start with `prefix`.
+#[derive(Clone, Debug)]
+pub struct Namespace {
+    pub prefix: String,
+    pub subscribe: SubscribeRule,
+    pub publish: PublishRule,
+    pub history: HistoryLimits,
+    /// Client publishes carry `"from": {"user", "client", "info"}`, set by the hub.
+    pub stamp: bool,
+}
+
+/// Who may subscribe to a namespace's channels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubscribeRule {
+    /// Any client, token or not (a public feed).
+    Anyone,
+    /// With tokens on, a token whose `subscribe` rights match (the default).
+    Rights,
+}
+
+/// Who may publish to a namespace's channels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PublishRule {
+    /// Backends only, through the HTTP API: client `publish` frames are `forbidden`.
+    Backend,
+    /// Clients allowed by `--client-publish` and, with tokens on, their `publish` rights (the
+    /// default).
+    Rights,
 }
 
 /// Which channels clients (not backends) may publish to: exact names, or prefixes ending in

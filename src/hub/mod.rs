@@ -37,11 +37,12 @@ use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::protocol::{
-    ChannelName, DisconnectReason, Epoch, Frame, InvalidChannelName, Published, Since, Subscribed,
+    ChannelName, DisconnectReason, Epoch, Frame, InvalidChannelName, Payload, Published, Since,
+    Subscribed,
 };
 pub use channel::{HistoryLimits, HistoryPage};
 pub use client::{Client, ClientId, TransportKind};
-pub use config::{HubConfig, PublishPolicy};
+pub use config::{HubConfig, Namespace, PublishPolicy, PublishRule, SubscribeRule};
 pub use error::HubError;
 pub use queue::Pop;
 pub use stats::Stats;
@@ -201,7 +202,7 @@ impl Hub {
                 if client.is_closed() {
                     return Err(HubError::ClientGone);
                 }
-                let limits = config.history;
+                let limits = config.history_for(channel);
                 Ok(ch.subscribe(state, client, since, reply, limits, Instant::now()))
             });
         let outcome = match outcome {
@@ -261,7 +262,7 @@ impl Hub {
         if state.removed {
             return true;
         }
-        let limits = self.inner.config.history;
+        let limits = self.inner.config.history_for(&replay.channel);
         let replayed = ch.replay(&mut state, replay, out, room, limits, Instant::now());
         self.inner.stats.replayed.inc_by(replayed as u64);
         replay.after >= replay.through
@@ -279,15 +280,23 @@ impl Hub {
     /// whose queue is full are evicted as slow after the channel lock is released. Callers
     /// that can push back on their publisher call [`Hub::check_load`] first.
     pub fn publish(&self, channel: &ChannelName, data: &str) -> Result<Published, HubError> {
-        self.check_data(data)?;
+        self.publish_payload(channel, &Payload::data(data))
+    }
+
+    fn publish_payload(
+        &self,
+        channel: &ChannelName,
+        payload: &Payload<'_>,
+    ) -> Result<Published, HubError> {
+        self.check_data(payload.data)?;
         let config = &self.inner.config;
         let mut overflowed = Vec::new();
-        let limits = config.history;
+        let limits = config.history_for(channel);
         let published = self
             .inner
             .registry
             .with_live_channel(channel, config.max_channels, |ch, state| {
-                ch.publish(state, data, limits, Instant::now(), &mut overflowed)
+                ch.publish(state, payload, limits, Instant::now(), &mut overflowed)
             })
             .map_err(|TooManyChannels| {
                 self.inner.stats.rejected_too_many_channels.inc();
@@ -305,13 +314,25 @@ impl Hub {
         Ok(published)
     }
 
-    /// Publishes a client's `publish` frame, if the policy allows it on that channel.
-    pub fn client_publish(&self, channel: &ChannelName, data: &str) -> Result<Published, HubError> {
-        if !self.inner.config.client_publish.allows(channel) {
+    /// Publishes a client's `publish` frame, if the policy allows clients to publish on that
+    /// channel (`--client-publish`, and not a backend-only namespace). `from` is the publisher
+    /// the hub stamps on the message, where the channel's namespace asks for it.
+    pub fn client_publish(
+        &self,
+        channel: &ChannelName,
+        data: &str,
+        from: Option<&str>,
+    ) -> Result<Published, HubError> {
+        let config = &self.inner.config;
+        let backend_only = config
+            .namespace(channel)
+            .is_some_and(|ns| ns.publish == PublishRule::Backend);
+        if backend_only || !config.client_publish.allows(channel) {
             return Err(HubError::PublishForbidden(channel.clone()));
         }
         self.check_load()?;
-        self.publish(channel, data)
+        let from = from.filter(|_| config.stamps(channel));
+        self.publish_payload(channel, &Payload { data, from })
     }
 
     /// What `channel` still remembers after `since`, oldest first; `None` for a channel the
@@ -329,7 +350,7 @@ impl Hub {
         if state.removed {
             return None;
         }
-        let limits = self.inner.config.history;
+        let limits = self.inner.config.history_for(channel);
         Some(ch.history(&mut state, since, limit, max_bytes, limits, Instant::now()))
     }
 

@@ -27,4 +27,4 @@ pub use codes::ErrorCode;
 pub use disconnect::DisconnectReason;
 pub use frame::Frame;
 pub use names::{ChannelName, Epoch, InvalidChannelName, Since, MAX_CHANNEL_NAME_LEN};
-pub use server::{Missed, MissedReason, Published, Subscribed};
+pub use server::{Missed, MissedReason, Payload, Published, Subscribed};

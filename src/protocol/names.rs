@@ -14,11 +14,13 @@ pub const MAX_CHANNEL_NAME_LEN: usize = 128;
 
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "channel name must be 1-{MAX_CHANNEL_NAME_LEN} bytes of A-Z a-z 0-9 _ - . : @, not only dots"
+    "channel name must be 1-{MAX_CHANNEL_NAME_LEN} bytes of A-Z a-z 0-9 _ - . : @ #, not only dots, not ending in `#` (in a URL path write `#` as %23)"
 )]
 pub struct InvalidChannelName;
 
-/// A validated channel name: 1–128 bytes of `A–Z a–z 0–9 _ - . : @`, not made only of dots.
+/// A validated channel name: 1–128 bytes of `A–Z a–z 0–9 _ - . : @ #`, not made only of
+/// dots and not ending in `#`. A name with `#` is a user's private channel: the text after the
+/// last `#` is its user ([`ChannelName::owner`]).
 /// The alphabet never needs escaping in JSON or in a URL path segment; names like `.` and
 /// `..` are refused because URL normalisers (in proxies, in HTTP clients) remove such path
 /// segments, so `/api/publish/..` would not reach the channel it names.
@@ -30,9 +32,10 @@ impl ChannelName {
         let valid = !name.is_empty()
             && name.len() <= MAX_CHANNEL_NAME_LEN
             && name.bytes().all(|b| {
-                b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':' | b'@')
+                b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':' | b'@' | b'#')
             })
-            && !name.bytes().all(|b| b == b'.');
+            && !name.bytes().all(|b| b == b'.')
+            && !name.ends_with('#');
         if valid {
             Ok(Self(Arc::from(name)))
         } else {
@@ -42,6 +45,11 @@ impl ChannelName {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The user whose private channel this is (`notify:#42` → `42`), if the name has a `#`.
+    pub fn owner(&self) -> Option<&str> {
+        self.0.rsplit_once('#').map(|(_, user)| user)
     }
 }
 
@@ -117,6 +125,8 @@ mod tests {
             "x_y-z.1",
             ".a",
             "...b",
+            "notify:#42",
+            "a#b#c",
             &"a".repeat(128),
         ] {
             assert!(ChannelName::parse(ok).is_ok(), "{ok} should be valid");
@@ -131,6 +141,7 @@ mod tests {
             ".",
             "..",
             "...",
+            "notify:#",
             &"a".repeat(129),
         ] {
             assert!(

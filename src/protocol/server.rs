@@ -16,19 +16,53 @@ use super::disconnect::DisconnectReason;
 use super::frame::Frame;
 use super::names::{ChannelName, Epoch, Since};
 
+/// What one publish carries: its `data` (valid JSON text, validated by the caller) and, for a
+/// client publish the hub stamps, `from` (a JSON object the hub wrote: never the client's).
+#[derive(Clone, Copy, Debug)]
+pub struct Payload<'a> {
+    pub data: &'a str,
+    pub from: Option<&'a str>,
+}
+
+impl<'a> Payload<'a> {
+    /// A backend's publish: data only.
+    pub fn data(data: &'a str) -> Self {
+        Self { data, from: None }
+    }
+}
+
+/// The publisher a stamped `message` names: `{"user", "client", "info"}` (`user` and `info`
+/// only with tokens on), as the JSON text that goes in `from`.
+pub fn publisher(user: Option<&str>, client: &str, info: Option<&RawValue>) -> String {
+    #[derive(Serialize)]
+    struct From<'a> {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        user: Option<&'a str>,
+        client: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        info: Option<&'a RawValue>,
+    }
+    serde_json::to_string(&From { user, client, info }).unwrap_or_default()
+}
+
 /// The `message` frame for one publish — the hot path, so written by hand rather than by
-/// serde. `data` must be valid JSON text (callers validate it); channel names and epochs come
-/// from restricted alphabets that never need escaping.
-pub fn message(channel: &ChannelName, epoch: &Epoch, offset: u64, data: &str) -> Frame {
-    let mut text = String::with_capacity(64 + channel.as_str().len() + data.len());
+/// serde. Channel names and epochs come from restricted alphabets that never need escaping.
+pub fn message(channel: &ChannelName, epoch: &Epoch, offset: u64, payload: &Payload<'_>) -> Frame {
+    let from_len = payload.from.map_or(0, |f| f.len() + 8);
+    let mut text =
+        String::with_capacity(64 + channel.as_str().len() + payload.data.len() + from_len);
     text.push_str(r#"{"type":"message","channel":""#);
     text.push_str(channel.as_str());
     text.push_str(r#"","epoch":""#);
     text.push_str(epoch.as_str());
     text.push_str(r#"","offset":"#);
     let _ = write!(text, "{offset}");
+    if let Some(from) = payload.from {
+        text.push_str(r#","from":"#);
+        text.push_str(from);
+    }
     text.push_str(r#","data":"#);
-    text.push_str(data);
+    text.push_str(payload.data);
     text.push('}');
     Frame::from_string(text)
 }
@@ -204,12 +238,30 @@ mod tests {
     fn message_frame_is_valid_json_with_raw_data() {
         let channel = ChannelName::parse("news").unwrap();
         let epoch = Epoch::from_string("abc123".into());
-        let v = json(&message(&channel, &epoch, 7, r#"{"a":[1,2]}"#));
+        let v = json(&message(
+            &channel,
+            &epoch,
+            7,
+            &Payload::data(r#"{"a":[1,2]}"#),
+        ));
         assert_eq!(v["type"], "message");
         assert_eq!(v["channel"], "news");
         assert_eq!(v["epoch"], "abc123");
         assert_eq!(v["offset"], 7);
         assert_eq!(v["data"]["a"][1], 2);
+        assert!(v.get("from").is_none());
+        let info = RawValue::from_string(r#"{"name":"Ada"}"#.into()).unwrap();
+        let from = publisher(Some("ada"), "c7", Some(&info));
+        let stamped = Payload {
+            data: "1",
+            from: Some(&from),
+        };
+        let v = json(&message(&channel, &epoch, 8, &stamped));
+        assert_eq!(
+            v["from"],
+            serde_json::json!({"user":"ada","client":"c7","info":{"name":"Ada"}})
+        );
+        assert_eq!(v["data"], 1);
     }
 
     #[test]

@@ -9,6 +9,8 @@ use crate::hub::{ChannelName, Client, Hub, HubError};
 use crate::protocol::client::Id;
 use crate::protocol::{client, server, ClientFrame, Frame};
 
+use super::identity;
+
 /// Handles one client text frame.
 pub fn handle_text(hub: &Hub, client: &Arc<Client>, text: &str) {
     let reply = match client::parse(text) {
@@ -22,7 +24,7 @@ pub fn handle_text(hub: &Hub, client: &Arc<Client>, text: &str) {
 
 fn handle_frame(hub: &Hub, client: &Arc<Client>, frame: ClientFrame<'_>) -> Option<Frame> {
     // The token's rights come first: a channel outside them is `forbidden` whatever else.
-    if let Err((e, id)) = authorize(client, &frame) {
+    if let Err((e, id)) = authorize(hub, client, &frame) {
         return Some(server::error(e.code(), &e.to_string(), id));
     }
     match frame {
@@ -39,10 +41,13 @@ fn handle_frame(hub: &Hub, client: &Arc<Client>, frame: ClientFrame<'_>) -> Opti
             Err(e) => hub_error(&e, id),
         }),
         ClientFrame::Publish { channel, data, id } => {
-            Some(match hub.client_publish(&channel, data.get()) {
-                Ok(published) => server::published(&published, id),
-                Err(e) => hub_error(&e, id),
-            })
+            let from = publisher(client);
+            Some(
+                match hub.client_publish(&channel, data.get(), Some(&from)) {
+                    Ok(published) => server::published(&published, id),
+                    Err(e) => hub_error(&e, id),
+                },
+            )
         }
         ClientFrame::Ping { id } => Some(server::pong(id)),
         ClientFrame::Refresh { token, id } => Some(match client.identity() {
@@ -59,16 +64,27 @@ fn handle_frame(hub: &Hub, client: &Arc<Client>, frame: ClientFrame<'_>) -> Opti
     }
 }
 
-/// Checks a subscribe or publish against the client's token (open mode: always allowed).
+/// The publisher the hub stamps on a client's messages: its user and `info` (with tokens on)
+/// and its client id.
+fn publisher(client: &Client) -> String {
+    let principal = client.identity().map(|i| i.principal());
+    server::publisher(
+        principal.as_ref().map(|p| &*p.user),
+        &client.id.to_string(),
+        principal.as_ref().and_then(|p| p.info.as_deref()),
+    )
+}
+
+/// Checks a subscribe or publish against the channel's rules and the client's token.
 fn authorize<'a>(
+    hub: &Hub,
     client: &Client,
     frame: &ClientFrame<'a>,
 ) -> Result<(), (AuthError, Option<Id<'a>>)> {
-    let Some(identity) = client.identity() else {
-        return Ok(());
+    let principal = client.identity().map(|i| i.principal());
+    let check = |right, channel: &ChannelName, id| {
+        identity::authorize(hub.config(), principal.as_deref(), right, channel).map_err(|e| (e, id))
     };
-    let check =
-        |right, channel: &ChannelName, id| identity.check(right, channel).map_err(|e| (e, id));
     match frame {
         ClientFrame::Subscribe { channel, id, .. } => check(Right::Subscribe, channel, *id),
         ClientFrame::Publish { channel, id, .. } => check(Right::Publish, channel, *id),

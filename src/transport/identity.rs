@@ -10,7 +10,7 @@ use std::sync::Arc;
 use hyper::header::{self, HeaderMap};
 
 use crate::auth::{api_key, AuthError, Due, OriginPolicy, Principal, Right, Tokens};
-use crate::hub::{ChannelName, Client, ClientId, DisconnectReason, Hub};
+use crate::hub::{ChannelName, Client, ClientId, DisconnectReason, Hub, HubConfig, SubscribeRule};
 use crate::protocol::{query, server};
 
 use super::TransportError;
@@ -110,15 +110,47 @@ impl Identity {
     }
 }
 
-/// Channels asked for at connect must all be within the principal's subscribe rights.
+/// Whether a client (with its principal; `None` in open mode) may subscribe to or publish on
+/// `channel`: a user's private channel (`…#<user>`) is readable by that user's tokens alone,
+/// in any mode; a namespace may let anyone subscribe; otherwise, with tokens on, the token's
+/// rights decide. (Whether clients may publish at all is the hub's `--client-publish` and
+/// backend-only namespaces, checked by `Hub::client_publish`.)
+pub fn authorize(
+    config: &HubConfig,
+    principal: Option<&Principal>,
+    right: Right,
+    channel: &ChannelName,
+) -> Result<(), AuthError> {
+    if right == Right::Subscribe {
+        if let Some(owner) = channel.owner() {
+            return match principal {
+                Some(p) if &*p.user == owner => Ok(()),
+                _ => Err(AuthError::Forbidden(format!(
+                    "{channel} is the private channel of user {owner}: only a token with `sub` {owner} may read it"
+                ))),
+            };
+        }
+        let open = config
+            .namespace(channel)
+            .is_some_and(|ns| ns.subscribe == SubscribeRule::Anyone);
+        if open {
+            return Ok(());
+        }
+    }
+    match principal {
+        Some(principal) => principal.check(right, channel),
+        None => Ok(()),
+    }
+}
+
+/// Channels asked for at connect must all be readable by the client.
 pub fn check_channels(
+    config: &HubConfig,
     principal: Option<&Principal>,
     channels: &[ChannelName],
 ) -> Result<(), TransportError> {
-    if let Some(principal) = principal {
-        for channel in channels {
-            principal.check(Right::Subscribe, channel)?;
-        }
+    for channel in channels {
+        authorize(config, principal, Right::Subscribe, channel)?;
     }
     Ok(())
 }

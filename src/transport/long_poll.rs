@@ -164,7 +164,7 @@ impl LongPoll {
             wanted.push((ChannelName::parse(&name)?, since));
         }
         let names: Vec<ChannelName> = wanted.iter().map(|(name, _)| name.clone()).collect();
-        check_channels(principal.as_ref(), &names)?;
+        check_channels(hub.config(), principal.as_ref(), &names)?;
         let max = hub.config().max_subscriptions;
         if wanted.len() > max {
             return Err(HubError::TooManySubscriptions(max).into());

@@ -40,11 +40,12 @@ proptest! {
     }
 
     #[test]
-    fn channel_names_follow_the_documented_rule(name in prop_oneof!["[a-zA-Z0-9_.:@-]{0,130}", any::<String>()]) {
+    fn channel_names_follow_the_documented_rule(name in prop_oneof!["[a-zA-Z0-9_.:@#-]{0,130}", any::<String>()]) {
         let documented = !name.is_empty()
             && name.len() <= 128
-            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.:@".contains(&b))
-            && !name.bytes().all(|b| b == b'.');
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.:@#".contains(&b))
+            && !name.bytes().all(|b| b == b'.')
+            && !name.ends_with('#');
         prop_assert_eq!(ChannelName::parse(&name).is_ok(), documented);
     }
 

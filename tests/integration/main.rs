@@ -9,4 +9,5 @@ mod contract;
 mod handshake;
 mod lifecycle;
 mod long_poll;
+mod namespaces;
 mod websocket;

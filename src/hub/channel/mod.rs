@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use crate::protocol::{
-    server, ChannelName, Epoch, Frame, Missed, MissedReason, Published, Since, Subscribed,
+    server, ChannelName, Epoch, Frame, Missed, MissedReason, Payload, Published, Since, Subscribed,
 };
 
 use super::client::{Client, ClientId};
@@ -80,14 +80,14 @@ impl Channel {
     pub fn publish(
         &self,
         state: &mut ChannelState,
-        data: &str,
+        payload: &Payload<'_>,
         limits: HistoryLimits,
         now: Instant,
         overflowed: &mut Vec<Arc<Client>>,
     ) -> Published {
         state.last_offset += 1;
         let offset = state.last_offset;
-        let frame = server::message(&self.name, &self.epoch, offset, data);
+        let frame = server::message(&self.name, &self.epoch, offset, payload);
         state.trim_history(limits, now);
         if limits.size > 0 {
             while state.history.len() >= limits.size

@@ -25,7 +25,9 @@ fn many_lagging_clients_push_back_on_publishers() {
     assert_eq!(hub.lagging_clients(), 3);
     assert_eq!(hub.check_load().unwrap_err().code(), ErrorCode::Overloaded);
     assert_eq!(
-        hub.client_publish(&name("chat:x"), "1").unwrap_err().code(),
+        hub.client_publish(&name("chat:x"), "1", None)
+            .unwrap_err()
+            .code(),
         ErrorCode::Overloaded
     );
     // Two clients catch up: one lagging client of three is not overload.

@@ -202,9 +202,11 @@ fn limits_and_policy_are_enforced() {
         hub.unsubscribe(&c, &name("b")).unwrap_err().code(),
         ErrorCode::NotSubscribed
     );
-    assert!(hub.client_publish(&name("chat:x"), "1").is_ok());
+    assert!(hub.client_publish(&name("chat:x"), "1", None).is_ok());
     assert_eq!(
-        hub.client_publish(&name("news"), "1").unwrap_err().code(),
+        hub.client_publish(&name("news"), "1", None)
+            .unwrap_err()
+            .code(),
         ErrorCode::PublishForbidden
     );
 }

@@ -40,7 +40,7 @@ impl WebSockets {
         let principal = self
             .identity
             .authenticate(token_of(query, headers).as_deref())?;
-        check_channels(principal.as_ref(), channels)?;
+        check_channels(hub.config(), principal.as_ref(), channels)?;
         let max = hub.config().max_subscriptions;
         if channels.len() > max {
             return Err(HubError::TooManySubscriptions(max).into());

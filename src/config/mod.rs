@@ -16,6 +16,13 @@ use crate::transport::ws::WsConfig;
 /// File descriptors kept back from the connection ceiling for listeners, logs and static files.
 const RESERVED_FDS: u64 = 100;
 
+mod file;
+mod values;
+
+pub use file::NamespaceConfig;
+use values::{api_key_file, fraction, positive_duration, public_key_file};
+pub use values::{ApiKeyFile, PublicKeyPem, Secret};
+
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "crier",
@@ -27,6 +34,15 @@ pub struct Config {
     /// Without a command, crier serves.
     #[command(subcommand)]
     pub command: Option<Command>,
+
+    /// A TOML file with any of these settings (by long flag name) and `[[namespace]]` rules;
+    /// flags and environment variables win over it. See `src/config/file.rs`.
+    #[arg(long, env = "CRIER_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Namespaces from the config file (not a flag).
+    #[arg(skip)]
+    pub namespaces: Vec<NamespaceConfig>,
 
     /// Address to listen on.
     #[arg(long, env = "CRIER_BIND", default_value = "127.0.0.1:8080")]
@@ -214,70 +230,6 @@ pub struct TokenArgs {
     pub info: Option<String>,
 }
 
-/// A credential from the command line or environment, kept out of `Debug` output and logs.
-#[derive(Clone)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::str::FromStr for Secret {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Self(s.to_owned()))
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-/// The keys of `--api-key-file`, read when the flags are parsed.
-#[derive(Clone, Debug)]
-pub struct ApiKeyFile(pub Vec<Secret>);
-
-fn api_key_file(path: &str) -> Result<ApiKeyFile, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
-    Ok(ApiKeyFile(
-        text.lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .map(|l| Secret(l.to_owned()))
-            .collect(),
-    ))
-}
-
-/// The PEM of `--token-public-key`, read and checked when the flags are parsed.
-#[derive(Clone, Debug)]
-pub struct PublicKeyPem(pub Vec<u8>);
-
-fn public_key_file(path: &str) -> Result<PublicKeyPem, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?;
-    TokenVerifier::from_public_key_pem(&pem, Duration::ZERO)?;
-    Ok(PublicKeyPem(pem))
-}
-
-fn fraction(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
-        _ => Err("must be a number from 0 to 1".into()),
-    }
-}
-
-fn positive_duration(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
-    if d.is_zero() {
-        Err("must be greater than zero".into())
-    } else {
-        Ok(d)
-    }
-}
-
 impl Default for Config {
     fn default() -> Self {
         Self::parse_from(["crier"])
@@ -292,9 +244,17 @@ impl Config {
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
-        Self::try_parse_from(
-            std::iter::once("crier".into()).chain(args.into_iter().map(Into::into)),
+        file::parse(
+            std::iter::once("crier".into())
+                .chain(args.into_iter().map(Into::into))
+                .collect(),
         )
+    }
+
+    /// Parses the process's command line (and `--config` file); exits with clap's message on
+    /// an error, as `Parser::parse` does.
+    pub fn load() -> Self {
+        file::parse(std::env::args_os().collect()).unwrap_or_else(|e| e.exit())
     }
 
     /// The connection ceiling: the configured maximum, or what the open-files limit allows.
@@ -383,14 +343,20 @@ impl Config {
     }
 
     pub fn hub_config(&self) -> HubConfig {
+        let history = HistoryLimits {
+            size: self.history_size,
+            max_bytes: self.history_max_bytes,
+            ttl: self.history_ttl,
+        };
         HubConfig {
             queue_capacity: self.queue_capacity,
             queue_max_bytes: self.queue_max_bytes,
-            history: HistoryLimits {
-                size: self.history_size,
-                max_bytes: self.history_max_bytes,
-                ttl: self.history_ttl,
-            },
+            history,
+            namespaces: self
+                .namespaces
+                .iter()
+                .map(|ns| ns.to_namespace(history))
+                .collect(),
             history_budget: self.history_budget,
             max_connections: self.connection_ceiling(),
             max_subscriptions: self.max_subscriptions,
