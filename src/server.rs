@@ -115,6 +115,7 @@ impl Server {
         let send_buffer = state.config.socket_send_buffer;
 
         tracker.spawn(housekeeping(state.clone(), shutdown.clone()));
+        tracker.spawn(presence_flusher(state.clone(), shutdown.clone()));
 
         tokio::pin!(signal);
         loop {
@@ -216,6 +217,21 @@ async fn serve_connection(
             // Finish the request in flight (a pending poll is being answered), then close.
             connection.as_mut().graceful_shutdown();
             connection.await
+        }
+    }
+}
+
+/// Sends the joins and leaves gathered since the last tick (`presence_diff`), every
+/// `--presence-batch`: the window within which they are coalesced.
+async fn presence_flusher(state: AppState, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(state.config.presence_batch);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {
+                state.hub.flush_presence();
+            }
         }
     }
 }

@@ -13,6 +13,8 @@
 //! history-size = 50
 //! history-ttl = "1h"
 //! stamp = false                   # client publishes carry `from` (the default: true)
+//! presence = true                 # members and join/leave (default: as --presence says)
+//! join-leave = false              # no presence_diff frames (default: with presence)
 //! ```
 
 use std::ffi::OsString;
@@ -41,6 +43,10 @@ pub struct NamespaceConfig {
     pub history_ttl: Option<Duration>,
     #[serde(default = "yes")]
     pub stamp: bool,
+    /// Presence on or off here (default: as `--presence` says).
+    pub presence: Option<bool>,
+    /// `presence_diff` frames for members who ask (default: with presence).
+    pub join_leave: Option<bool>,
 }
 
 fn rights_subscribe() -> SubscribeRule {
@@ -68,6 +74,8 @@ impl NamespaceConfig {
                 ttl: self.history_ttl.unwrap_or(defaults.ttl),
             },
             stamp: self.stamp,
+            presence: self.presence,
+            join_leave: self.join_leave,
         }
     }
 }

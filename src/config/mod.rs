@@ -132,6 +132,17 @@ pub struct Config {
     #[arg(long, env = "CRIER_CLIENT_PUBLISH", default_value = "chat:*")]
     pub client_publish: String,
 
+    /// Channels that keep presence (members, `presence` / `presence_stats`, join/leave
+    /// frames for members who ask): names or prefixes ending in `*`, as --client-publish;
+    /// namespaces in --config override it. The default lets the demo's chat rooms show who
+    /// is online.
+    #[arg(long, env = "CRIER_PRESENCE", default_value = "chat:*")]
+    pub presence: String,
+
+    /// How often joins and leaves are sent, coalesced per channel (`presence_diff`).
+    #[arg(long, env = "CRIER_PRESENCE_BATCH", default_value = "250ms", value_parser = positive_duration)]
+    pub presence_batch: Duration,
+
     /// Publishes are refused (HTTP 503 `overloaded`, Retry-After: 1) while more than this
     /// fraction of clients lag (queue at least half full): the hub itself cannot keep up.
     #[arg(long, env = "CRIER_OVERLOAD_FRACTION", default_value_t = 0.5, value_parser = fraction)]
@@ -363,6 +374,7 @@ impl Config {
             max_channels: self.max_channels,
             max_json_depth: self.max_json_depth,
             client_publish: PublishPolicy::parse(&self.client_publish),
+            presence: PublishPolicy::parse(&self.presence),
             overload_fraction: self.overload_fraction,
             overload_min_lagging: self.overload_min_lagging,
             stuck_timeout: self.stuck_timeout,

@@ -11,9 +11,10 @@ use serde_json::value::RawValue;
 
 use crate::hub::{ChannelName, DisconnectReason, Published, TransportKind};
 use crate::protocol::bodies::{
-    history_body, Health, HistoryQuery, PublishRequest, PublishResults, StatsBody,
+    history_body, Health, HistoryQuery, PresenceQuery, PublishRequest, PublishResults, StatsBody,
 };
 use crate::protocol::ErrorCode;
+use crate::protocol::PresenceStats;
 
 use super::error::ApiError;
 use super::AppState;
@@ -141,6 +142,27 @@ pub async fn history(
         chunks.into_iter().map(Ok::<_, std::convert::Infallible>),
     ));
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// `GET /api/channels/{channel}/presence?cursor=N`: a page of members.
+pub async fn presence(
+    State(state): State<AppState>,
+    Path(channel): Path<String>,
+    query: Result<Query<PresenceQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let channel = channel_name(&channel)?;
+    let Query(query) = query.map_err(|e| ApiError::from_query_rejection(&e))?;
+    let members = state.hub.presence(&channel, query.cursor)?;
+    Ok(Json(members.page()).into_response())
+}
+
+/// `GET /api/channels/{channel}/presence/stats`: clients and distinct users.
+pub async fn presence_stats(
+    State(state): State<AppState>,
+    Path(channel): Path<String>,
+) -> Result<Json<PresenceStats>, ApiError> {
+    let channel = channel_name(&channel)?;
+    Ok(Json(state.hub.presence_stats(&channel)?))
 }
 
 /// `GET /api/stats`: live figures as flat JSON numbers (plus disconnects by reason).

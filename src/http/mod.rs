@@ -62,6 +62,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/publish", post(api::publish_json))
         .route("/api/publish/{channel}", post(api::publish_body))
         .route("/api/channels/{channel}/history", get(api::history))
+        .route("/api/channels/{channel}/presence", get(api::presence))
+        .route(
+            "/api/channels/{channel}/presence/stats",
+            get(api::presence_stats),
+        )
         .route("/api/stats", get(api::stats))
         .route("/metrics", get(api::metrics))
         .route_layer(middleware::from_fn_with_state(

@@ -27,6 +27,8 @@ pub struct HubConfig {
     pub overload_min_lagging: usize,
     /// Rules by channel-name prefix; a channel outside every namespace follows the defaults.
     pub namespaces: Vec<Namespace>,
+    /// Channels with presence where no namespace says otherwise (`--presence`).
+    pub presence: PublishPolicy,
     /// A client whose queue is at least half full with frames nobody took for this long is
     /// evicted as slow, however its transport keeps it open (a socket that does not read, a
     /// long-poll session that re-fetches an old batch).
@@ -53,6 +55,7 @@ impl Default for HubConfig {
             overload_min_lagging: 16,
             stuck_timeout: Duration::from_secs(10),
             namespaces: Vec::new(),
+            presence: PublishPolicy::parse("chat:*"),
         }
     }
 }
@@ -76,6 +79,23 @@ impl HubConfig {
         }
     }
 
+    /// Whether `channel` keeps presence (members, users; `presence` frames and API).
+    pub fn presence(&self, channel: &ChannelName) -> bool {
+        match self.namespace(channel).and_then(|ns| ns.presence) {
+            Some(on) => on,
+            None => self.presence.allows(channel),
+        }
+    }
+
+    /// Whether members who ask get `presence_diff` frames on `channel` (with presence only).
+    pub fn join_leave(&self, channel: &ChannelName) -> bool {
+        self.presence(channel)
+            && self
+                .namespace(channel)
+                .and_then(|ns| ns.join_leave)
+                .unwrap_or(true)
+    }
+
     /// Whether client publishes on `channel` carry the publisher (`from`), stamped by the hub.
     pub fn stamps(&self, channel: &ChannelName) -> bool {
         self.namespace(channel).is_none_or(|ns| ns.stamp)
@@ -91,6 +111,10 @@ pub struct Namespace {
     pub history: HistoryLimits,
     /// Client publishes carry `"from": {"user", "client", "info"}`, set by the hub.
     pub stamp: bool,
+    /// Presence on or off (`None`: as `--presence` says).
+    pub presence: Option<bool>,
+    /// `presence_diff` frames for members who ask (`None`: with presence).
+    pub join_leave: Option<bool>,
 }
 
 /// Who may subscribe to a namespace's channels.

@@ -25,6 +25,8 @@ pub enum HubError {
     TooManyChannels(usize),
     #[error("`data` is nested deeper than {0} levels")]
     TooDeep(usize),
+    #[error("{0} keeps no presence (see the namespace's `presence` setting or --presence)")]
+    PresenceDisabled(ChannelName),
 }
 
 impl HubError {
@@ -40,6 +42,7 @@ impl HubError {
             Self::ClientGone => ErrorCode::ClientGone,
             Self::TooManyChannels(_) => ErrorCode::TooManyChannels,
             Self::TooDeep(_) => ErrorCode::TooDeep,
+            Self::PresenceDisabled(_) => ErrorCode::PresenceDisabled,
         }
     }
 }

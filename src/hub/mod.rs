@@ -28,6 +28,7 @@ mod registry;
 pub mod stats;
 
 mod budget;
+mod presence;
 mod pressure;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -67,6 +68,8 @@ struct HubInner {
     shutdown: CancellationToken,
     /// Held by the one publisher that sheds history over the budget; others carry on.
     shedding: Mutex<()>,
+    /// Channels with joins or leaves to send at the next presence flush.
+    presence_dirty: Mutex<Vec<ChannelName>>,
 }
 
 impl Hub {
@@ -81,6 +84,7 @@ impl Hub {
                 stats: Stats::default(),
                 shutdown,
                 shedding: Mutex::new(()),
+                presence_dirty: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -183,7 +187,23 @@ impl Hub {
         since: Option<&Since>,
         reply: &dyn Fn(&Subscribed<'_>) -> Frame,
     ) -> Result<(), HubError> {
+        self.subscribe_with(client, channel, since, false, reply)
+    }
+
+    /// [`Hub::subscribe`], and with `join_leave` the client gets `presence_diff` frames on
+    /// a channel whose namespace has them.
+    pub fn subscribe_with(
+        &self,
+        client: &Arc<Client>,
+        channel: &ChannelName,
+        since: Option<&Since>,
+        join_leave: bool,
+        reply: &dyn Fn(&Subscribed<'_>) -> Frame,
+    ) -> Result<(), HubError> {
         let config = &self.inner.config;
+        let presence = config.presence(channel);
+        let listens = join_leave && config.join_leave(channel);
+        let mut dirty = false;
         match client.add_subscription(channel, config.max_subscriptions) {
             AddSubscription::Added => {}
             AddSubscription::Already => return Err(HubError::AlreadySubscribed(channel.clone())),
@@ -203,7 +223,11 @@ impl Hub {
                     return Err(HubError::ClientGone);
                 }
                 let limits = config.history_for(channel);
-                Ok(ch.subscribe(state, client, since, reply, limits, Instant::now()))
+                let joined = ch.subscribe(state, client, since, reply, limits, Instant::now());
+                if joined.is_ok() && presence {
+                    dirty = state.presence_join(client, listens);
+                }
+                Ok(joined)
             });
         let outcome = match outcome {
             Ok(outcome) => outcome?,
@@ -214,6 +238,9 @@ impl Hub {
                 return Err(HubError::TooManyChannels(max_channels));
             }
         };
+        if dirty {
+            self.presence_changed(channel);
+        }
         match outcome {
             Ok(joined) => {
                 tracing::debug!(client_id = %client.id, %channel, offset = joined.offset,
@@ -389,11 +416,14 @@ impl Hub {
         let Some(ch) = self.inner.registry.channel(name) else {
             return;
         };
-        let idle = {
+        let (idle, dirty) = {
             let mut state = ch.lock();
-            state.remove_subscriber(id);
-            state.is_idle()
+            let dirty = state.remove_subscriber(id);
+            (state.is_idle(), dirty)
         };
+        if dirty {
+            self.presence_changed(name);
+        }
         if idle {
             self.inner.registry.remove_channel_if_idle(name);
         }

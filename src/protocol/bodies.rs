@@ -37,6 +37,13 @@ pub struct HistoryQuery {
     pub limit: Option<usize>,
 }
 
+/// `GET /api/channels/{channel}/presence?cursor=N` (the `next` of the previous page).
+#[derive(Deserialize)]
+pub struct PresenceQuery {
+    #[serde(default)]
+    pub cursor: u64,
+}
+
 /// `POST /lp/connect` body: `{"channels": ["a", {"channel": "b", "since": {…}}], "token": …}`.
 #[derive(Deserialize)]
 pub struct ConnectRequest {

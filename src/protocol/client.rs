@@ -26,6 +26,20 @@ pub enum ClientFrame<'a> {
     Subscribe {
         channel: ChannelName,
         since: Option<Since>,
+        /// The client wants `presence_diff` frames (joins and leaves) on this channel.
+        join_leave: bool,
+        id: Option<Id<'a>>,
+    },
+    /// Who is subscribed to a channel with presence (a page of members).
+    Presence {
+        channel: ChannelName,
+        /// Where the previous page ended (its `next`).
+        cursor: Option<u64>,
+        id: Option<Id<'a>>,
+    },
+    /// How many clients and distinct users a channel with presence has.
+    PresenceStats {
+        channel: ChannelName,
         id: Option<Id<'a>>,
     },
     Unsubscribe {
@@ -86,6 +100,10 @@ struct RawFrame<'a> {
     // refused as `bad_frame`, which no honest client meets.
     #[serde(default, borrow)]
     token: Option<&'a str>,
+    #[serde(default)]
+    join_leave: bool,
+    #[serde(default)]
+    cursor: Option<u64>,
 }
 
 /// Just the `id` of a frame whose other fields have the wrong shape.
@@ -141,6 +159,16 @@ pub fn parse(text: &str) -> Result<ClientFrame<'_>, FrameError<'_>> {
         "subscribe" => Ok(ClientFrame::Subscribe {
             channel: channel(raw.channel)?,
             since: raw.since,
+            join_leave: raw.join_leave,
+            id,
+        }),
+        "presence" => Ok(ClientFrame::Presence {
+            channel: channel(raw.channel)?,
+            cursor: raw.cursor,
+            id,
+        }),
+        "presence_stats" => Ok(ClientFrame::PresenceStats {
+            channel: channel(raw.channel)?,
             id,
         }),
         "unsubscribe" => Ok(ClientFrame::Unsubscribe {
@@ -164,7 +192,7 @@ pub fn parse(text: &str) -> Result<ClientFrame<'_>, FrameError<'_>> {
         other => Err(FrameError::new(
             ErrorCode::UnknownType,
             format!(
-                "unknown frame type `{}`; expected subscribe, unsubscribe, publish, ping or refresh",
+                "unknown frame type `{}`; expected subscribe, unsubscribe, publish, ping, refresh, presence or presence_stats",
                 truncate(other)
             ),
             id,

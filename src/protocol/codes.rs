@@ -64,6 +64,7 @@ error_codes! {
     BinaryUnsupported => "binary_unsupported", 400, Frame;
     TooDeep => "too_deep", 400, Both;
     TooManyChannels => "too_many_channels", 503, Both;
+    PresenceDisabled => "presence_disabled", 404, Both;
     Forbidden => "forbidden", 403, Both;
     RateLimited => "rate_limited", 429, Frame;
     Unauthorized => "unauthorized", 401, Both;

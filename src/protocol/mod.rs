@@ -7,6 +7,7 @@
 //! - [`disconnect`] — `DisconnectReason`: why a client left, as close codes.
 //! - [`frame`] — `Frame`: one server frame encoded once into shared bytes.
 //! - [`server`] — every server → client frame (`message` … `disconnect`).
+//! - [`presence`] — the presence frames (`presence`, `presence_stats`, `presence_diff`).
 //! - [`client`] — client → server frames, parsed, with their errors.
 //! - [`query`] — the `channel` query parameter both transports accept.
 //! - [`json`] — raw JSON carried through untouched: presence and nesting depth.
@@ -19,6 +20,7 @@ pub mod disconnect;
 pub mod frame;
 pub mod json;
 pub mod names;
+pub mod presence;
 pub mod query;
 pub mod server;
 
@@ -27,4 +29,5 @@ pub use codes::ErrorCode;
 pub use disconnect::DisconnectReason;
 pub use frame::Frame;
 pub use names::{ChannelName, Epoch, InvalidChannelName, Since, MAX_CHANNEL_NAME_LEN};
+pub use presence::{Member, PresencePage, PresenceStats};
 pub use server::{Missed, MissedReason, Payload, Published, Subscribed};

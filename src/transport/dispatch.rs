@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::auth::{AuthError, Right};
 use crate::hub::{ChannelName, Client, Hub, HubError};
 use crate::protocol::client::Id;
-use crate::protocol::{client, server, ClientFrame, Frame};
+use crate::protocol::{client, presence, server, ClientFrame, Frame};
 
 use super::identity;
 
@@ -28,14 +28,31 @@ fn handle_frame(hub: &Hub, client: &Arc<Client>, frame: ClientFrame<'_>) -> Opti
         return Some(server::error(e.code(), &e.to_string(), id));
     }
     match frame {
-        ClientFrame::Subscribe { channel, since, id } => {
+        ClientFrame::Subscribe {
+            channel,
+            since,
+            join_leave,
+            id,
+        } => {
             // On success the hub queues `subscribed` itself, atomically with the catch-up.
-            hub.subscribe(client, &channel, since.as_ref(), &|s| {
+            hub.subscribe_with(client, &channel, since.as_ref(), join_leave, &|s| {
                 server::subscribed(s, id)
             })
             .err()
             .map(|e| hub_error(&e, id))
         }
+        ClientFrame::Presence {
+            channel,
+            cursor,
+            id,
+        } => Some(match hub.presence(&channel, cursor.unwrap_or(0)) {
+            Ok(members) => presence::presence(&members.page(), id),
+            Err(e) => hub_error(&e, id),
+        }),
+        ClientFrame::PresenceStats { channel, id } => Some(match hub.presence_stats(&channel) {
+            Ok(stats) => presence::presence_stats(&channel, stats, id),
+            Err(e) => hub_error(&e, id),
+        }),
         ClientFrame::Unsubscribe { channel, id } => Some(match hub.unsubscribe(client, &channel) {
             Ok(()) => server::unsubscribed(&channel, id),
             Err(e) => hub_error(&e, id),
@@ -86,7 +103,10 @@ fn authorize<'a>(
         identity::authorize(hub.config(), principal.as_deref(), right, channel).map_err(|e| (e, id))
     };
     match frame {
-        ClientFrame::Subscribe { channel, id, .. } => check(Right::Subscribe, channel, *id),
+        // Reading who is in a channel takes the right to read the channel.
+        ClientFrame::Subscribe { channel, id, .. }
+        | ClientFrame::Presence { channel, id, .. }
+        | ClientFrame::PresenceStats { channel, id } => check(Right::Subscribe, channel, *id),
         ClientFrame::Publish { channel, id, .. } => check(Right::Publish, channel, *id),
         _ => Ok(()),
     }

@@ -10,4 +10,5 @@ mod handshake;
 mod lifecycle;
 mod long_poll;
 mod namespaces;
+mod presence;
 mod websocket;

@@ -33,6 +33,8 @@ pub(crate) struct ChannelState {
     /// The bytes of history held by every channel of the hub, kept with this one's.
     all_history_bytes: Arc<AtomicUsize>,
     subscribers: HashMap<ClientId, Arc<Client>>,
+    /// Users, listeners and pending joins/leaves, for channels with presence.
+    presence: Option<Box<presence::Presence>>,
     /// Set (under this lock) when the registry removed the channel: whoever still holds the
     /// `Arc` must look the name up again instead of publishing into a forgotten channel.
     pub removed: bool,
@@ -64,6 +66,7 @@ impl Channel {
                 history_bytes: 0,
                 all_history_bytes,
                 subscribers: HashMap::new(),
+                presence: None,
                 removed: false,
             }),
         }
@@ -201,8 +204,13 @@ impl Channel {
 }
 
 impl ChannelState {
+    /// Takes the client off the live set; `true` when the channel now has presence news to
+    /// flush (see `presence_leave`).
     pub fn remove_subscriber(&mut self, id: ClientId) -> bool {
-        self.subscribers.remove(&id).is_some()
+        match self.subscribers.remove(&id) {
+            Some(client) => self.presence_leave(&client),
+            None => false,
+        }
     }
 
     pub fn subscriber_count(&self) -> usize {
@@ -216,6 +224,7 @@ impl ChannelState {
 }
 
 mod history;
+mod presence;
 
 pub use history::{HistoryLimits, HistoryPage};
 

@@ -1,0 +1,126 @@
+//! A channel's presence: its distinct users (so `presence_stats` is O(1)), the members who
+//! want join/leave frames, and the joins and leaves not yet sent, coalesced until the next
+//! flush (`Hub::flush_presence`). Only channels whose namespace has presence keep one.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use super::super::client::{Client, ClientId};
+use super::ChannelState;
+
+/// What a flush sends on one channel, and to whom.
+#[derive(Default)]
+pub(crate) struct PresenceDiff {
+    pub joins: Vec<Arc<Client>>,
+    pub leaves: Vec<Arc<Client>>,
+    pub listeners: Vec<Arc<Client>>,
+}
+
+#[derive(Default)]
+pub(crate) struct Presence {
+    /// Connections per user (tokens on): a user with two devices counts once.
+    users: HashMap<Arc<str>, u32>,
+    /// Members that asked for `presence_diff` frames.
+    listeners: HashSet<ClientId>,
+    /// Joined and left since the last flush. A member that joins and leaves within one
+    /// window appears in neither: a reconnect storm costs each listener one frame per window.
+    joins: Vec<Arc<Client>>,
+    leaves: Vec<Arc<Client>>,
+    /// Queued for the next flush already.
+    pub dirty: bool,
+}
+
+fn user_of(client: &Client) -> Option<Arc<str>> {
+    client.identity().map(|i| i.principal().user.clone())
+}
+
+impl ChannelState {
+    /// Records a new member of a channel with presence; `true` when the channel now has
+    /// joins or leaves to send and was not queued for the flush yet.
+    pub fn presence_join(&mut self, client: &Arc<Client>, listens: bool) -> bool {
+        let presence = self.presence.get_or_insert_with(Box::default);
+        if let Some(user) = user_of(client) {
+            *presence.users.entry(user).or_insert(0) += 1;
+        }
+        if listens {
+            presence.listeners.insert(client.id);
+        }
+        presence.joins.push(client.clone());
+        presence.mark_dirty()
+    }
+
+    /// Records a member leaving; like [`Self::presence_join`] for the return value.
+    pub fn presence_leave(&mut self, client: &Arc<Client>) -> bool {
+        let Some(presence) = self.presence.as_mut() else {
+            return false;
+        };
+        if let Some(user) = user_of(client) {
+            if let Some(count) = presence.users.get_mut(&user) {
+                *count -= 1;
+                if *count == 0 {
+                    presence.users.remove(&user);
+                }
+            }
+        }
+        presence.listeners.remove(&client.id);
+        match presence.joins.iter().position(|c| c.id == client.id) {
+            Some(i) => {
+                presence.joins.swap_remove(i);
+            }
+            None => presence.leaves.push(client.clone()),
+        }
+        presence.mark_dirty()
+    }
+
+    /// Distinct users (with tokens on) among the members.
+    pub fn presence_users(&self) -> usize {
+        self.presence.as_ref().map_or(0, |p| p.users.len())
+    }
+
+    /// Takes the joins and leaves to send and the members to send them to.
+    pub fn take_presence_diff(&mut self) -> PresenceDiff {
+        let Some(presence) = self.presence.as_mut() else {
+            return PresenceDiff::default();
+        };
+        presence.dirty = false;
+        PresenceDiff {
+            joins: std::mem::take(&mut presence.joins),
+            leaves: std::mem::take(&mut presence.leaves),
+            listeners: presence
+                .listeners
+                .iter()
+                .filter_map(|id| self.subscribers.get(id).cloned())
+                .collect(),
+        }
+    }
+
+    /// The members after `cursor` (a client id), in client-id order, at most `limit`; and the
+    /// cursor of the next page, if there is one.
+    pub fn members_after(&self, cursor: u64, limit: usize) -> (Vec<Arc<Client>>, Option<u64>) {
+        let mut members: Vec<&Arc<Client>> = self
+            .subscribers
+            .values()
+            .filter(|c| c.id.0 > cursor)
+            .collect();
+        members.sort_unstable_by_key(|c| c.id);
+        let next = (members.len() > limit).then(|| members[limit - 1].id.0);
+        members.truncate(limit);
+        (members.into_iter().cloned().collect(), next)
+    }
+}
+
+impl Presence {
+    fn mark_dirty(&mut self) -> bool {
+        let has_news = !self.joins.is_empty() || !self.leaves.is_empty();
+        if has_news && !self.dirty && !self.listeners.is_empty() {
+            self.dirty = true;
+            return true;
+        }
+        if self.listeners.is_empty() {
+            // Nobody listens: nothing to keep for a flush.
+            self.joins.clear();
+            self.leaves.clear();
+        }
+        false
+    }
+}
