@@ -13,6 +13,7 @@
 //! tracked task up to the grace period.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -248,10 +249,24 @@ async fn serve_connection(
     // Messages are small and latency matters more than packet count.
     let _ = stream.set_nodelay(true);
     let (body_timeout, shutdown) = (edge.body_timeout, edge.shutdown.clone());
-    let service =
-        TowerToHyperService::new(router.map_request(move |r: hyper::Request<Incoming>| {
-            r.map(|body| http::deadline::DeadlineBody::wrap(body, body_timeout, &shutdown))
-        }));
+    // Whether a handler is running on this connection, for shutdown (below).
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let counted = in_flight.clone();
+    let service = TowerToHyperService::new(
+        router
+            .map_request(move |r: hyper::Request<Incoming>| {
+                r.map(|body| http::deadline::DeadlineBody::wrap(body, body_timeout, &shutdown))
+            })
+            .map_future(move |response| {
+                counted.fetch_add(1, Ordering::Relaxed);
+                let counted = counted.clone();
+                async move {
+                    let response = response.await;
+                    counted.fetch_sub(1, Ordering::Relaxed);
+                    response
+                }
+            }),
+    );
     let builder = edge.http1();
     let connection = builder
         .serve_connection(
@@ -263,10 +278,17 @@ async fn serve_connection(
     tokio::select! {
         result = connection.as_mut() => result,
         () = edge.shutdown.cancelled() => {
-            // Finish the request in flight (a pending poll is being answered; one waiting for
-            // its body is refused at once), then close.
             connection.as_mut().graceful_shutdown();
-            connection.await
+            if in_flight.load(Ordering::Relaxed) > 0 {
+                // Finish the request in flight (a pending poll is being answered; one waiting
+                // for its body is refused at once), then close.
+                connection.await
+            } else {
+                // Idle, or a head still arriving, which hyper would wait for up to the
+                // header timeout: nobody waits for a client at shutdown. (The tail of a
+                // response whose handler has finished, a large static file, is cut too.)
+                Ok(())
+            }
         }
     }
 }

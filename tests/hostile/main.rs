@@ -7,4 +7,5 @@
 mod common;
 
 mod backpressure;
+mod edge;
 mod limits;
