@@ -11,14 +11,19 @@
 //! - `main.rs` — thin binary: parse [`config::Config`], init tracing, raise the open-files
 //!   limit, bind, [`server::Server::run`] until SIGINT/SIGTERM.
 //! - [`config`] — clap flags with `CRIER_*` env vars, turned into typed limits per layer.
-//! - [`server`] — accept loop: each new connection's first bytes are sniffed; a valid
+//! - [`server`] — accept loop: every accepted socket counts toward `--max-sockets`
+//!   ([`server::sockets`]; past it `503 over_capacity`); each new connection's first bytes
+//!   are read (not peeked) and decide its path: a valid
 //!   WebSocket upgrade of `/ws` is answered on the bare socket ([`transport::ws::direct`]),
-//!   everything else (bad upgrades included) goes to hyper (HTTP/1.1 with upgrades) and the
+//!   everything else (bad upgrades included) goes to hyper (HTTP/1.1 with upgrades, the
+//!   sniffed bytes replayed, writes under `--write-timeout`) and the
 //!   axum router. Also the housekeeping task
 //!   (history ageing, long-poll reaper) and graceful shutdown over a root
 //!   `CancellationToken` and a `TaskTracker` that holds every spawned task.
 //! - [`http`] — axum wiring only: router, publish/history/stats API, long-poll endpoints,
-//!   every error rendered as status + JSON body in one place ([`http::error`]). The backend
+//!   every error rendered as status + JSON body in one place ([`http::error`]), request
+//!   bodies under `--body-timeout` ([`http::deadline`]), and the JSON `404`/`405`/`400` for
+//!   what no handler words (unknown paths, wrong methods, extractor rejections). The backend
 //!   API (`/api/*`, `/metrics`) sits behind one middleware that asks [`auth::BackendGuard`].
 //! - [`transport`] — adapters that turn connections into hub calls: [`transport::dispatch`]
 //!   (what a client frame does, shared by both transports), [`transport::ws`] (the

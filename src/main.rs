@@ -37,7 +37,8 @@ async fn main() -> anyhow::Result<()> {
     let ceiling = config.connection_ceiling();
     tracing::info!(
         max_connections = ceiling,
-        "connection ceiling (each connection holds one file descriptor)"
+        max_sockets = config.socket_ceiling(),
+        "connection ceilings: clients, and open sockets (each holds one file descriptor)"
     );
 
     let shutdown = shutdown_signal().context("cannot install the signal handlers")?;

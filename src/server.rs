@@ -2,15 +2,22 @@
 //! upgrades on every accepted connection, runs the housekeeping tasks, and drains
 //! everything on shutdown.
 //!
+//! Every accepted socket counts toward one ceiling ([`sockets`]); a connection hyper serves
+//! runs over [`io::EdgeIo`] (write timeout) and its request bodies must arrive within
+//! `--body-timeout` ([`crate::http::deadline`]).
+//!
 //! Shutdown order: stop accepting → cancel the root token (HTTP connections finish their
-//! request in flight, housekeeping stops) → disconnect every client with `shutdown` (which
+//! request in flight — one still waiting for its body is answered `503 shutting_down` at
+//! once — and housekeeping stops) → disconnect every client with `shutdown` (which
 //! closes its queue: WebSocket tasks send 1001, pending polls are answered) → wait for every
 //! tracked task up to the grace period.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::response::IntoResponse as _;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -27,6 +34,12 @@ use crate::transport::identity::Identity;
 use crate::transport::long_poll::LongPoll;
 use crate::transport::ws::direct::{self, Opening};
 use crate::transport::ws::WebSockets;
+
+mod io;
+pub mod sockets;
+
+use io::EdgeIo;
+use sockets::{SocketSlot, Sockets};
 
 /// How often history is trimmed by age and idle long-poll sessions are reaped.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(500);
@@ -52,8 +65,15 @@ pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
+/// Largest request head (request line and header fields) hyper reads, and so what one
+/// connection's read buffer can grow to before its request is dispatched. hyper's default is
+/// 408 KiB; a head past this one gets hyper's own `431` (empty body) and the connection closes.
+/// Browsers' heads stay far below it (nginx's default limit is 4 × 8 KiB).
+pub const MAX_HEAD_BYTES: usize = 32 * 1024;
+
 pub struct Server {
     state: AppState,
+    sockets: Sockets,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 }
@@ -76,7 +96,9 @@ impl Server {
         .with_identity(identity.clone());
         let long_poll =
             LongPoll::with_identity(hub.clone(), config.long_poll_config(), identity.clone());
+        let sockets = Sockets::new(config.socket_ceiling());
         Self {
+            sockets,
             state: AppState {
                 hub,
                 websockets,
@@ -99,6 +121,11 @@ impl Server {
         self.state.long_poll.clone()
     }
 
+    /// The count of open sockets.
+    pub fn sockets(&self) -> Sockets {
+        self.sockets.clone()
+    }
+
     /// Serves until `signal` resolves, then shuts down gracefully.
     pub async fn run(
         self,
@@ -107,11 +134,17 @@ impl Server {
     ) -> std::io::Result<()> {
         let Self {
             state,
+            sockets,
             shutdown,
             tracker,
         } = self;
         let router = http::router(state.clone());
-        let handshake_timeout = state.config.handshake_timeout;
+        let edge = Edge {
+            handshake_timeout: state.config.handshake_timeout,
+            body_timeout: state.config.body_timeout,
+            write_timeout: state.config.write_timeout,
+            shutdown: shutdown.clone(),
+        };
         let send_buffer = state.config.socket_send_buffer;
 
         tracker.spawn(housekeeping(state.clone(), shutdown.clone()));
@@ -132,6 +165,18 @@ impl Server {
                     }
                 },
             };
+            let Some(slot) = sockets.admit() else {
+                state.hub.stats().rejected_over_capacity.inc();
+                // Past the ceiling: answered if there is room to answer, else closed at once.
+                if let Some(permit) = sockets.refusal() {
+                    let edge = edge.clone();
+                    tracker.spawn(async move {
+                        refuse_over_capacity(stream, edge).await;
+                        drop(permit);
+                    });
+                }
+                continue;
+            };
             if send_buffer > 0 {
                 if let Err(error) =
                     socket2::SockRef::from(&stream).set_send_buffer_size(send_buffer)
@@ -140,23 +185,18 @@ impl Server {
                 }
             }
             let router = router.clone();
-            let shutdown = shutdown.clone();
+            let edge = edge.clone();
             let websockets = state.websockets.clone();
             tracker.spawn(async move {
-                match direct::sniff(&stream, handshake_timeout).await {
-                    Opening::WebSocket { head_len } => {
-                        websockets.accept_direct(stream, head_len).await
+                let _slot: SocketSlot = slot;
+                match direct::sniff(&stream, edge.handshake_timeout, &edge.shutdown).await {
+                    Opening::WebSocket { read, head_len } => {
+                        websockets.accept_direct(stream, read, head_len).await
                     }
-                    Opening::Http => {
+                    Opening::Http { read } => {
                         // Boxed: an HTTP connection's state should not enlarge the task of
                         // every WebSocket connection spawned from this same code.
-                        let serve = Box::pin(serve_connection(
-                            stream,
-                            peer,
-                            router,
-                            handshake_timeout,
-                            shutdown,
-                        ));
+                        let serve = Box::pin(serve_connection(stream, peer, read, router, edge));
                         if let Err(error) = serve.await {
                             tracing::debug!(%peer, %error, "http connection ended with an error");
                         }
@@ -187,36 +227,84 @@ impl Server {
     }
 }
 
+/// What every HTTP connection is served with.
+#[derive(Clone)]
+struct Edge {
+    handshake_timeout: Duration,
+    body_timeout: Duration,
+    write_timeout: Duration,
+    shutdown: CancellationToken,
+}
+
+impl Edge {
+    fn http1(&self) -> hyper::server::conn::http1::Builder {
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        // The header read timeout also bounds how long a kept-alive connection waits for its
+        // next request: hyper starts it when it starts reading a head.
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.handshake_timeout)
+            .max_buf_size(MAX_HEAD_BYTES);
+        builder
+    }
+}
+
+/// Serves one HTTP/1.1 connection (with upgrades); `read` is what the sniffer already took off
+/// the socket.
 async fn serve_connection(
     stream: TcpStream,
     peer: std::net::SocketAddr,
+    read: Vec<u8>,
     router: axum::Router,
-    handshake_timeout: Duration,
-    shutdown: CancellationToken,
+    edge: Edge,
 ) -> Result<(), hyper::Error> {
     // Messages are small and latency matters more than packet count.
     let _ = stream.set_nodelay(true);
-    // The peer address rides along with each request: the backend API's loopback rule reads it.
-    let service =
-        TowerToHyperService::new(router.map_request(move |r: hyper::Request<Incoming>| {
-            let mut r = r.map(axum::body::Body::new);
-            r.extensions_mut().insert(axum::extract::ConnectInfo(peer));
-            r
-        }));
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(handshake_timeout);
+    let (body_timeout, shutdown) = (edge.body_timeout, edge.shutdown.clone());
+    // Whether a handler is running on this connection, for shutdown (below).
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let counted = in_flight.clone();
+    let service = TowerToHyperService::new(
+        router
+            .map_request(move |r: hyper::Request<Incoming>| {
+                // The peer address rides along: the backend API's loopback rule reads it.
+                let mut r =
+                    r.map(|body| http::deadline::DeadlineBody::wrap(body, body_timeout, &shutdown));
+                r.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                r
+            })
+            .map_future(move |response| {
+                counted.fetch_add(1, Ordering::Relaxed);
+                let counted = counted.clone();
+                async move {
+                    let response = response.await;
+                    counted.fetch_sub(1, Ordering::Relaxed);
+                    response
+                }
+            }),
+    );
+    let builder = edge.http1();
     let connection = builder
-        .serve_connection(TokioIo::new(stream), service)
+        .serve_connection(
+            TokioIo::new(EdgeIo::new(stream, read, edge.write_timeout)),
+            service,
+        )
         .with_upgrades();
     tokio::pin!(connection);
     tokio::select! {
         result = connection.as_mut() => result,
-        () = shutdown.cancelled() => {
-            // Finish the request in flight (a pending poll is being answered), then close.
+        () = edge.shutdown.cancelled() => {
             connection.as_mut().graceful_shutdown();
-            connection.await
+            if in_flight.load(Ordering::Relaxed) > 0 {
+                // Finish the request in flight (a pending poll is being answered; one waiting
+                // for its body is refused at once), then close.
+                connection.await
+            } else {
+                // Idle, or a head still arriving, which hyper would wait for up to the
+                // header timeout: nobody waits for a client at shutdown. (The tail of a
+                // response whose handler has finished, a large static file, is cut too.)
+                Ok(())
+            }
         }
     }
 }
@@ -234,6 +322,31 @@ async fn presence_flusher(state: AppState, shutdown: CancellationToken) {
             }
         }
     }
+}
+
+/// Answers a connection past the socket ceiling `503 over_capacity` (JSON body, connection
+/// closed) once its request head has arrived, or closes it unanswered after
+/// [`sockets::REFUSAL_TIMEOUT`].
+async fn refuse_over_capacity(stream: TcpStream, edge: Edge) {
+    let service = hyper::service::service_fn(|_request| async {
+        let mut response = http::error::ApiError::new(
+            crate::protocol::ErrorCode::OverCapacity,
+            "the hub holds as many connections as it may (--max-sockets); try again later",
+        )
+        .into_response();
+        response.headers_mut().insert(
+            hyper::header::CONNECTION,
+            hyper::header::HeaderValue::from_static("close"),
+        );
+        Ok::<_, std::convert::Infallible>(response)
+    });
+    let mut builder = edge.http1();
+    builder
+        .header_read_timeout(edge.handshake_timeout.min(sockets::REFUSAL_TIMEOUT))
+        .keep_alive(false);
+    let io = TokioIo::new(EdgeIo::new(stream, Vec::new(), sockets::REFUSAL_TIMEOUT));
+    let connection = builder.serve_connection(io, service);
+    let _ = tokio::time::timeout(2 * sockets::REFUSAL_TIMEOUT, connection).await;
 }
 
 async fn housekeeping(state: AppState, shutdown: CancellationToken) {

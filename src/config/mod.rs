@@ -13,7 +13,8 @@ use crate::hub::{HistoryLimits, HubConfig, PublishPolicy};
 use crate::transport::long_poll::LongPollConfig;
 use crate::transport::ws::WsConfig;
 
-/// File descriptors kept back from the connection ceiling for listeners, logs and static files.
+/// File descriptors kept back from the socket ceiling: the listener, logs, static files being
+/// sent, and the refusals answered past the ceiling (`server::sockets::REFUSALS_IN_FLIGHT`).
 const RESERVED_FDS: u64 = 100;
 
 mod file;
@@ -52,9 +53,15 @@ pub struct Config {
     #[arg(long, env = "CRIER_STATIC_DIR", default_value = "static")]
     pub static_dir: PathBuf,
 
-    /// Most clients (WebSocket + long-poll) at once; 0 = as many as the open-files limit allows.
+    /// Most clients (WebSocket + long-poll) at once; 0 = the socket ceiling (--max-sockets).
     #[arg(long, env = "CRIER_MAX_CONNECTIONS", default_value_t = 0)]
     pub max_connections: usize,
+
+    /// Most open sockets: WebSocket, long-poll and plain HTTP connections together, counted
+    /// from accept to close; past it a new connection gets 503 `over_capacity`. 0 = the
+    /// open-files limit less 100 reserved descriptors, which is also the most it can be.
+    #[arg(long, env = "CRIER_MAX_SOCKETS", default_value_t = 0)]
+    pub max_sockets: usize,
 
     /// Frames queued per client before it is evicted as slow (close code 4000).
     #[arg(long, env = "CRIER_QUEUE_CAPACITY", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000).map(|v| v as usize))]
@@ -92,12 +99,19 @@ pub struct Config {
     #[arg(long, env = "CRIER_IDLE_TIMEOUT", default_value = "60s", value_parser = positive_duration)]
     pub idle_timeout: Duration,
 
-    /// Time allowed for the HTTP request head and the WebSocket upgrade.
+    /// Time allowed for the HTTP request head and the WebSocket upgrade; also how long a
+    /// kept-alive HTTP connection may wait for its next request.
     #[arg(long, env = "CRIER_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
     pub handshake_timeout: Duration,
 
-    /// A socket write stalled this long closes the connection (no close frame fits through a
-    /// stalled socket; counted as `write_timeout`).
+    /// Time allowed for a request body to arrive, from the end of its head: past it the
+    /// request gets 408 `request_timeout` and the connection closes.
+    #[arg(long, env = "CRIER_BODY_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
+    pub body_timeout: Duration,
+
+    /// A socket write stalled this long closes the connection: a WebSocket (no close frame
+    /// fits through a stalled socket; counted as `write_timeout`) or an HTTP response the
+    /// client does not read.
     #[arg(long, env = "CRIER_WRITE_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
     pub write_timeout: Duration,
 
@@ -268,13 +282,26 @@ impl Config {
         file::parse(std::env::args_os().collect()).unwrap_or_else(|e| e.exit())
     }
 
-    /// The connection ceiling: the configured maximum, or what the open-files limit allows.
-    pub fn connection_ceiling(&self) -> usize {
+    /// The socket ceiling: `--max-sockets`, and never more than the open-files limit less
+    /// the reserved descriptors, so that `accept` never fails for lack of one and a refusal
+    /// can always be answered.
+    pub fn socket_ceiling(&self) -> usize {
         let fd_room = rlimit::getrlimit(rlimit::Resource::NOFILE)
             .map(|(soft, _)| soft.saturating_sub(RESERVED_FDS) as usize)
             .unwrap_or(1024);
+        match self.max_sockets {
+            0 => fd_room,
+            n => n.min(fd_room),
+        }
+        .max(1)
+    }
+
+    /// The client ceiling (WebSocket + long-poll): the configured maximum, or the socket
+    /// ceiling. A WebSocket client holds one socket and one client slot; a long-poll session
+    /// holds a client slot, and a socket only while a request is open.
+    pub fn connection_ceiling(&self) -> usize {
         match self.max_connections {
-            0 => fd_room.max(1),
+            0 => self.socket_ceiling(),
             n => n,
         }
     }

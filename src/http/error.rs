@@ -6,6 +6,7 @@ use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use super::deadline::{self, BodyInterrupted};
 use crate::auth::AuthError;
 use crate::hub::HubError;
 use crate::protocol::bodies::ErrorBody;
@@ -43,9 +44,12 @@ impl ApiError {
         }
     }
 
-    /// A body the extractor could not read: too large (413) or broken off (400).
+    /// A body the extractor could not read: not in time (408) or not before shutdown (503),
+    /// too large (413) or broken off (400).
     pub fn from_body_rejection(rejection: &BytesRejection, limit: usize) -> Self {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        if let Some(why) = deadline::interruption(rejection) {
+            Self::from(why)
+        } else if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             Self::too_large(limit)
         } else {
             Self::new(ErrorCode::BadRequest, rejection.body_text())
@@ -65,6 +69,11 @@ impl ApiError {
         }
     }
 
+    /// A body `axum::body::to_bytes` could not read: interrupted (408, 503), else too large.
+    pub fn from_body_error(error: &axum::Error, limit: usize) -> Self {
+        deadline::interruption(error).map_or_else(|| Self::too_large(limit), Self::from)
+    }
+
     pub fn from_query_rejection(rejection: &QueryRejection) -> Self {
         Self::new(ErrorCode::BadRequest, rejection.body_text())
     }
@@ -77,6 +86,16 @@ impl ApiError {
     /// The JSON body every error response carries.
     pub fn body(&self) -> String {
         ErrorBody::new(self.code, &self.message, self.limit).to_json()
+    }
+}
+
+impl From<BodyInterrupted> for ApiError {
+    fn from(why: BodyInterrupted) -> Self {
+        let code = match why {
+            BodyInterrupted::TimedOut => ErrorCode::RequestTimeout,
+            BodyInterrupted::ShuttingDown => ErrorCode::ShuttingDown,
+        };
+        Self::new(code, why.to_string())
     }
 }
 
@@ -125,6 +144,10 @@ impl IntoResponse for ApiError {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if self.code == ErrorCode::Unauthorized {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if self.code == ErrorCode::RequestTimeout {
+            // The rest of the body may still be on its way: the connection cannot be reused.
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
     }

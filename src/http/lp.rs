@@ -45,7 +45,7 @@ pub async fn connect(
     let limit = state.config.max_message_size;
     let body = axum::body::to_bytes(request.into_body(), limit)
         .await
-        .map_err(|_| ApiError::too_large(limit))?;
+        .map_err(|e| ApiError::from_body_error(&e, limit))?;
     if !body.iter().all(u8::is_ascii_whitespace) {
         let parsed: ConnectRequest =
             serde_json::from_slice(&body).map_err(|e| ApiError::from_json_error(&e))?;

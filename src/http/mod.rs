@@ -3,7 +3,9 @@
 //! layer become status codes in [`error`].
 
 mod api;
+pub mod deadline;
 pub mod error;
+mod fallback;
 mod lp;
 
 use std::net::SocketAddr;
@@ -91,7 +93,17 @@ pub fn router(state: AppState) -> Router {
         .route("/ws", get(websocket))
         .merge(api)
         .merge(long_poll)
-        .fallback_service(ServeDir::new(&state.config.static_dir))
+        .method_not_allowed_fallback(fallback::method_not_allowed)
+        .fallback_service(
+            // `ServeDir` refuses `..` (also percent-encoded, and `%2f` is decoded before it
+            // looks) and answers only GET and HEAD; its refusals go to the fallback.
+            ServeDir::new(&state.config.static_dir)
+                .call_fallback_on_method_not_allowed(true)
+                .fallback(axum::handler::HandlerWithoutStateExt::into_service(
+                    fallback::static_fallback,
+                )),
+        )
+        .layer(axum::middleware::map_response(fallback::json_errors))
         .layer(body_limit)
         .with_state(state)
 }

@@ -79,6 +79,9 @@ error_codes! {
     MessageTooLarge => "message_too_large", 413, Http;
     OverCapacity => "over_capacity", 503, Http;
     ShuttingDown => "shutting_down", 503, Http;
+    RequestTimeout => "request_timeout", 408, Http;
+    NotFound => "not_found", 404, Http;
+    MethodNotAllowed => "method_not_allowed", 405, Http;
 }
 
 impl ErrorCode {

@@ -42,6 +42,11 @@ impl Bystanders {
         status
     }
 
+    /// Closes the WebSocket bystander cleanly (the long-poll session is left to the hub).
+    pub async fn leave(self) {
+        self.ws.close().await;
+    }
+
     /// Both bystanders got every accepted publish exactly once, in order.
     pub async fn check(&mut self, server: &TestServer) {
         let mut got = Vec::new();

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crier::config::Config;
 use crier::hub::Hub;
+use crier::server::sockets::Sockets;
 use crier::server::Server;
 use crier::transport::long_poll::LongPoll;
 use futures_util::{SinkExt, StreamExt};
@@ -92,6 +93,9 @@ pub struct TestServer {
     pub addr: SocketAddr,
     pub hub: Hub,
     pub long_poll: LongPoll,
+    /// The count of open sockets (every accepted connection); read by the hostile suite.
+    #[allow(dead_code)]
+    pub sockets: Sockets,
     pub http: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
@@ -111,6 +115,7 @@ impl TestServer {
         let server = Server::new(config);
         let hub = server.hub();
         let long_poll = server.long_poll();
+        let sockets = server.sockets();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server.run(listener, async move {
             let _ = stopped.await;
@@ -119,6 +124,7 @@ impl TestServer {
             addr,
             hub,
             long_poll,
+            sockets,
             // The server ends a kept-alive connection after --handshake-timeout (10 s) without
             // a request; on a paused clock that passes between two requests, so the pool must
             // let such connections go before then rather than send into a closing one.

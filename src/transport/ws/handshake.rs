@@ -10,7 +10,7 @@ use axum::body::Body;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -51,11 +51,13 @@ impl WebSockets {
     }
 
     /// Serves a connection whose opening [`super::direct::sniff`] found to be a valid upgrade
-    /// of `/ws`, `head_len` bytes long: answers it on the bare socket, then runs the
-    /// connection. Refusals get the same HTTP status and JSON body as on the hyper path.
-    pub async fn accept_direct(&self, stream: TcpStream, head_len: usize) {
+    /// of `/ws`: `read` holds the bytes the sniffer took off the socket, the first `head_len`
+    /// of them the head. Answers it on the bare socket, then runs the connection. Refusals get
+    /// the same HTTP status and JSON body as on the hyper path.
+    pub async fn accept_direct(&self, stream: TcpStream, read: Vec<u8>, head_len: usize) {
         // Boxed: the handshake's state is only needed for a moment.
-        let Some((ws, client)) = Box::pin(self.handshake_direct(stream, head_len)).await else {
+        let Some((ws, client)) = Box::pin(self.handshake_direct(stream, read, head_len)).await
+        else {
             return;
         };
         self.run(ws, client).await;
@@ -70,16 +72,13 @@ impl WebSockets {
     async fn handshake_direct(
         &self,
         mut stream: TcpStream,
+        mut head: Vec<u8>,
         head_len: usize,
     ) -> Option<(Box<WebSocketStream<TcpStream>>, Arc<Client>)> {
         let limit = self.config.handshake_timeout;
-        let mut head = vec![0; head_len];
-        // The sniffer peeked the whole head, so this takes it off the socket at once; what
-        // follows it is the WebSocket's.
-        match timeout(limit, stream.read_exact(&mut head)).await {
-            Ok(Ok(_)) => {}
-            _ => return None,
-        }
+        // What followed the head is the client's first WebSocket bytes (it should have
+        // waited for our 101; it is read as the start of the stream all the same).
+        let early = head.split_off(head_len);
         let admitted = self.admit_head(&head);
         drop(head);
         let (client, channels, accept_key) = match admitted {
@@ -110,8 +109,17 @@ impl WebSockets {
                 return None;
             }
         }
-        let ws =
-            WebSocketStream::from_raw_socket(stream, Role::Server, Some(self.ws_config())).await;
+        let ws = if early.is_empty() {
+            WebSocketStream::from_raw_socket(stream, Role::Server, Some(self.ws_config())).await
+        } else {
+            WebSocketStream::from_partially_read(
+                stream,
+                early,
+                Role::Server,
+                Some(self.ws_config()),
+            )
+            .await
+        };
         self.subscribe_at_connect(&client, &channels);
         Some((Box::new(ws), client))
     }

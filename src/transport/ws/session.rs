@@ -343,8 +343,12 @@ mod task_size {
             .await
             .unwrap();
         let (stream, _) = listener.accept().await.unwrap();
-        let sniff = std::mem::size_of_val(&direct::sniff(&stream, second));
-        let connection = std::mem::size_of_val(&websockets.accept_direct(stream, 0));
+        let sniff = std::mem::size_of_val(&direct::sniff(
+            &stream,
+            second,
+            &tokio_util::sync::CancellationToken::new(),
+        ));
+        let connection = std::mem::size_of_val(&websockets.accept_direct(stream, Vec::new(), 0));
         eprintln!("sniff: {sniff} bytes, connection: {connection} bytes");
         assert!(sniff <= 256, "sniff future is {sniff} bytes");
         assert!(
