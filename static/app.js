@@ -182,6 +182,40 @@ function onChat(data, msg) {
   renderOffsets();
 }
 
+// Who is in the chat room: the members the hub lists after each (re)subscribe, kept up to
+// date by the joins and leaves it sends (PROTOCOL.md "Presence").
+const online = new Map();
+
+function memberLabel(member) {
+  return member.info?.name || member.user || member.client;
+}
+
+function renderOnline() {
+  const names = [...online.values()].map(memberLabel).sort();
+  const list = $('#online');
+  list.replaceChildren(
+    ...names.map((name) => Object.assign(document.createElement('span'), { className: 'member', textContent: name })),
+  );
+  list.dataset.count = String(names.length);
+}
+
+client.on('presence', ({ channel, members }) => {
+  if (channel !== chatChannel) return;
+  online.clear();
+  for (const member of members) online.set(member.client, member);
+  renderOnline();
+});
+client.on('join', ({ channel, member }) => {
+  if (channel !== chatChannel) return;
+  online.set(member.client, member);
+  renderOnline();
+});
+client.on('leave', ({ channel, member }) => {
+  if (channel !== chatChannel) return;
+  online.delete(member.client);
+  renderOnline();
+});
+
 $('#join-form').onsubmit = async (event) => {
   event.preventDefault();
   const room = $('#room').value.trim();
@@ -194,6 +228,8 @@ $('#join-form').onsubmit = async (event) => {
   if (chatChannel === channel) return;
   if (chatChannel) client.unsubscribe(chatChannel, onChat).catch(() => {});
   chatChannel = channel;
+  online.clear();
+  renderOnline();
   $('#chat-channel').textContent = channel;
   $('#chat-log').replaceChildren(
     Object.assign(document.createElement('li'), { className: 'empty', textContent: `Joined ${channel}. Say hello!` }),
@@ -203,7 +239,7 @@ $('#join-form').onsubmit = async (event) => {
   $('#chat-input').focus();
   renderOffsets();
   try {
-    await client.subscribe(channel, onChat);
+    await client.subscribe(channel, onChat, { joinLeave: true });
     $('#chat-panel').dataset.joined = channel;
   } catch (err) {
     notice('error', `Could not join ${channel}: ${err.code} — ${err.message}`);

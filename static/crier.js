@@ -240,6 +240,9 @@ export class CrierClient {
       offset: options.since ? options.since.offset : null,
       lastSubscribed: null,
       requestId: null,
+      // Presence channels: ask for `presence_diff` frames, and re-read the members after every
+      // (re)subscribe, since joins and leaves are not replayed (PROTOCOL.md "Presence").
+      joinLeave: Boolean(options.joinLeave),
       ready, // settles once: with the first `subscribed` frame, or the error that dropped it
       resolveReady,
       rejectReady,
@@ -276,6 +279,35 @@ export class CrierClient {
    */
   publish(channel, data) {
     return this._request({ type: 'publish', channel, data });
+  }
+
+  /**
+   * One page of `channel`'s members (a channel that keeps presence): resolves with the
+   * `presence` frame (`{ channel, members, next }`); pass `next` as `cursor` for the next page.
+   */
+  presence(channel, cursor) {
+    const frame = { type: 'presence', channel };
+    if (cursor != null) frame.cursor = cursor;
+    return this._request(frame);
+  }
+
+  /** All of `channel`'s members, every page: resolves with an array of members. */
+  async presenceAll(channel) {
+    const members = [];
+    let cursor = null;
+    for (let page = 0; page < 10_000; page += 1) {
+      const reply = await this.presence(channel, cursor);
+      members.push(...reply.members);
+      if (reply.next == null) return members;
+      cursor = reply.next;
+    }
+    return members;
+  }
+
+  /** How many clients and distinct users `channel` has: resolves with `{ clients, users }`. */
+  async presenceStats(channel) {
+    const { clients, users } = await this._request({ type: 'presence_stats', channel });
+    return { clients, users };
   }
 
   /** Round trip to the hub; resolves with the `pong` frame. */
@@ -576,6 +608,7 @@ export class CrierClient {
 
   _sendSubscribe(sub) {
     const frame = { type: 'subscribe', channel: sub.channel };
+    if (sub.joinLeave) frame.join_leave = true;
     if (sub.offset !== null) {
       frame.since = sub.epoch !== null ? { epoch: sub.epoch, offset: sub.offset } : { offset: sub.offset };
     }
@@ -603,6 +636,8 @@ export class CrierClient {
       case 'refresh_token':
         this._refreshToken(this._conn);
         return;
+      case 'presence_diff':
+        return this._onPresenceDiff(frame);
       case 'error': {
         const err = new CrierError(frame.code, frame.message, { frame });
         if (frame.id === undefined || !this._settle(frame.id, err)) this._emit('error', err);
@@ -633,8 +668,26 @@ export class CrierClient {
       sub.lastSubscribed = frame;
       if (first) sub.resolveReady(frame);
       this._emit('subscribed', frame);
+      if (sub.joinLeave) this._refreshPresence(sub.channel);
     }
     if (frame.id !== undefined) this._settle(frame.id, frame);
+  }
+
+  /** Reads every member again and emits `presence` `{ channel, members }`. */
+  async _refreshPresence(channel) {
+    try {
+      const members = await this.presenceAll(channel);
+      if (this._subs.get(channel)?.joinLeave) this._emit('presence', { channel, members });
+    } catch (err) {
+      this._emit('error', err);
+    }
+  }
+
+  _onPresenceDiff(frame) {
+    if (!this._subs.get(frame.channel)) return;
+    this._emit('presence_diff', frame);
+    for (const member of frame.leaves || []) this._emit('leave', { channel: frame.channel, member });
+    for (const member of frame.joins || []) this._emit('join', { channel: frame.channel, member });
   }
 
   _onMissed(frame) {
