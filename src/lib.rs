@@ -24,7 +24,11 @@
 //!   [`handshake`](transport::ws::handshake) admits or refuses; then one
 //!   session task per socket: queue → socket as pre-encoded frames in one
 //!   vectored write per batch, socket → hub, pings, idle and write timeouts) and
-//!   [`transport::long_poll`] (sessions, held polls, acked batches, reaper).
+//!   [`transport::long_poll`] (sessions, held polls, acked batches, reaper). Both enforce one
+//!   shared [`transport::Limits`]: [`transport::admission`] (clients held and opened per
+//!   source address, before the hub registers one) and [`transport::rate`] (frames,
+//!   resubscribes with history and publishes per connection, counted in `dispatch`; governor
+//!   limiters on tokio's clock, keyed by client, so an idle connection costs nothing).
 //! - [`hub`] — the core, free of HTTP/WebSocket types: [`hub::Hub`] (register, subscribe,
 //!   publish, disconnect), the dashmap registry, channels (offsets, epoch, history ring,
 //!   subscribers), per-client bounded queues, `HubError`, stats.
@@ -47,6 +51,8 @@
 //! - The hub encodes the frames it must order under a channel lock (`message`, `subscribed`,
 //!   `missed`) with [`protocol::server`]; a request's reply `id` never enters the hub — the
 //!   transport hands `Hub::subscribe` a closure that encodes `subscribed` with it.
+//! - The per-address limits need the peer: `server` tags each hyper request with it
+//!   ([`http::request_from`]); the direct WebSocket path reads it off the socket.
 //! - Every ending goes through `Hub::disconnect(id, reason)`, exactly once. It closes the
 //!   client's queue with the reason, which is also the transport's cancellation signal.
 

@@ -25,6 +25,7 @@ use crate::hub::{DisconnectReason, Hub};
 use crate::transport::long_poll::LongPoll;
 use crate::transport::ws::direct::{self, Opening};
 use crate::transport::ws::WebSockets;
+use crate::transport::Limits;
 
 /// How often history is trimmed by age and idle long-poll sessions are reaped.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(500);
@@ -61,13 +62,15 @@ impl Server {
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         let hub = Hub::new(config.hub_config(), shutdown.clone());
+        let limits = Limits::new(config.admission_config(), config.rate_config());
         let websockets = WebSockets::new(
             hub.clone(),
             tracker.clone(),
             config.ws_config(),
             Arc::new(http::error::render_rejection),
+            limits.clone(),
         );
-        let long_poll = LongPoll::new(hub.clone(), config.long_poll_config());
+        let long_poll = LongPoll::new(hub.clone(), config.long_poll_config(), limits);
         Self {
             state: AppState {
                 hub,
@@ -183,8 +186,9 @@ async fn serve_connection(
 ) -> Result<(), hyper::Error> {
     // Messages are small and latency matters more than packet count.
     let _ = stream.set_nodelay(true);
+    let peer = stream.peer_addr().ok();
     let service = TowerToHyperService::new(
-        router.map_request(|r: hyper::Request<Incoming>| r.map(axum::body::Body::new)),
+        router.map_request(move |r: hyper::Request<Incoming>| http::request_from(peer, r)),
     );
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder

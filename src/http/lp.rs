@@ -37,6 +37,7 @@ pub async fn connect(
             .into_iter()
             .map(|c| ConnectChannel::Name(c.as_str().to_owned()))
             .collect();
+    let peer = super::peer_ip(&request);
     let limit = state.config.max_message_size;
     let body = axum::body::to_bytes(request.into_body(), limit)
         .await
@@ -46,7 +47,7 @@ pub async fn connect(
             serde_json::from_slice(&body).map_err(|e| ApiError::from_json_error(&e))?;
         channels.extend(parsed.channels);
     }
-    let id = state.long_poll.connect(channels)?;
+    let id = state.long_poll.connect(channels, peer)?;
     let config = state.long_poll.config();
     Ok(Json(SessionOpened {
         session: id.to_string(),

@@ -6,11 +6,12 @@ mod api;
 pub mod error;
 mod lp;
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -74,13 +75,35 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// A request as the router takes it, tagged with the address of the connection it came on
+/// (for the per-address limits), which hyper does not record.
+pub fn request_from(
+    peer: Option<SocketAddr>,
+    request: hyper::Request<hyper::body::Incoming>,
+) -> Request<Body> {
+    let mut request = request.map(Body::new);
+    if let Some(peer) = peer {
+        request.extensions_mut().insert(ConnectInfo(peer));
+    }
+    request
+}
+
+/// The address a request came from, as [`request_from`] recorded it.
+fn peer_ip(request: &Request<Body>) -> Option<IpAddr> {
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())
+}
+
 /// `GET /ws?channel=a&channel=b`
 async fn websocket(State(state): State<AppState>, request: Request<Body>) -> Response {
     let channels = match query::channels_from_query(request.uri().query().unwrap_or("")) {
         Ok(channels) => channels,
         Err(e) => return ApiError::from(e).into_response(),
     };
-    match state.websockets.upgrade(request, channels) {
+    let peer = peer_ip(&request);
+    match state.websockets.upgrade(request, channels, peer) {
         Ok(response) => response,
         Err(e) => ApiError::from(e).into_response(),
     }

@@ -26,10 +26,18 @@ pub enum DisconnectReason {
     IdleTimeout,
     /// A write to the client's socket stalled past the write timeout.
     WriteTimeout,
+    /// The client kept sending past its rate limits after being refused (`rate_limited`
+    /// error frames); reconnect no sooner than [`RATE_LIMITED_RECONNECT_DELAY`].
+    RateLimited,
 }
 
+/// How long a client closed as [`DisconnectReason::RateLimited`] waits before reconnecting: long
+/// enough for every per-connection limit to refill completely (the slowest, resubscribes at
+/// their default 10/s with bursts of 64, takes 6.4 s).
+pub const RATE_LIMITED_RECONNECT_DELAY: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl DisconnectReason {
-    pub const ALL: [DisconnectReason; 9] = [
+    pub const ALL: [DisconnectReason; 10] = [
         Self::ClientClosed,
         Self::Shutdown,
         Self::ProtocolError,
@@ -39,6 +47,7 @@ impl DisconnectReason {
         Self::Slow,
         Self::IdleTimeout,
         Self::WriteTimeout,
+        Self::RateLimited,
     ];
 
     /// The WebSocket close code; long-poll reports the same number in its `disconnect` frame.
@@ -53,6 +62,7 @@ impl DisconnectReason {
             Self::Slow => 4000,
             Self::IdleTimeout => 4001,
             Self::WriteTimeout => 4002,
+            Self::RateLimited => 4004,
         }
     }
 
@@ -68,6 +78,7 @@ impl DisconnectReason {
             Self::Slow => "slow",
             Self::IdleTimeout => "idle_timeout",
             Self::WriteTimeout => "write_timeout",
+            Self::RateLimited => "rate_limited",
         }
     }
 
@@ -75,7 +86,12 @@ impl DisconnectReason {
     pub fn should_reconnect(self) -> bool {
         matches!(
             self,
-            Self::Shutdown | Self::Internal | Self::Slow | Self::IdleTimeout | Self::WriteTimeout
+            Self::Shutdown
+                | Self::Internal
+                | Self::Slow
+                | Self::IdleTimeout
+                | Self::WriteTimeout
+                | Self::RateLimited
         )
     }
 
@@ -90,6 +106,9 @@ impl DisconnectReason {
             Self::Slow => "client queue overflowed; reconnect and resume",
             Self::IdleTimeout => "nothing received within the idle timeout; reconnect and resume",
             Self::WriteTimeout => "socket write stalled; reconnect and resume",
+            Self::RateLimited => {
+                "kept sending past the rate limits; reconnect after at least 10 s and resume"
+            }
         }
     }
 }

@@ -5,6 +5,7 @@
 //! answers with a numbered batch that stays with the session until the next poll acknowledges
 //! it, so a response lost in transit loses nothing. A reaper ends sessions nobody polls.
 
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -18,8 +19,9 @@ use crate::hub::{ChannelName, Client, DisconnectReason, Hub, HubError, Pop, Tran
 use crate::protocol::bodies::{poll_batch_body, ConnectChannel};
 use crate::protocol::server;
 
+use super::admission::SourceSlot;
 use super::dispatch;
-use super::TransportError;
+use super::{Limits, TransportError};
 
 /// Most frames one poll response carries; the rest wait for the next poll.
 const MAX_FRAMES_PER_BATCH: usize = 512;
@@ -63,6 +65,7 @@ pub struct LongPoll {
 struct Inner {
     hub: Hub,
     config: LongPollConfig,
+    limits: Limits,
     sessions: DashMap<SessionId, Arc<Session>>,
     /// Polls parked right now (each holds an HTTP request open).
     polls_in_flight: AtomicUsize,
@@ -70,6 +73,8 @@ struct Inner {
 
 struct Session {
     client: Arc<Client>,
+    /// The session's place in its address's count, given back when the session is gone.
+    _slot: Option<SourceSlot>,
     state: Mutex<SessionState>,
 }
 
@@ -111,11 +116,12 @@ impl Drop for PollGuard<'_> {
 }
 
 impl LongPoll {
-    pub fn new(hub: Hub, config: LongPollConfig) -> Self {
+    pub fn new(hub: Hub, config: LongPollConfig, limits: Limits) -> Self {
         Self {
             inner: Arc::new(Inner {
                 hub,
                 config,
+                limits,
                 sessions: DashMap::new(),
                 polls_in_flight: AtomicUsize::new(0),
             }),
@@ -135,7 +141,12 @@ impl LongPoll {
         self.inner.polls_in_flight.load(Ordering::Relaxed)
     }
 
-    pub fn connect(&self, channels: Vec<ConnectChannel>) -> Result<SessionId, TransportError> {
+    /// Opens a session for a client from `peer` (the address the request came from).
+    pub fn connect(
+        &self,
+        channels: Vec<ConnectChannel>,
+        peer: Option<IpAddr>,
+    ) -> Result<SessionId, TransportError> {
         let hub = &self.inner.hub;
         if hub.is_shutting_down() {
             return Err(TransportError::ShuttingDown);
@@ -153,6 +164,7 @@ impl LongPoll {
         if wanted.len() > max {
             return Err(HubError::TooManySubscriptions(max).into());
         }
+        let slot = self.inner.limits.admission.admit(peer)?;
         let client = hub.register(TransportKind::LongPoll)?;
         for (channel, since) in &wanted {
             match hub.subscribe(&client, channel, since.as_ref(), &|s| {
@@ -171,6 +183,7 @@ impl LongPoll {
             id,
             Arc::new(Session {
                 client,
+                _slot: slot,
                 state: Mutex::new(SessionState {
                     polling: false,
                     last_answered: Instant::now(),
@@ -250,10 +263,12 @@ impl LongPoll {
 
     /// Handles a body of one client frame or a JSON array of them; replies arrive by poll.
     /// Returns how many frames were handled: once the session's client is disconnected (a
-    /// reply overflowed its queue, say), the rest of an array is not handled.
+    /// reply overflowed its queue, or it kept going past its rate limits), the rest of an
+    /// array is not handled. Each frame of an array counts against the rate limits.
     pub fn send(&self, id: SessionId, body: &str) -> Result<usize, TransportError> {
         let session = self.session(id)?;
         let hub = &self.inner.hub;
+        let limits = &self.inner.limits.frames;
         let client = &session.client;
         if body.trim_start().starts_with('[') {
             let frames: Vec<&RawValue> = serde_json::from_str(body).map_err(|e| {
@@ -264,12 +279,12 @@ impl LongPoll {
                 if client.disconnect_reason().is_some() {
                     break;
                 }
-                dispatch::handle_text(hub, client, frame.get());
+                dispatch::handle_text(hub, limits, client, frame.get());
                 handled += 1;
             }
             Ok(handled)
         } else {
-            dispatch::handle_text(hub, client, body);
+            dispatch::handle_text(hub, limits, client, body);
             Ok(1)
         }
     }

@@ -5,10 +5,18 @@
 //! - [`ws`] — WebSocket: handshake (admission, refusals), then one task per connection
 //!   (queue → socket, socket → hub).
 //! - [`long_poll`] — HTTP long-poll sessions: connect, poll (hold), send, close, reaper.
+//! - [`admission`] — per source address: clients held open and opened per second.
+//! - [`rate`] — per connection: frames, resubscribes with history and publishes per second.
 
+pub mod admission;
+mod clock;
 pub mod dispatch;
 pub mod long_poll;
+pub mod rate;
 pub mod ws;
+
+use admission::{Admission, AdmissionConfig};
+use rate::{FrameLimits, RateConfig};
 
 use crate::hub::{HubError, InvalidChannelName};
 use crate::protocol::query::QueryError;
@@ -36,6 +44,8 @@ pub enum TransportError {
     ShuttingDown,
     #[error("{0}")]
     BadRequest(String),
+    #[error(transparent)]
+    TooManyConnections(#[from] admission::Refused),
 }
 
 impl TransportError {
@@ -49,6 +59,7 @@ impl TransportError {
             Self::NotWebSocket(_) => ErrorCode::NotWebSocket,
             Self::ShuttingDown => ErrorCode::ShuttingDown,
             Self::BadRequest(_) => ErrorCode::BadRequest,
+            Self::TooManyConnections(_) => ErrorCode::TooManyConnections,
         }
     }
 }
@@ -56,5 +67,28 @@ impl TransportError {
 impl From<InvalidChannelName> for TransportError {
     fn from(e: InvalidChannelName) -> Self {
         Self::Hub(HubError::InvalidChannel(e))
+    }
+}
+
+/// The abuse limits both transports enforce: one set per server, so that an address's clients
+/// are counted across both transports. Cheap to clone.
+#[derive(Clone)]
+pub struct Limits {
+    pub admission: Admission,
+    pub frames: FrameLimits,
+}
+
+impl Limits {
+    /// Builds the limiters; call it in the runtime whose clock they should follow.
+    pub fn new(admission: AdmissionConfig, frames: RateConfig) -> Self {
+        Self {
+            admission: Admission::new(admission),
+            frames: FrameLimits::new(frames),
+        }
+    }
+
+    /// No limits (for unit tests of other things).
+    pub fn off() -> Self {
+        Self::new(AdmissionConfig::OFF, RateConfig::OFF)
     }
 }

@@ -8,3 +8,4 @@ mod common;
 
 mod backpressure;
 mod limits;
+mod rates;

@@ -4,6 +4,7 @@
 //! the upgrade headers with one function ([`validate_upgrade`]), admit the client by the same
 //! rules before the socket is taken over, and refuse with the same HTTP status and JSON body.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -20,11 +21,21 @@ use tokio_tungstenite::WebSocketStream;
 use crate::hub::{ChannelName, Client, DisconnectReason, HubError, TransportKind};
 use crate::protocol::{query, server};
 
+use super::super::admission::SourceSlot;
 use super::{TransportError, WebSockets};
 
+/// An admitted client and its place in its address's count, which the connection holds to
+/// its end.
+type Admitted = (Arc<Client>, Option<SourceSlot>);
+
 impl WebSockets {
-    /// Checks a new WebSocket client against the hub's limits and registers it.
-    fn admit(&self, channels: &[ChannelName]) -> Result<Arc<Client>, TransportError> {
+    /// Checks a new WebSocket client from `peer` against the hub's limits and its address's,
+    /// and registers it.
+    fn admit(
+        &self,
+        channels: &[ChannelName],
+        peer: Option<IpAddr>,
+    ) -> Result<Admitted, TransportError> {
         let hub = &self.hub;
         if hub.is_shutting_down() {
             return Err(TransportError::ShuttingDown);
@@ -33,7 +44,8 @@ impl WebSockets {
         if channels.len() > max {
             return Err(HubError::TooManySubscriptions(max).into());
         }
-        Ok(hub.register(TransportKind::WebSocket)?)
+        let slot = self.limits.admission.admit(peer)?;
+        Ok((hub.register(TransportKind::WebSocket)?, slot))
     }
 
     /// Serves a connection whose opening [`super::direct::sniff`] found to be a valid upgrade
@@ -41,7 +53,8 @@ impl WebSockets {
     /// connection. Refusals get the same HTTP status and JSON body as on the hyper path.
     pub async fn accept_direct(&self, stream: TcpStream, head_len: usize) {
         // Boxed: the handshake's state is only needed for a moment.
-        let Some((ws, client)) = Box::pin(self.handshake_direct(stream, head_len)).await else {
+        let Some((ws, (client, _slot))) = Box::pin(self.handshake_direct(stream, head_len)).await
+        else {
             return;
         };
         self.run(ws, client).await;
@@ -57,8 +70,9 @@ impl WebSockets {
         &self,
         mut stream: TcpStream,
         head_len: usize,
-    ) -> Option<(Box<WebSocketStream<TcpStream>>, Arc<Client>)> {
+    ) -> Option<(Box<WebSocketStream<TcpStream>>, Admitted)> {
         let limit = self.config.handshake_timeout;
+        let peer = stream.peer_addr().ok().map(|addr| addr.ip());
         let mut head = vec![0; head_len];
         // The sniffer peeked the whole head, so this takes it off the socket at once; what
         // follows it is the WebSocket's.
@@ -66,9 +80,9 @@ impl WebSockets {
             Ok(Ok(_)) => {}
             _ => return None,
         }
-        let admitted = self.admit_head(&head);
+        let admitted = self.admit_head(&head, peer);
         drop(head);
-        let (client, channels, accept_key) = match admitted {
+        let ((client, slot), channels, accept_key) = match admitted {
             Ok(admitted) => admitted,
             Err(error) => {
                 let refusal = self.refusal(error);
@@ -99,7 +113,7 @@ impl WebSockets {
         let ws =
             WebSocketStream::from_raw_socket(stream, Role::Server, Some(self.ws_config())).await;
         self.subscribe_at_connect(&client, &channels);
-        Some((Box::new(ws), client))
+        Some((Box::new(ws), (client, slot)))
     }
 
     /// Parses a request head the sniffer chose for the direct path and admits its client,
@@ -108,7 +122,8 @@ impl WebSockets {
     fn admit_head(
         &self,
         head: &[u8],
-    ) -> Result<(Arc<Client>, Vec<ChannelName>, HeaderValue), TransportError> {
+        peer: Option<IpAddr>,
+    ) -> Result<(Admitted, Vec<ChannelName>, HeaderValue), TransportError> {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut request = httparse::Request::new(&mut headers);
         // The sniffer parsed this very head before choosing this path.
@@ -124,16 +139,18 @@ impl WebSockets {
             httparse_headers(request.headers)
         })?;
         let accept_key = accept_key(key)?;
-        let client = self.admit(&channels)?;
-        Ok((client, channels, accept_key))
+        let admitted = self.admit(&channels, peer)?;
+        Ok((admitted, channels, accept_key))
     }
 
     /// Answers an upgrade request that came through hyper with `101 Switching Protocols` and
-    /// spawns the connection task, or refuses it before any socket is taken over.
+    /// spawns the connection task, or refuses it before any socket is taken over. `peer`: the
+    /// address the connection came from.
     pub fn upgrade(
         &self,
         mut request: Request<Body>,
         channels: Vec<ChannelName>,
+        peer: Option<IpAddr>,
     ) -> Result<Response<Body>, TransportError> {
         let http11 = request.version() == hyper::Version::HTTP_11;
         let headers = request.headers();
@@ -142,10 +159,11 @@ impl WebSockets {
                 .iter()
                 .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes()))
         })?)?;
-        let client = self.admit(&channels)?;
+        let (client, slot) = self.admit(&channels, peer)?;
         let on_upgrade = hyper::upgrade::on(&mut request);
         let this = self.clone();
         self.tracker.spawn(async move {
+            let _slot = slot;
             let upgraded = match timeout(this.config.handshake_timeout, on_upgrade).await {
                 Ok(Ok(upgraded)) => upgraded,
                 Ok(Err(error)) => {
@@ -193,6 +211,11 @@ impl WebSockets {
     /// A refusal on the direct path: the status and JSON body the HTTP layer renders on
     /// hyper's, as a complete response after which the connection closes.
     fn refusal(&self, error: TransportError) -> Vec<u8> {
+        let retry_after = error
+            .code()
+            .retry_after_secs()
+            .map(|secs| format!("retry-after: {secs}\r\n"))
+            .unwrap_or_default();
         let (status, body) = (self.render_rejection)(error);
         let reason = StatusCode::from_u16(status)
             .ok()
@@ -202,6 +225,7 @@ impl WebSockets {
             "HTTP/1.1 {status} {reason}\r\n\
              content-type: application/json\r\n\
              cache-control: no-store\r\n\
+             {retry_after}\
              content-length: {}\r\n\
              connection: close\r\n\r\n{body}",
             body.len()

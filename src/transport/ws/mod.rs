@@ -18,7 +18,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::hub::Hub;
 
-use super::TransportError;
+use super::{Limits, TransportError};
 
 pub mod direct;
 mod frame_writer;
@@ -51,6 +51,7 @@ pub struct WebSockets {
     tracker: TaskTracker,
     config: Arc<WsConfig>,
     render_rejection: RejectionRenderer,
+    limits: Limits,
 }
 
 impl WebSockets {
@@ -59,12 +60,14 @@ impl WebSockets {
         tracker: TaskTracker,
         config: WsConfig,
         render_rejection: RejectionRenderer,
+        limits: Limits,
     ) -> Self {
         Self {
             hub,
             tracker,
             config: Arc::new(config),
             render_rejection,
+            limits,
         }
     }
 
