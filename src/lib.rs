@@ -32,7 +32,11 @@
 //!   vectored write per batch, socket → hub, pings, idle and write timeouts),
 //!   [`transport::long_poll`] (sessions, held polls, acked batches, reaper) and
 //!   [`transport::identity`] (tokens at admission, sessions bound to their user, the token
-//!   lifetime step of housekeeping).
+//!   lifetime step of housekeeping). Both transports enforce one shared
+//!   [`transport::Limits`]: [`transport::admission`] (clients held and opened per source
+//!   address, before the hub registers one) and [`transport::rate`] (frames, resubscribes
+//!   with history and publishes per connection, counted in `dispatch`; governor limiters on
+//!   tokio's clock, keyed by client, so an idle connection costs nothing).
 //! - [`hub`] — the core, free of HTTP/WebSocket types: [`hub::Hub`] (register, subscribe,
 //!   publish, take, disconnect), the dashmap registry, channels (offsets, epoch, history ring,
 //!   subscribers), per-client bounded queues whose catch-ups are cursors into history,
@@ -66,6 +70,8 @@
 //!   `subscribe`/`publish` against it (`forbidden`) before calling the hub, which itself
 //!   knows nothing of tokens. Expiry is one more reason: the housekeeping tick calls
 //!   `Hub::disconnect(id, TokenExpired)`.
+//! - The per-address limits need the peer: `server` tags each hyper request with it
+//!   (`ConnectInfo`); the direct WebSocket path reads it off the socket.
 //! - Every ending goes through `Hub::disconnect(id, reason)`, exactly once. It closes the
 //!   client's queue with the reason, which is also the transport's cancellation signal.
 

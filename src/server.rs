@@ -34,6 +34,7 @@ use crate::transport::identity::Identity;
 use crate::transport::long_poll::LongPoll;
 use crate::transport::ws::direct::{self, Opening};
 use crate::transport::ws::WebSockets;
+use crate::transport::Limits;
 
 mod io;
 pub mod sockets;
@@ -87,15 +88,21 @@ impl Server {
             config.token_verifier().map(Tokens::new),
             config.origin_policy(),
         );
+        let limits = Limits::new(config.admission_config(), config.rate_config());
         let websockets = WebSockets::new(
             hub.clone(),
             tracker.clone(),
             config.ws_config(),
             Arc::new(http::error::render_rejection),
+            limits.clone(),
         )
         .with_identity(identity.clone());
-        let long_poll =
-            LongPoll::with_identity(hub.clone(), config.long_poll_config(), identity.clone());
+        let long_poll = LongPoll::with_identity(
+            hub.clone(),
+            config.long_poll_config(),
+            identity.clone(),
+            limits,
+        );
         let sockets = Sockets::new(config.socket_ceiling());
         Self {
             sockets,

@@ -37,7 +37,13 @@ export const CLOSE_REASONS = Object.freeze({
   4001: 'idle_timeout',
   4002: 'write_timeout',
   4003: 'token_expired',
+  4004: 'rate_limited',
 });
+
+// A client closed as `rate_limited` (4004) reconnects no sooner than this (docs/PROTOCOL.md,
+// "Rate limits"): by then every per-connection limit has refilled.
+const RATE_LIMITED_CLOSE = 4004;
+const RATE_LIMITED_WAIT_MS = 10000;
 
 // Closes the protocol marks "reconnect? no": the hub rejected what *this* client sent, so an
 // automatic retry would most likely fail the same way. The app decides (see `reconnect()`).
@@ -78,7 +84,8 @@ export class CrierError extends Error {
    *                       or one of the client's own: `timeout`, `connection_lost`, `closed`,
    *                       `network_error`, `ws_open_failed`.
    * @param {string} [message]
-   * @param {object} [details] extra fields (`status`, `closeCode`, `frame`, `limit`…)
+   * @param {object} [details] extra fields (`status`, `closeCode`, `frame`, `limit`,
+   *                           `retryAfterMs` from an HTTP `Retry-After`…)
    */
   constructor(code, message, details = {}) {
     super(message || code);
@@ -508,20 +515,28 @@ export class CrierClient {
       return;
     }
     this._transition('reconnecting');
-    this._scheduleRetry(null, retry);
+    // The hub closed us for going on past its rate limits: coming straight back would only
+    // be refused again.
+    const minDelayMs = info.code === RATE_LIMITED_CLOSE ? RATE_LIMITED_WAIT_MS : undefined;
+    this._scheduleRetry(null, { minDelayMs, ...retry });
   }
 
   /**
    * Wait out the backoff, then attempt again. `delayMs` replaces the computed delay; `hold`
-   * arms no timer, so only reconnect() (or the browser's `online` event) goes on.
+   * arms no timer, so only reconnect() (or the browser's `online` event) goes on. A wait the
+   * hub asked for — `minDelayMs` (a `rate_limited` close), or the `Retry-After` of a refused
+   * connect (`error.retryAfterMs`) — is a floor under the backoff, plus up to half again of
+   * jitter, so that clients refused together do not all come back together.
    */
-  _scheduleRetry(error, { delayMs, hold = false } = {}) {
+  _scheduleRetry(error, { delayMs, minDelayMs, hold = false } = {}) {
     if (this.state !== 'connecting' && this.state !== 'reconnecting') return; // a `state` listener called close()
     const { initialMs, maxMs, factor } = this.options.backoff;
     // Equal jitter: half the exponential delay, plus a random half. Spreads out thousands of
     // clients that lost the same hub at the same moment, while keeping a floor.
     const base = Math.min(maxMs, initialMs * factor ** Math.max(0, this.attempt - 1));
-    const delay = delayMs ?? Math.round(base / 2 + (Math.random() * base) / 2);
+    const backoff = delayMs ?? Math.round(base / 2 + (Math.random() * base) / 2);
+    const asked = Math.max(minDelayMs ?? 0, error?.retryAfterMs ?? 0);
+    const delay = asked > 0 ? Math.max(backoff, Math.round(asked + (Math.random() * asked) / 2)) : backoff;
     // Armed before the event, so that a listener's close() or reconnect() finds it to cancel.
     if (!hold) {
       clearTimeout(this._retryTimer);
@@ -1009,6 +1024,10 @@ async function errorFromResponse(res) {
   let code = `http_${res.status}`;
   let message = `HTTP ${res.status}`;
   let limit;
+  // Seconds to wait before trying again (503 overloaded, too_many_connections…); the HTTP-date
+  // form is not used by the hub.
+  const retryAfter = Number.parseInt(res.headers?.get('retry-after') ?? '', 10);
+  const retryAfterMs = Number.isFinite(retryAfter) && retryAfter >= 0 ? retryAfter * 1000 : undefined;
   try {
     const body = await res.json();
     if (body && body.error) {
@@ -1019,7 +1038,7 @@ async function errorFromResponse(res) {
   } catch {
     // not JSON (a proxy's error page); keep the status
   }
-  return new CrierError(code, message, { status: res.status, limit });
+  return new CrierError(code, message, { status: res.status, limit, retryAfterMs });
 }
 
 function sleep(ms) {

@@ -10,7 +10,9 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::auth::{BackendGuard, OriginPolicy, TokenVerifier};
 use crate::hub::{HistoryLimits, HubConfig, PublishPolicy};
+use crate::transport::admission::AdmissionConfig;
 use crate::transport::long_poll::LongPollConfig;
+use crate::transport::rate::{Rate, RateConfig};
 use crate::transport::ws::WsConfig;
 
 /// File descriptors kept back from the socket ceiling: the listener, logs, static files being
@@ -178,6 +180,61 @@ pub struct Config {
     #[arg(long, env = "CRIER_SOCKET_SEND_BUFFER", default_value_t = 131_072)]
     pub socket_send_buffer: usize,
 
+    /// Frames one client may send per second (either transport; each frame of a long-poll
+    /// `/lp/send` array counts); 0 = no limit. A frame past it is refused (`rate_limited`
+    /// error frame, not handled); a client that goes on is closed (4004 `rate_limited`). A
+    /// chatty client — typing indicators, presence, a 60 Hz game loop — stays well below 100.
+    #[arg(long, env = "CRIER_MAX_FRAMES_PER_SECOND", default_value_t = 100)]
+    pub max_frames_per_second: u32,
+
+    /// ...and the burst above it: room for a reconnect that resubscribes 64 channels and
+    /// publishes what waited offline, twice over.
+    #[arg(long, env = "CRIER_FRAME_BURST", default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
+    pub frame_burst: u32,
+
+    /// `subscribe` frames with `since` one client may send per second; 0 = no limit. Each can
+    /// make the hub replay a channel's whole history for a few bytes sent.
+    #[arg(long, env = "CRIER_RESUBSCRIBE_RATE", default_value_t = 10)]
+    pub resubscribe_rate: u32,
+
+    /// ...and the burst above it: a reconnect that resumes every channel of
+    /// --max-subscriptions (64) at once.
+    #[arg(long, env = "CRIER_RESUBSCRIBE_BURST", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub resubscribe_burst: u32,
+
+    /// `publish` frames one client may send per second; 0 = no limit. Each is fanned out to
+    /// every subscriber, so this is stricter than the frame limit; the publish API is not
+    /// limited by it.
+    #[arg(long, env = "CRIER_CLIENT_PUBLISH_RATE", default_value_t = 20)]
+    pub client_publish_rate: u32,
+
+    /// ...and the burst above it.
+    #[arg(long, env = "CRIER_CLIENT_PUBLISH_BURST", default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..))]
+    pub client_publish_burst: u32,
+
+    /// Clients (WebSocket connections and long-poll sessions) one address (IPv4, or IPv6 /64)
+    /// may hold at once; 0 = no limit. Past it: HTTP 503 `too_many_connections`. 2,000 lets a
+    /// large office behind one NAT in (a thousand people with two tabs each) while one address
+    /// holds at most a tenth of a 20,000-connection hub.
+    #[arg(long, env = "CRIER_MAX_CONNECTIONS_PER_IP", default_value_t = 2000)]
+    pub max_connections_per_ip: usize,
+
+    /// New clients one address may open per second; 0 = no limit. Past it: HTTP 503
+    /// `too_many_connections`, `Retry-After: 1`.
+    #[arg(long, env = "CRIER_ACCEPTS_PER_IP_PER_SECOND", default_value_t = 50)]
+    pub accepts_per_ip_per_second: u32,
+
+    /// ...and the burst above it: as many as --max-connections-per-ip, so that a whole office
+    /// gets back in at once after a restart.
+    #[arg(long, env = "CRIER_ACCEPT_BURST_PER_IP", default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub accept_burst_per_ip: u32,
+
+    /// Apply the per-address limits to loopback peers (127.0.0.0/8, ::1) too. Off by default:
+    /// the loadtest, benchmarks and tests connect from loopback, and behind a reverse proxy on
+    /// the same host every client is loopback (limit per address at the proxy then).
+    #[arg(long, env = "CRIER_LIMIT_LOOPBACK")]
+    pub limit_loopback: bool,
+
     /// How long shutdown waits for connections to close before exiting anyway.
     #[arg(long, env = "CRIER_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
@@ -315,6 +372,12 @@ impl Config {
                 self.idle_timeout, self.ping_interval
             ));
         }
+        if self.resubscribe_rate > 0 && (self.resubscribe_burst as usize) < self.max_subscriptions {
+            warnings.push(format!(
+                "--resubscribe-burst {} is below --max-subscriptions {}: a client resuming all its channels after a reconnect will be refused some (rate_limited)",
+                self.resubscribe_burst, self.max_subscriptions
+            ));
+        }
         if self.lp_session_timeout <= self.lp_hold {
             warnings.push(format!(
                 "--lp-session-timeout {:?} is not above --lp-hold {:?}: long-poll sessions may end between polls",
@@ -415,6 +478,34 @@ impl Config {
             write_timeout: self.write_timeout,
             handshake_timeout: self.handshake_timeout,
             max_message_size: self.max_message_size,
+        }
+    }
+
+    pub fn rate_config(&self) -> RateConfig {
+        RateConfig {
+            frames: Rate {
+                per_second: self.max_frames_per_second,
+                burst: self.frame_burst,
+            },
+            resubscribes: Rate {
+                per_second: self.resubscribe_rate,
+                burst: self.resubscribe_burst,
+            },
+            publishes: Rate {
+                per_second: self.client_publish_rate,
+                burst: self.client_publish_burst,
+            },
+        }
+    }
+
+    pub fn admission_config(&self) -> AdmissionConfig {
+        AdmissionConfig {
+            max_per_source: self.max_connections_per_ip,
+            accepts: Rate {
+                per_second: self.accepts_per_ip_per_second,
+                burst: self.accept_burst_per_ip,
+            },
+            limit_loopback: self.limit_loopback,
         }
     }
 

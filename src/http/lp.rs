@@ -42,6 +42,7 @@ pub async fn connect(
             .map(|c| ConnectChannel::Name(c.as_str().to_owned()))
             .collect();
     let mut token = token_of(request.uri().query(), request.headers());
+    let peer = super::peer_ip(&request);
     let limit = state.config.max_message_size;
     let body = axum::body::to_bytes(request.into_body(), limit)
         .await
@@ -52,7 +53,7 @@ pub async fn connect(
         channels.extend(parsed.channels);
         token = parsed.token.or(token);
     }
-    let id = state.long_poll.connect(channels, token.as_deref())?;
+    let id = state.long_poll.connect(channels, token.as_deref(), peer)?;
     let config = state.long_poll.config();
     Ok(Json(SessionOpened {
         session: id.to_string(),

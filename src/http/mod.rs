@@ -8,7 +8,7 @@ pub mod error;
 mod fallback;
 mod lp;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -133,13 +133,22 @@ async fn require_origin(State(state): State<AppState>, request: Request, next: N
     }
 }
 
+/// The address a request came from, as the server recorded it (`ConnectInfo`).
+fn peer_ip(request: &Request<Body>) -> Option<IpAddr> {
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())
+}
+
 /// `GET /ws?channel=a&channel=b`
 async fn websocket(State(state): State<AppState>, request: Request<Body>) -> Response {
     let channels = match query::channels_from_query(request.uri().query().unwrap_or("")) {
         Ok(channels) => channels,
         Err(e) => return ApiError::from(e).into_response(),
     };
-    match state.websockets.upgrade(request, channels) {
+    let peer = peer_ip(&request);
+    match state.websockets.upgrade(request, channels, peer) {
         Ok(response) => response,
         Err(e) => ApiError::from(e).into_response(),
     }

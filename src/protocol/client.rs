@@ -61,6 +61,21 @@ pub enum ClientFrame<'a> {
     },
 }
 
+impl<'a> ClientFrame<'a> {
+    /// The request's `id`, echoed in its reply.
+    pub fn id(&self) -> Option<Id<'a>> {
+        match self {
+            Self::Subscribe { id, .. }
+            | Self::Unsubscribe { id, .. }
+            | Self::Publish { id, .. }
+            | Self::Presence { id, .. }
+            | Self::PresenceStats { id, .. }
+            | Self::Refresh { id, .. }
+            | Self::Ping { id } => *id,
+        }
+    }
+}
+
 /// A frame the client got wrong: answered with an `error` frame, the connection stays up.
 #[derive(Debug, Clone)]
 pub struct FrameError<'a> {

@@ -82,15 +82,17 @@ error_codes! {
     RequestTimeout => "request_timeout", 408, Http;
     NotFound => "not_found", 404, Http;
     MethodNotAllowed => "method_not_allowed", 405, Http;
+    TooManyConnections => "too_many_connections", 503, Http;
 }
 
 impl ErrorCode {
     /// Seconds an HTTP client should wait before retrying (`Retry-After`), where the contract
     /// promises one: publishers pushed back by an overloaded hub wait about a second, which is
-    /// far longer than queues take to drain.
+    /// far longer than queues take to drain. An address refused for opening connections too
+    /// fast earns a new one well within a second at any sane `--accepts-per-ip-per-second`.
     pub fn retry_after_secs(self) -> Option<u32> {
         match self {
-            Self::Overloaded | Self::TooManyChannels => Some(1),
+            Self::Overloaded | Self::TooManyChannels | Self::TooManyConnections => Some(1),
             _ => None,
         }
     }

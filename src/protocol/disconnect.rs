@@ -28,10 +28,18 @@ pub enum DisconnectReason {
     WriteTimeout,
     /// The client's token expired and no `refresh` replaced it in time.
     TokenExpired,
+    /// The client kept sending past its rate limits after being refused (`rate_limited`
+    /// error frames); reconnect no sooner than [`RATE_LIMITED_RECONNECT_DELAY`].
+    RateLimited,
 }
 
+/// How long a client closed as [`DisconnectReason::RateLimited`] waits before reconnecting: long
+/// enough for every per-connection limit to refill completely (the slowest, resubscribes at
+/// their default 10/s with bursts of 64, takes 6.4 s).
+pub const RATE_LIMITED_RECONNECT_DELAY: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl DisconnectReason {
-    pub const ALL: [DisconnectReason; 10] = [
+    pub const ALL: [DisconnectReason; 11] = [
         Self::ClientClosed,
         Self::Shutdown,
         Self::ProtocolError,
@@ -42,6 +50,7 @@ impl DisconnectReason {
         Self::IdleTimeout,
         Self::WriteTimeout,
         Self::TokenExpired,
+        Self::RateLimited,
     ];
 
     /// The WebSocket close code; long-poll reports the same number in its `disconnect` frame.
@@ -57,6 +66,7 @@ impl DisconnectReason {
             Self::IdleTimeout => 4001,
             Self::WriteTimeout => 4002,
             Self::TokenExpired => 4003,
+            Self::RateLimited => 4004,
         }
     }
 
@@ -73,6 +83,7 @@ impl DisconnectReason {
             Self::IdleTimeout => "idle_timeout",
             Self::WriteTimeout => "write_timeout",
             Self::TokenExpired => "token_expired",
+            Self::RateLimited => "rate_limited",
         }
     }
 
@@ -86,6 +97,7 @@ impl DisconnectReason {
                 | Self::IdleTimeout
                 | Self::WriteTimeout
                 | Self::TokenExpired
+                | Self::RateLimited
         )
     }
 
@@ -102,6 +114,9 @@ impl DisconnectReason {
             Self::WriteTimeout => "socket write stalled; reconnect and resume",
             Self::TokenExpired => {
                 "the connection token expired without a refresh; reconnect with a new token and resume"
+            }
+            Self::RateLimited => {
+                "kept sending past the rate limits; reconnect after at least 10 s and resume"
             }
         }
     }

@@ -5,6 +5,7 @@
 //! answers with a numbered batch that stays with the session until the next poll acknowledges
 //! it, so a response lost in transit loses nothing. A reaper ends sessions nobody polls.
 
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -18,9 +19,10 @@ use crate::hub::{ChannelName, Client, DisconnectReason, Hub, HubError, Pop, Tran
 use crate::protocol::bodies::{poll_batch_body, ConnectChannel};
 use crate::protocol::server;
 
+use super::admission::SourceSlot;
 use super::dispatch;
 use super::identity::{check_channels, Identity};
-use super::TransportError;
+use super::{Limits, TransportError};
 
 /// Most frames one poll response carries; the rest wait for the next poll.
 const MAX_FRAMES_PER_BATCH: usize = 512;
@@ -64,6 +66,7 @@ pub struct LongPoll {
 struct Inner {
     hub: Hub,
     config: LongPollConfig,
+    limits: Limits,
     sessions: DashMap<SessionId, Arc<Session>>,
     /// Polls parked right now (each holds an HTTP request open).
     polls_in_flight: AtomicUsize,
@@ -72,6 +75,8 @@ struct Inner {
 
 struct Session {
     client: Arc<Client>,
+    /// The session's place in its address's count, given back when the session is gone.
+    _slot: Option<SourceSlot>,
     state: Mutex<SessionState>,
 }
 
@@ -113,17 +118,23 @@ impl Drop for PollGuard<'_> {
 }
 
 impl LongPoll {
-    pub fn new(hub: Hub, config: LongPollConfig) -> Self {
-        Self::with_identity(hub, config, Identity::default())
+    pub fn new(hub: Hub, config: LongPollConfig, limits: Limits) -> Self {
+        Self::with_identity(hub, config, Identity::default(), limits)
     }
 
     /// Admits clients by their tokens and binds each session to its user (`new` is open
     /// mode).
-    pub fn with_identity(hub: Hub, config: LongPollConfig, identity: Identity) -> Self {
+    pub fn with_identity(
+        hub: Hub,
+        config: LongPollConfig,
+        identity: Identity,
+        limits: Limits,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 hub,
                 config,
+                limits,
                 sessions: DashMap::new(),
                 polls_in_flight: AtomicUsize::new(0),
                 identity,
@@ -144,10 +155,12 @@ impl LongPoll {
         self.inner.polls_in_flight.load(Ordering::Relaxed)
     }
 
+    /// Opens a session for a client from `peer` (the address the request came from).
     pub fn connect(
         &self,
         channels: Vec<ConnectChannel>,
         token: Option<&str>,
+        peer: Option<IpAddr>,
     ) -> Result<SessionId, TransportError> {
         let hub = &self.inner.hub;
         if hub.is_shutting_down() {
@@ -169,6 +182,7 @@ impl LongPoll {
         if wanted.len() > max {
             return Err(HubError::TooManySubscriptions(max).into());
         }
+        let slot = self.inner.limits.admission.admit(peer)?;
         let client = hub.register(TransportKind::LongPoll)?;
         self.inner.identity.attach(&client, principal);
         for (channel, since) in &wanted {
@@ -188,6 +202,7 @@ impl LongPoll {
             id,
             Arc::new(Session {
                 client,
+                _slot: slot,
                 state: Mutex::new(SessionState {
                     polling: false,
                     last_answered: Instant::now(),
@@ -276,7 +291,8 @@ impl LongPoll {
 
     /// Handles a body of one client frame or a JSON array of them; replies arrive by poll.
     /// Returns how many frames were handled: once the session's client is disconnected (a
-    /// reply overflowed its queue, say), the rest of an array is not handled.
+    /// reply overflowed its queue, or it kept going past its rate limits), the rest of an
+    /// array is not handled. Each frame of an array counts against the rate limits.
     pub fn send(
         &self,
         id: SessionId,
@@ -285,6 +301,7 @@ impl LongPoll {
     ) -> Result<usize, TransportError> {
         let session = self.session(id, token)?;
         let hub = &self.inner.hub;
+        let limits = &self.inner.limits.frames;
         let client = &session.client;
         if body.trim_start().starts_with('[') {
             let frames: Vec<&RawValue> = serde_json::from_str(body).map_err(|e| {
@@ -295,12 +312,12 @@ impl LongPoll {
                 if client.disconnect_reason().is_some() {
                     break;
                 }
-                dispatch::handle_text(hub, client, frame.get());
+                dispatch::handle_text(hub, limits, client, frame.get());
                 handled += 1;
             }
             Ok(handled)
         } else {
-            dispatch::handle_text(hub, client, body);
+            dispatch::handle_text(hub, limits, client, body);
             Ok(1)
         }
     }

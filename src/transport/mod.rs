@@ -7,13 +7,21 @@
 //! - [`long_poll`] — HTTP long-poll sessions: connect, poll (hold), send, close, reaper.
 //! - [`identity`] — tokens at admission, long-poll requests bound to their user, and the
 //!   housekeeping step of token lifetimes (notices, expiry).
+//! - [`admission`] — per source address: clients held open and opened per second.
+//! - [`rate`] — per connection: frames, resubscribes with history and publishes per second.
 
+pub mod admission;
+mod clock;
 pub mod dispatch;
 pub mod identity;
 pub mod long_poll;
+pub mod rate;
 pub mod ws;
 
 use crate::auth::AuthError;
+use admission::{Admission, AdmissionConfig};
+use rate::{FrameLimits, RateConfig};
+
 use crate::hub::{HubError, InvalidChannelName};
 use crate::protocol::query::QueryError;
 use crate::protocol::ErrorCode;
@@ -42,6 +50,8 @@ pub enum TransportError {
     ShuttingDown,
     #[error("{0}")]
     BadRequest(String),
+    #[error(transparent)]
+    TooManyConnections(#[from] admission::Refused),
 }
 
 impl TransportError {
@@ -56,6 +66,7 @@ impl TransportError {
             Self::NotWebSocket(_) => ErrorCode::NotWebSocket,
             Self::ShuttingDown => ErrorCode::ShuttingDown,
             Self::BadRequest(_) => ErrorCode::BadRequest,
+            Self::TooManyConnections(_) => ErrorCode::TooManyConnections,
         }
     }
 }
@@ -63,5 +74,28 @@ impl TransportError {
 impl From<InvalidChannelName> for TransportError {
     fn from(e: InvalidChannelName) -> Self {
         Self::Hub(HubError::InvalidChannel(e))
+    }
+}
+
+/// The abuse limits both transports enforce: one set per server, so that an address's clients
+/// are counted across both transports. Cheap to clone.
+#[derive(Clone)]
+pub struct Limits {
+    pub admission: Admission,
+    pub frames: FrameLimits,
+}
+
+impl Limits {
+    /// Builds the limiters; call it in the runtime whose clock they should follow.
+    pub fn new(admission: AdmissionConfig, frames: RateConfig) -> Self {
+        Self {
+            admission: Admission::new(admission),
+            frames: FrameLimits::new(frames),
+        }
+    }
+
+    /// No limits (for unit tests of other things).
+    pub fn off() -> Self {
+        Self::new(AdmissionConfig::OFF, RateConfig::OFF)
     }
 }

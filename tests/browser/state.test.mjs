@@ -209,6 +209,40 @@ describe('crier.js lifecycle (stand-in WebSocket)', () => {
     }
   });
 
+  it('waits at least what the hub asks, with jitter: 10 s after a rate_limited close, Retry-After after a refused connect', async () => {
+    const delays = [];
+    const record = (c) => c.on('reconnecting', ({ delayMs, error }) => delays.push({ delayMs, code: error?.code }));
+    record(client);
+    client.connect();
+    socket(0).serverOpen();
+    await waitFor(() => client.state === 'open', 'open');
+    socket(0).serverClose(4004, 'rate_limited');
+    assert.equal(client.state, 'reconnecting');
+    assert.equal(client.lastDisconnect.reason, 'rate_limited');
+    assert.ok(delays[0].delayMs >= 10000 && delays[0].delayMs <= 15000, `waits ${delays[0].delayMs} ms`);
+    client.close();
+
+    const realFetch = globalThis.fetch;
+    // /lp/connect refused as the hub does past --max-connections-per-ip.
+    globalThis.fetch = () =>
+      Promise.resolve({
+        ok: false,
+        status: 503,
+        headers: new Headers({ 'retry-after': '2' }),
+        json: async () => ({ error: { code: 'too_many_connections', message: 'your address holds 2000' } }),
+      });
+    try {
+      client = new CrierClient({ transport: 'longpoll', backoff: { initialMs: 0, maxMs: 0 } });
+      record(client);
+      client.connect();
+      await waitFor(() => delays.length === 2, 'a refused connect');
+      assert.equal(delays[1].code, 'too_many_connections');
+      assert.ok(delays[1].delayMs >= 2000 && delays[1].delayMs <= 3000, `waits ${delays[1].delayMs} ms`);
+    } finally {
+      globalThis.fetch = realFetch;
+    }
+  });
+
   it('a dropped connection with stayDown waits for reconnect()', async () => {
     client.connect();
     socket(0).serverOpen();

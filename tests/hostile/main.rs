@@ -12,3 +12,4 @@ mod edge;
 mod frames;
 mod limits;
 mod props;
+mod rates;

@@ -4,6 +4,7 @@
 //! the upgrade headers with one function ([`validate_upgrade`]), admit the client by the same
 //! rules before the socket is taken over, and refuse with the same HTTP status and JSON body.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -20,18 +21,24 @@ use tokio_tungstenite::WebSocketStream;
 use crate::hub::{ChannelName, Client, DisconnectReason, HubError, TransportKind};
 use crate::protocol::{query, server};
 
+use super::super::admission::SourceSlot;
 use super::super::identity::{check_channels, token_of};
 use super::{TransportError, WebSockets};
 
+/// An admitted client and its place in its address's count, which the connection holds to
+/// its end.
+type Admitted = (Arc<Client>, Option<SourceSlot>);
+
 impl WebSockets {
-    /// Checks a new WebSocket client against its token and the hub's limits, and registers
-    /// it.
+    /// Checks a new WebSocket client from `peer` against its token, the hub's limits and its
+    /// address's, and registers it.
     fn admit(
         &self,
         channels: &[ChannelName],
         query: Option<&str>,
         headers: &HeaderMap,
-    ) -> Result<Arc<Client>, TransportError> {
+        peer: Option<IpAddr>,
+    ) -> Result<Admitted, TransportError> {
         let hub = &self.hub;
         if hub.is_shutting_down() {
             return Err(TransportError::ShuttingDown);
@@ -45,9 +52,10 @@ impl WebSockets {
         if channels.len() > max {
             return Err(HubError::TooManySubscriptions(max).into());
         }
+        let slot = self.limits.admission.admit(peer)?;
         let client = hub.register(TransportKind::WebSocket)?;
         self.identity.attach(&client, principal);
-        Ok(client)
+        Ok((client, slot))
     }
 
     /// Serves a connection whose opening [`super::direct::sniff`] found to be a valid upgrade
@@ -56,7 +64,8 @@ impl WebSockets {
     /// the same HTTP status and JSON body as on the hyper path.
     pub async fn accept_direct(&self, stream: TcpStream, read: Vec<u8>, head_len: usize) {
         // Boxed: the handshake's state is only needed for a moment.
-        let Some((ws, client)) = Box::pin(self.handshake_direct(stream, read, head_len)).await
+        let Some((ws, (client, _slot))) =
+            Box::pin(self.handshake_direct(stream, read, head_len)).await
         else {
             return;
         };
@@ -74,14 +83,19 @@ impl WebSockets {
         mut stream: TcpStream,
         mut head: Vec<u8>,
         head_len: usize,
-    ) -> Option<(Box<WebSocketStream<TcpStream>>, Arc<Client>)> {
+    ) -> Option<(Box<WebSocketStream<TcpStream>>, Admitted)> {
         let limit = self.config.handshake_timeout;
+        let peer = stream.peer_addr().ok().map(|addr| addr.ip());
+        // As on hyper's path (`server::serve_connection`): without it, a write that follows
+        // one the client has not yet acknowledged waits for its delayed ACK, ~40 ms on Linux
+        // (a `subscribed` and its catch-up, a reply after a message).
+        let _ = stream.set_nodelay(true);
         // What followed the head is the client's first WebSocket bytes (it should have
         // waited for our 101; it is read as the start of the stream all the same).
         let early = head.split_off(head_len);
-        let admitted = self.admit_head(&head);
+        let admitted = self.admit_head(&head, peer);
         drop(head);
-        let (client, channels, accept_key) = match admitted {
+        let ((client, slot), channels, accept_key) = match admitted {
             Ok(admitted) => admitted,
             Err(error) => {
                 let refusal = self.refusal(error);
@@ -121,7 +135,7 @@ impl WebSockets {
             .await
         };
         self.subscribe_at_connect(&client, &channels);
-        Some((Box::new(ws), client))
+        Some((Box::new(ws), (client, slot)))
     }
 
     /// Parses a request head the sniffer chose for the direct path and admits its client,
@@ -130,7 +144,8 @@ impl WebSockets {
     fn admit_head(
         &self,
         head: &[u8],
-    ) -> Result<(Arc<Client>, Vec<ChannelName>, HeaderValue), TransportError> {
+        peer: Option<IpAddr>,
+    ) -> Result<(Admitted, Vec<ChannelName>, HeaderValue), TransportError> {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut request = httparse::Request::new(&mut headers);
         // The sniffer parsed this very head before choosing this path.
@@ -157,16 +172,18 @@ impl WebSockets {
             }
         }
         let query = (!query.is_empty()).then_some(query);
-        let client = self.admit(&channels, query, &header_map)?;
-        Ok((client, channels, accept_key))
+        let admitted = self.admit(&channels, query, &header_map, peer)?;
+        Ok((admitted, channels, accept_key))
     }
 
     /// Answers an upgrade request that came through hyper with `101 Switching Protocols` and
-    /// spawns the connection task, or refuses it before any socket is taken over.
+    /// spawns the connection task, or refuses it before any socket is taken over. `peer`: the
+    /// address the connection came from.
     pub fn upgrade(
         &self,
         mut request: Request<Body>,
         channels: Vec<ChannelName>,
+        peer: Option<IpAddr>,
     ) -> Result<Response<Body>, TransportError> {
         let http11 = request.version() == hyper::Version::HTTP_11;
         let headers = request.headers();
@@ -175,10 +192,12 @@ impl WebSockets {
                 .iter()
                 .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes()))
         })?)?;
-        let client = self.admit(&channels, request.uri().query(), request.headers())?;
+        let (client, slot) =
+            self.admit(&channels, request.uri().query(), request.headers(), peer)?;
         let on_upgrade = hyper::upgrade::on(&mut request);
         let this = self.clone();
         self.tracker.spawn(async move {
+            let _slot = slot;
             let upgraded = match timeout(this.config.handshake_timeout, on_upgrade).await {
                 Ok(Ok(upgraded)) => upgraded,
                 Ok(Err(error)) => {
@@ -226,6 +245,11 @@ impl WebSockets {
     /// A refusal on the direct path: the status and JSON body the HTTP layer renders on
     /// hyper's, as a complete response after which the connection closes.
     fn refusal(&self, error: TransportError) -> Vec<u8> {
+        let retry_after = error
+            .code()
+            .retry_after_secs()
+            .map(|secs| format!("retry-after: {secs}\r\n"))
+            .unwrap_or_default();
         let (status, body) = (self.render_rejection)(error);
         let reason = StatusCode::from_u16(status)
             .ok()
@@ -235,6 +259,7 @@ impl WebSockets {
             "HTTP/1.1 {status} {reason}\r\n\
              content-type: application/json\r\n\
              cache-control: no-store\r\n\
+             {retry_after}\
              content-length: {}\r\n\
              connection: close\r\n\r\n{body}",
             body.len()

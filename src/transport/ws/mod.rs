@@ -19,7 +19,7 @@ use tokio_util::task::TaskTracker;
 use crate::hub::Hub;
 
 use super::identity::Identity;
-use super::TransportError;
+use super::{Limits, TransportError};
 
 pub mod direct;
 mod frame_writer;
@@ -53,6 +53,7 @@ pub struct WebSockets {
     config: Arc<WsConfig>,
     render_rejection: RejectionRenderer,
     identity: Identity,
+    limits: Limits,
 }
 
 impl WebSockets {
@@ -61,6 +62,7 @@ impl WebSockets {
         tracker: TaskTracker,
         config: WsConfig,
         render_rejection: RejectionRenderer,
+        limits: Limits,
     ) -> Self {
         Self {
             hub,
@@ -68,6 +70,7 @@ impl WebSockets {
             config: Arc::new(config),
             render_rejection,
             identity: Identity::default(),
+            limits,
         }
     }
 

@@ -21,8 +21,8 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use crate::hub::{Client, DisconnectReason, Frame, Hub, Pop};
-use crate::protocol::{server, ErrorCode};
 use crate::transport::dispatch;
+use crate::transport::rate::FrameLimits;
 
 use super::frame_writer::{close_frame, FrameWriter};
 use super::{WebSockets, WsConfig};
@@ -52,6 +52,7 @@ impl WebSockets {
         let now = Instant::now();
         let mut session = Session {
             hub: &self.hub,
+            limits: &self.limits.frames,
             config: &self.config,
             client: &client,
             ws,
@@ -72,6 +73,7 @@ impl WebSockets {
 
 struct Session<'a, S> {
     hub: &'a Hub,
+    limits: &'a FrameLimits,
     config: &'a WsConfig,
     client: &'a Arc<Client>,
     ws: Box<WebSocketStream<S>>,
@@ -155,15 +157,10 @@ where
         };
         self.last_seen = Instant::now();
         match message {
-            Message::Text(text) => dispatch::handle_text(self.hub, self.client, text.as_str()),
-            Message::Binary(_) => self.hub.send(
-                self.client,
-                server::error(
-                    ErrorCode::BinaryUnsupported,
-                    "crier speaks JSON text frames only; binary frames are ignored",
-                    None,
-                ),
-            ),
+            Message::Text(text) => {
+                dispatch::handle_text(self.hub, self.limits, self.client, text.as_str())
+            }
+            Message::Binary(_) => dispatch::handle_binary(self.hub, self.limits, self.client),
             Message::Close(frame) => return ControlFlow::Break(close_reason(frame.as_ref())),
             // tungstenite queued the pong; send it now, so our own frame writes never have to
             // check for it.
@@ -337,6 +334,7 @@ mod task_size {
                 max_message_size: 1000,
             },
             Arc::new(|_| (400, String::new())),
+            crate::transport::Limits::off(),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let _client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
