@@ -17,12 +17,18 @@
 //!   `--max-json-depth`; the sweep of aged history and idle channels.
 //! - [`config`] — the limits the hub enforces; which channels clients may publish to.
 //! - [`error`] — `HubError`, each with its wire code.
+//! - [`events`] — the event seam: `HubEvent`s (connect/disconnect, join/leave, channel
+//!   occupied/vacated) told to one installed `EventSink`; the user → clients index.
+//! - `control` — what a backend may do to users and channels: disconnect a user's
+//!   connections, take a user or a whole channel's subscribers off a channel.
 //! - [`stats`] — counters, exported as Prometheus text and JSON.
 
 pub mod channel;
 pub mod client;
 pub mod config;
+mod control;
 pub mod error;
+pub mod events;
 pub mod queue;
 mod registry;
 pub mod stats;
@@ -31,7 +37,7 @@ mod budget;
 mod pressure;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
@@ -44,6 +50,7 @@ pub use channel::{HistoryLimits, HistoryPage};
 pub use client::{Client, ClientId, TransportKind};
 pub use config::{HubConfig, Namespace, PublishPolicy, PublishRule, SubscribeRule};
 pub use error::HubError;
+pub use events::{EventSink, HubEvent};
 pub use queue::Pop;
 pub use stats::Stats;
 
@@ -67,6 +74,9 @@ struct HubInner {
     shutdown: CancellationToken,
     /// Held by the one publisher that sheds history over the budget; others carry on.
     shedding: Mutex<()>,
+    /// Where membership changes are told (`events`); installed once, or never.
+    events: OnceLock<Arc<dyn events::EventSink>>,
+    users: events::UserIndex,
 }
 
 impl Hub {
@@ -81,6 +91,8 @@ impl Hub {
                 stats: Stats::default(),
                 shutdown,
                 shedding: Mutex::new(()),
+                events: OnceLock::new(),
+                users: events::UserIndex::default(),
             }),
         }
     }
@@ -144,10 +156,13 @@ impl Hub {
         let Some((_, client)) = inner.registry.clients.remove(&id) else {
             return false;
         };
-        let channels = client.close_subscriptions();
+        let (channels, announced) = client.close_subscriptions();
         client.queue.close(reason);
         for name in channels {
-            self.leave_channel(&name, id);
+            self.leave_channel(&name, &client);
+        }
+        if announced {
+            self.departed(&client, reason);
         }
         inner.connections.fetch_sub(1, Ordering::AcqRel);
         inner.stats.disconnected(client.transport, reason);
@@ -203,7 +218,12 @@ impl Hub {
                     return Err(HubError::ClientGone);
                 }
                 let limits = config.history_for(channel);
-                Ok(ch.subscribe(state, client, since, reply, limits, Instant::now()))
+                let first = state.subscriber_count() == 0;
+                let joined = ch.subscribe(state, client, since, reply, limits, Instant::now());
+                if joined.is_ok() {
+                    self.joined(channel, client, first);
+                }
+                Ok(joined)
             });
         let outcome = match outcome {
             Ok(outcome) => outcome?,
@@ -272,7 +292,7 @@ impl Hub {
         if !client.remove_subscription(channel) {
             return Err(HubError::NotSubscribed(channel.clone()));
         }
-        self.leave_channel(channel, client.id);
+        self.leave_channel(channel, client);
         Ok(())
     }
 
@@ -385,13 +405,15 @@ impl Hub {
             .map_or(0, |ch| ch.lock().subscriber_count())
     }
 
-    fn leave_channel(&self, name: &ChannelName, id: ClientId) {
+    fn leave_channel(&self, name: &ChannelName, client: &Client) {
         let Some(ch) = self.inner.registry.channel(name) else {
             return;
         };
         let idle = {
             let mut state = ch.lock();
-            state.remove_subscriber(id);
+            if state.remove_subscriber(client.id) {
+                self.left(name, client, state.subscriber_count() == 0);
+            }
             state.is_idle()
         };
         if idle {

@@ -28,10 +28,16 @@ pub enum DisconnectReason {
     WriteTimeout,
     /// The client's token expired and no `refresh` replaced it in time.
     TokenExpired,
+    /// The backend ended the connection (`POST /api/users/{user}/disconnect`); do not
+    /// reconnect on your own.
+    DisconnectedByBackend,
+    /// The backend asked the client to reconnect (`"reconnect": true`), e.g. to pick up a new
+    /// token with other rights.
+    ReconnectByBackend,
 }
 
 impl DisconnectReason {
-    pub const ALL: [DisconnectReason; 10] = [
+    pub const ALL: [DisconnectReason; 12] = [
         Self::ClientClosed,
         Self::Shutdown,
         Self::ProtocolError,
@@ -42,6 +48,8 @@ impl DisconnectReason {
         Self::IdleTimeout,
         Self::WriteTimeout,
         Self::TokenExpired,
+        Self::DisconnectedByBackend,
+        Self::ReconnectByBackend,
     ];
 
     /// The WebSocket close code; long-poll reports the same number in its `disconnect` frame.
@@ -57,6 +65,8 @@ impl DisconnectReason {
             Self::IdleTimeout => 4001,
             Self::WriteTimeout => 4002,
             Self::TokenExpired => 4003,
+            Self::DisconnectedByBackend => 4005,
+            Self::ReconnectByBackend => 4006,
         }
     }
 
@@ -73,6 +83,8 @@ impl DisconnectReason {
             Self::IdleTimeout => "idle_timeout",
             Self::WriteTimeout => "write_timeout",
             Self::TokenExpired => "token_expired",
+            Self::DisconnectedByBackend => "disconnected_by_backend",
+            Self::ReconnectByBackend => "reconnect_by_backend",
         }
     }
 
@@ -86,6 +98,7 @@ impl DisconnectReason {
                 | Self::IdleTimeout
                 | Self::WriteTimeout
                 | Self::TokenExpired
+                | Self::ReconnectByBackend
         )
     }
 
@@ -102,6 +115,10 @@ impl DisconnectReason {
             Self::WriteTimeout => "socket write stalled; reconnect and resume",
             Self::TokenExpired => {
                 "the connection token expired without a refresh; reconnect with a new token and resume"
+            }
+            Self::DisconnectedByBackend => "disconnected by the backend; do not reconnect",
+            Self::ReconnectByBackend => {
+                "the backend asked for a reconnect; reconnect (with a fresh token) and resume"
             }
         }
     }

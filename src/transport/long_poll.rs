@@ -170,7 +170,7 @@ impl LongPoll {
             return Err(HubError::TooManySubscriptions(max).into());
         }
         let client = hub.register(TransportKind::LongPoll)?;
-        self.inner.identity.attach(&client, principal);
+        self.inner.identity.attach(hub, &client, principal);
         for (channel, since) in &wanted {
             match hub.subscribe(&client, channel, since.as_ref(), &|s| {
                 server::subscribed(s, None)

@@ -6,6 +6,7 @@ mod auth;
 mod bad_input;
 mod common;
 mod contract;
+mod control;
 mod handshake;
 mod lifecycle;
 mod long_poll;

@@ -205,6 +205,11 @@ impl ChannelState {
         self.subscribers.remove(&id).is_some()
     }
 
+    /// Every subscriber, cloned out (to act on after the lock is released).
+    pub fn subscribers(&self) -> Vec<Arc<Client>> {
+        self.subscribers.values().cloned().collect()
+    }
+
     pub fn subscriber_count(&self) -> usize {
         self.subscribers.len()
     }

@@ -46,7 +46,7 @@ impl WebSockets {
             return Err(HubError::TooManySubscriptions(max).into());
         }
         let client = hub.register(TransportKind::WebSocket)?;
-        self.identity.attach(&client, principal);
+        self.identity.attach(hub, &client, principal);
         Ok(client)
     }
 
