@@ -4,8 +4,9 @@
 //!
 //! Shutdown order: stop accepting → cancel the root token (HTTP connections finish their
 //! request in flight, housekeeping stops) → disconnect every client with `shutdown` (which
-//! closes its queue: WebSocket tasks send 1001, pending polls are answered) → wait for every
-//! tracked task up to the grace period.
+//! closes its queue: WebSocket tasks send 1001, pending polls are answered) → stop the
+//! webhooks (their drain delivers what those disconnects queued, within its own shorter
+//! grace) → wait for every tracked task up to the grace period.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -27,6 +28,7 @@ use crate::transport::identity::Identity;
 use crate::transport::long_poll::LongPoll;
 use crate::transport::ws::direct::{self, Opening};
 use crate::transport::ws::WebSockets;
+use crate::webhook::Webhooks;
 
 /// How often history is trimmed by age and idle long-poll sessions are reaped.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(500);
@@ -115,6 +117,15 @@ impl Server {
         let send_buffer = state.config.socket_send_buffer;
 
         tracker.spawn(housekeeping(state.clone(), shutdown.clone()));
+        // Checked when the flags were parsed.
+        let webhooks = match state.config.webhook_config() {
+            Ok(Some(config)) => Webhooks::start(config, &state.hub, &tracker),
+            Ok(None) => None,
+            Err(error) => {
+                tracing::error!(%error, "webhooks disabled");
+                None
+            }
+        };
 
         tokio::pin!(signal);
         loop {
@@ -171,6 +182,10 @@ impl Server {
         drop(listener);
         shutdown.cancel();
         state.hub.disconnect_all(DisconnectReason::Shutdown);
+        // After the disconnects: their events are queued, and the drain delivers them.
+        if let Some(webhooks) = &webhooks {
+            webhooks.stop();
+        }
         state.long_poll.clear();
         tracker.close();
         let grace = state.config.shutdown_grace;

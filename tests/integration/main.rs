@@ -11,4 +11,5 @@ mod handshake;
 mod lifecycle;
 mod long_poll;
 mod namespaces;
+mod webhooks;
 mod websocket;
