@@ -229,7 +229,6 @@ mod tests {
         hub.disconnect(a.id, DisconnectReason::Slow);
         let events = recorder.0.lock().unwrap().clone();
         use HubEvent::*;
-        let member = |id: ClientId| (room.clone(), id);
         let expected = vec![
             Connected {
                 client: a.id,
@@ -247,7 +246,7 @@ mod tests {
                 channel: room.clone(),
             },
             MemberAdded {
-                channel: member(a.id).0,
+                channel: room.clone(),
                 client: a.id,
                 user: None,
             },
@@ -266,9 +265,7 @@ mod tests {
                 client: b.id,
                 user: None,
             },
-            ChannelVacated {
-                channel: room.clone(),
-            },
+            ChannelVacated { channel: room },
             Disconnected {
                 client: b.id,
                 transport: TransportKind::LongPoll,
