@@ -46,6 +46,10 @@
 //!   loopback rule for backends; connection tokens (JWT) verified into a
 //!   [`auth::Principal`] (user, rights, info) that each hub `Client` carries as its
 //!   [`auth::ClientIdentity`]; one schedule of token notices and expiries for the hub.
+//! - [`webhook`] — outbound calls to the backend: the hub's event sink pushes into a bounded
+//!   queue; one dispatcher keeps users' online state (offline after a grace) and delivers
+//!   signed JSON events under a semaphore, with timeouts, retries (exponential backoff, full
+//!   jitter) and counted drops (`webhook_sent`/`_failed`/`_dropped`).
 //! - [`protocol`] — the wire contract as types, at the bottom so every layer speaks it:
 //!   channel names and positions, [`protocol::ErrorCode`] (wire string + HTTP status per
 //!   code), [`protocol::DisconnectReason`] (close codes), every server frame
@@ -74,6 +78,12 @@
 //!   (`ConnectInfo`); the direct WebSocket path reads it off the socket.
 //! - Every ending goes through `Hub::disconnect(id, reason)`, exactly once. It closes the
 //!   client's queue with the reason, which is also the transport's cancellation signal.
+//! - Events: the hub tells one installed [`hub::EventSink`] each membership change
+//!   ([`hub::HubEvent`]: connected/disconnected with the user, member added/removed,
+//!   channel occupied/vacated), synchronously and never on the publish path; the sink must
+//!   not block (webhooks push into a bounded queue). `Connected` comes from
+//!   `Hub::admitted`, which `Identity::attach` calls once the user is attached; the same
+//!   moments keep the user → clients index that the control API (`/api/users/…`) reads.
 
 pub mod auth;
 pub mod config;
@@ -82,3 +92,4 @@ pub mod hub;
 pub mod protocol;
 pub mod server;
 pub mod transport;
+pub mod webhook;

@@ -9,8 +9,9 @@
 //! Shutdown order: stop accepting → cancel the root token (HTTP connections finish their
 //! request in flight — one still waiting for its body is answered `503 shutting_down` at
 //! once — and housekeeping stops) → disconnect every client with `shutdown` (which
-//! closes its queue: WebSocket tasks send 1001, pending polls are answered) → wait for every
-//! tracked task up to the grace period.
+//! closes its queue: WebSocket tasks send 1001, pending polls are answered) → stop the
+//! webhooks (their drain delivers what those disconnects queued, within its own shorter
+//! grace) → wait for every tracked task up to the grace period.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -39,6 +40,7 @@ use crate::transport::Limits;
 mod io;
 pub mod sockets;
 
+use crate::webhook::Webhooks;
 use io::EdgeIo;
 use sockets::{SocketSlot, Sockets};
 
@@ -156,6 +158,15 @@ impl Server {
 
         tracker.spawn(housekeeping(state.clone(), shutdown.clone()));
         tracker.spawn(presence_flusher(state.clone(), shutdown.clone()));
+        // Checked when the flags were parsed.
+        let webhooks = match state.config.webhook_config() {
+            Ok(Some(config)) => Webhooks::start(config, &state.hub, &tracker),
+            Ok(None) => None,
+            Err(error) => {
+                tracing::error!(%error, "webhooks disabled");
+                None
+            }
+        };
 
         tokio::pin!(signal);
         loop {
@@ -219,6 +230,10 @@ impl Server {
         drop(listener);
         shutdown.cancel();
         state.hub.disconnect_all(DisconnectReason::Shutdown);
+        // After the disconnects: their events are queued, and the drain delivers them.
+        if let Some(webhooks) = &webhooks {
+            webhooks.stop();
+        }
         state.long_poll.clear();
         tracker.close();
         let grace = state.config.shutdown_grace;

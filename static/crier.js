@@ -38,6 +38,8 @@ export const CLOSE_REASONS = Object.freeze({
   4002: 'write_timeout',
   4003: 'token_expired',
   4004: 'rate_limited',
+  4005: 'disconnected_by_backend',
+  4006: 'reconnect_by_backend',
 });
 
 // A client closed as `rate_limited` (4004) reconnects no sooner than this (docs/PROTOCOL.md,
@@ -46,8 +48,9 @@ const RATE_LIMITED_CLOSE = 4004;
 const RATE_LIMITED_WAIT_MS = 10000;
 
 // Closes the protocol marks "reconnect? no": the hub rejected what *this* client sent, so an
-// automatic retry would most likely fail the same way. The app decides (see `reconnect()`).
-const FATAL_CLOSE_CODES = new Set([1002, 1007, 1009]);
+// automatic retry would most likely fail the same way; or the backend ended the user's
+// connections (4005). The app decides (see `reconnect()`).
+const FATAL_CLOSE_CODES = new Set([1002, 1007, 1009, 4005]);
 
 const DEFAULTS = {
   url: undefined, // base URL of the hub, e.g. 'https://hub.example.com'; default: the page's origin

@@ -14,10 +14,15 @@ use crate::transport::admission::AdmissionConfig;
 use crate::transport::long_poll::LongPollConfig;
 use crate::transport::rate::{Rate, RateConfig};
 use crate::transport::ws::WsConfig;
+use crate::webhook::{EventKinds, WebhookConfig};
 
 /// File descriptors kept back from the socket ceiling: the listener, logs, static files being
 /// sent, and the refusals answered past the ceiling (`server::sockets::REFUSALS_IN_FLIGHT`).
 const RESERVED_FDS: u64 = 100;
+
+/// At shutdown, queued webhooks get at most this long (and at most half of
+/// `--shutdown-grace`) to be delivered; the rest are dropped and counted.
+const WEBHOOK_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 mod file;
 mod values;
@@ -280,6 +285,51 @@ pub struct Config {
     #[arg(long, env = "CRIER_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
 
+    /// URL the hub POSTs webhook events to (repeatable or comma-separated; `http://` only).
+    /// See docs/WEBHOOKS.md.
+    #[arg(long = "webhook-url", env = "CRIER_WEBHOOK_URL", value_delimiter = ',')]
+    pub webhook_urls: Vec<String>,
+
+    /// Webhook events to send, comma-separated: user_online, user_offline, channel_occupied,
+    /// channel_vacated, member_added, member_removed. Default: all.
+    #[arg(long, env = "CRIER_WEBHOOK_EVENTS", value_delimiter = ',')]
+    pub webhook_events: Vec<crate::webhook::EventKind>,
+
+    /// Key that signs webhook bodies (HMAC-SHA256 in `X-Crier-Signature`); default: the first
+    /// --api-key.
+    #[arg(long, env = "CRIER_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<Secret>,
+
+    /// A user's last connection must stay gone this long before `user_offline` (so a page
+    /// reload is not an offline); 0 = at once.
+    #[arg(long, env = "CRIER_WEBHOOK_OFFLINE_GRACE", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub webhook_offline_grace: Duration,
+
+    /// Webhook events waiting for delivery at most; beyond it they are dropped and counted
+    /// (`webhook_dropped`).
+    #[arg(long, env = "CRIER_WEBHOOK_QUEUE", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000).map(|v| v as usize))]
+    pub webhook_queue: usize,
+
+    /// Webhook deliveries in flight at most (requests and their retry waits).
+    #[arg(long, env = "CRIER_WEBHOOK_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000).map(|v| v as usize))]
+    pub webhook_concurrency: usize,
+
+    /// Time allowed for one webhook request (connect to response head).
+    #[arg(long, env = "CRIER_WEBHOOK_TIMEOUT", default_value = "5s", value_parser = positive_duration)]
+    pub webhook_timeout: Duration,
+
+    /// Attempts per webhook delivery before it counts as failed (`webhook_failed`).
+    #[arg(long, env = "CRIER_WEBHOOK_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub webhook_attempts: u32,
+
+    /// First retry waits up to this (full jitter); each next one up to twice as long...
+    #[arg(long, env = "CRIER_WEBHOOK_BACKOFF", default_value = "100ms", value_parser = humantime::parse_duration)]
+    pub webhook_backoff: Duration,
+
+    /// ...but never more than this.
+    #[arg(long, env = "CRIER_WEBHOOK_BACKOFF_MAX", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub webhook_backoff_max: Duration,
+
     /// Test knob: loopback peer addresses to treat as remote (e.g. 127.0.0.2), so the
     /// loopback-only rule of the backend API can be tested on one machine.
     #[arg(long, hide = true, value_delimiter = ',')]
@@ -331,12 +381,80 @@ impl Config {
                 .chain(args.into_iter().map(Into::into))
                 .collect(),
         )
+        .and_then(Self::checked)
+    }
+
+    /// Refuses settings that parse one by one but not together.
+    fn checked(self) -> Result<Self, clap::Error> {
+        match self.webhook_config() {
+            Ok(_) => Ok(self),
+            Err(message) => {
+                use clap::CommandFactory as _;
+                Err(Self::command().error(clap::error::ErrorKind::InvalidValue, message))
+            }
+        }
+    }
+
+    /// The webhooks' settings; `None` without `--webhook-url`.
+    pub fn webhook_config(&self) -> Result<Option<WebhookConfig>, String> {
+        if self.webhook_urls.is_empty() {
+            return Ok(None);
+        }
+        let urls = self
+            .webhook_urls
+            .iter()
+            .map(|u| {
+                let url = reqwest::Url::parse(u.trim())
+                    .map_err(|e| format!("--webhook-url {u}: {e}"))?;
+                if url.scheme() != "http" {
+                    return Err(format!(
+                        "--webhook-url {u}: only http:// is supported (put a TLS proxy in front of an https receiver; see docs/WEBHOOKS.md)"
+                    ));
+                }
+                Ok(url)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let secret = match &self.webhook_secret {
+            Some(secret) => secret.expose().as_bytes().to_vec(),
+            None => self
+                .api_keys
+                .iter()
+                .chain(self.api_key_file.iter().flat_map(|f| f.0.iter()))
+                .map(|k| k.expose().trim())
+                .find(|k| !k.is_empty())
+                .ok_or(
+                    "--webhook-url needs --webhook-secret or an --api-key to sign webhooks with",
+                )?
+                .as_bytes()
+                .to_vec(),
+        };
+        let kinds = if self.webhook_events.is_empty() {
+            EventKinds::all()
+        } else {
+            self.webhook_events.iter().copied().collect()
+        };
+        Ok(Some(WebhookConfig {
+            urls,
+            kinds,
+            secret,
+            queue: self.webhook_queue,
+            concurrency: self.webhook_concurrency,
+            timeout: self.webhook_timeout,
+            attempts: self.webhook_attempts,
+            backoff: self.webhook_backoff,
+            backoff_max: self.webhook_backoff_max.max(self.webhook_backoff),
+            offline_grace: self.webhook_offline_grace,
+            // Within the server's own grace, so what is dropped is counted before it exits.
+            shutdown_grace: (self.shutdown_grace / 2).min(WEBHOOK_SHUTDOWN_GRACE),
+        }))
     }
 
     /// Parses the process's command line (and `--config` file); exits with clap's message on
     /// an error, as `Parser::parse` does.
     pub fn load() -> Self {
-        file::parse(std::env::args_os().collect()).unwrap_or_else(|e| e.exit())
+        file::parse(std::env::args_os().collect())
+            .and_then(Self::checked)
+            .unwrap_or_else(|e| e.exit())
     }
 
     /// The socket ceiling: `--max-sockets`, and never more than the open-files limit less
@@ -547,6 +665,32 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    #[test]
+    fn webhooks_are_signed_with_their_secret_or_the_first_api_key() {
+        let hook = ["--webhook-url", "http://127.0.0.1:9/hook"];
+        assert!(Config::from_args(hook).is_err(), "nothing to sign with");
+        let c = Config::from_args([&hook[..], &["--api-key", "k1,k2"]].concat()).unwrap();
+        let w = c.webhook_config().unwrap().unwrap();
+        assert_eq!(w.secret, b"k1");
+        assert!(w.kinds.has(crate::webhook::EventKind::MemberRemoved));
+        let c = Config::from_args(
+            [
+                &hook[..],
+                &["--webhook-secret", "s", "--webhook-events", "user_online"],
+            ]
+            .concat(),
+        )
+        .unwrap();
+        let w = c.webhook_config().unwrap().unwrap();
+        assert_eq!(w.secret, b"s");
+        assert!(!w.kinds.has(crate::webhook::EventKind::MemberRemoved));
+        let https = ["--webhook-url", "https://x/", "--webhook-secret", "s"];
+        let e = Config::from_args(https).unwrap_err().to_string();
+        assert!(e.contains("only http://"), "{e}");
+        assert!(Config::from_args(["--webhook-events", "user_away"]).is_err());
+        assert!(Config::default().webhook_config().unwrap().is_none());
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub async fn healthz(State(state): State<AppState>) -> Result<Json<Health>, ApiE
     Ok(Json(Health { status: "ok" }))
 }
 
-fn channel_name(name: &str) -> Result<ChannelName, ApiError> {
+pub(super) fn channel_name(name: &str) -> Result<ChannelName, ApiError> {
     ChannelName::parse(name).map_err(|e| ApiError::new(ErrorCode::InvalidChannel, e.to_string()))
 }
 
@@ -191,6 +191,10 @@ pub async fn stats(State(state): State<AppState>) -> Json<StatsBody> {
             .iter()
             .map(|r| (r.as_str(), stats.disconnects(*r)))
             .collect(),
+        users: hub.user_count(),
+        webhook_sent: stats.webhooks.sent.get(),
+        webhook_failed: stats.webhooks.failed.get(),
+        webhook_dropped: stats.webhooks.dropped.get(),
     })
 }
 

@@ -1,8 +1,10 @@
 //! HTTP wiring only: the router, the publish/history/stats API, and the thin handlers that
-//! hand WebSocket upgrades and long-poll requests to their transports. Errors from every
+//! hand WebSocket upgrades and long-poll requests to their transports, and the backend's
+//! control API over users and channels (`control`). Errors from every
 //! layer become status codes in [`error`].
 
 mod api;
+mod control;
 pub mod deadline;
 pub mod error;
 mod fallback;
@@ -68,6 +70,19 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/channels/{channel}/presence/stats",
             get(api::presence_stats),
+        )
+        .route(
+            "/api/channels/{channel}/disconnect",
+            post(control::disconnect_channel),
+        )
+        .route("/api/users/{user}", get(control::user))
+        .route(
+            "/api/users/{user}/disconnect",
+            post(control::disconnect_user),
+        )
+        .route(
+            "/api/users/{user}/unsubscribe",
+            post(control::unsubscribe_user),
         )
         .route("/api/stats", get(api::stats))
         .route("/metrics", get(api::metrics))

@@ -63,6 +63,9 @@ struct Subscriptions {
     channels: Vec<ChannelName>,
     /// Set by `disconnect`: no subscription may be added after the list was taken.
     closed: bool,
+    /// Set by `Hub::admitted` (under this lock, unless already closed): the client was
+    /// announced as `Connected`, so its disconnect is announced too.
+    announced: bool,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -130,11 +133,27 @@ impl Client {
         subs.channels.len() != before
     }
 
-    /// Marks the client closed and hands back its channels, exactly once.
-    pub(crate) fn close_subscriptions(&self) -> Vec<ChannelName> {
+    /// Marks the client closed and hands back its channels (exactly once) and whether it
+    /// was announced.
+    pub(crate) fn close_subscriptions(&self) -> (Vec<ChannelName>, bool) {
         let mut subs = self.lock_subs();
         subs.closed = true;
-        std::mem::take(&mut subs.channels)
+        (std::mem::take(&mut subs.channels), subs.announced)
+    }
+
+    /// Runs `announce` once, unless the client is closed already — under the same lock
+    /// `close_subscriptions` takes, so a client is announced before it is closed or never.
+    pub(crate) fn announce(&self, announce: impl FnOnce()) {
+        let mut subs = self.lock_subs();
+        if !subs.closed && !subs.announced {
+            subs.announced = true;
+            announce();
+        }
+    }
+
+    /// The channels the client is subscribed to now.
+    pub fn channels(&self) -> Vec<ChannelName> {
+        self.lock_subs().channels.clone()
     }
 
     fn lock_subs(&self) -> std::sync::MutexGuard<'_, Subscriptions> {

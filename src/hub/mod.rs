@@ -17,12 +17,18 @@
 //!   `--max-json-depth`; the sweep of aged history and idle channels.
 //! - [`config`] — the limits the hub enforces; which channels clients may publish to.
 //! - [`error`] — `HubError`, each with its wire code.
+//! - [`events`] — the event seam: `HubEvent`s (connect/disconnect, join/leave, channel
+//!   occupied/vacated) told to one installed `EventSink`; the user → clients index.
+//! - `control` — what a backend may do to users and channels: disconnect a user's
+//!   connections, take a user or a whole channel's subscribers off a channel.
 //! - [`stats`] — counters, exported as Prometheus text and JSON.
 
 pub mod channel;
 pub mod client;
 pub mod config;
+mod control;
 pub mod error;
+pub mod events;
 pub mod queue;
 mod registry;
 pub mod stats;
@@ -32,7 +38,7 @@ mod presence;
 mod pressure;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
@@ -45,6 +51,7 @@ pub use channel::{HistoryLimits, HistoryPage};
 pub use client::{Client, ClientId, TransportKind};
 pub use config::{HubConfig, Namespace, PublishPolicy, PublishRule, SubscribeRule};
 pub use error::HubError;
+pub use events::{EventSink, HubEvent};
 pub use queue::Pop;
 pub use stats::Stats;
 
@@ -70,6 +77,9 @@ struct HubInner {
     shedding: Mutex<()>,
     /// Channels with joins or leaves to send at the next presence flush.
     presence_dirty: Mutex<Vec<ChannelName>>,
+    /// Where membership changes are told (`events`); installed once, or never.
+    events: OnceLock<Arc<dyn events::EventSink>>,
+    users: events::UserIndex,
 }
 
 impl Hub {
@@ -85,6 +95,8 @@ impl Hub {
                 shutdown,
                 shedding: Mutex::new(()),
                 presence_dirty: Mutex::new(Vec::new()),
+                events: OnceLock::new(),
+                users: events::UserIndex::default(),
             }),
         }
     }
@@ -148,10 +160,13 @@ impl Hub {
         let Some((_, client)) = inner.registry.clients.remove(&id) else {
             return false;
         };
-        let channels = client.close_subscriptions();
+        let (channels, announced) = client.close_subscriptions();
         client.queue.close(reason);
         for name in channels {
-            self.leave_channel(&name, id);
+            self.leave_channel(&name, &client);
+        }
+        if announced {
+            self.departed(&client, reason);
         }
         inner.connections.fetch_sub(1, Ordering::AcqRel);
         inner.stats.disconnected(client.transport, reason);
@@ -223,9 +238,13 @@ impl Hub {
                     return Err(HubError::ClientGone);
                 }
                 let limits = config.history_for(channel);
+                let first = state.subscriber_count() == 0;
                 let joined = ch.subscribe(state, client, since, reply, limits, Instant::now());
-                if joined.is_ok() && presence {
-                    dirty = state.presence_join(client, listens);
+                if joined.is_ok() {
+                    self.joined(channel, client, first);
+                    if presence {
+                        dirty = state.presence_join(client, listens);
+                    }
                 }
                 Ok(joined)
             });
@@ -299,7 +318,7 @@ impl Hub {
         if !client.remove_subscription(channel) {
             return Err(HubError::NotSubscribed(channel.clone()));
         }
-        self.leave_channel(channel, client.id);
+        self.leave_channel(channel, client);
         Ok(())
     }
 
@@ -412,13 +431,19 @@ impl Hub {
             .map_or(0, |ch| ch.lock().subscriber_count())
     }
 
-    fn leave_channel(&self, name: &ChannelName, id: ClientId) {
+    fn leave_channel(&self, name: &ChannelName, client: &Client) {
         let Some(ch) = self.inner.registry.channel(name) else {
             return;
         };
         let (idle, dirty) = {
             let mut state = ch.lock();
-            let dirty = state.remove_subscriber(id);
+            let dirty = match state.remove_subscriber(client.id) {
+                Some(dirty) => {
+                    self.left(name, client, state.subscriber_count() == 0);
+                    dirty
+                }
+                None => false,
+            };
             (state.is_idle(), dirty)
         };
         if dirty {

@@ -27,6 +27,19 @@ pub struct Stats {
     pub(crate) rejected_too_many_channels: Counter,
     pub(crate) history_shed: Counter,
     pub(crate) lagging: Gauge,
+    /// Webhooks (`crate::webhook`) count their deliveries here, so one registry exports all.
+    pub webhooks: WebhookCounters,
+}
+
+/// Webhook deliveries (one per event and URL): each ends in exactly one of these.
+#[derive(Clone, Debug, Default)]
+pub struct WebhookCounters {
+    /// Answered with 2xx.
+    pub sent: Counter,
+    /// Given up: every attempt failed, or the receiver refused with a 4xx.
+    pub failed: Counter,
+    /// Never attempted (the queue was full) or abandoned at shutdown.
+    pub dropped: Counter,
 }
 
 impl std::fmt::Debug for Stats {
@@ -50,6 +63,22 @@ impl Default for Stats {
         let rejected_too_many_channels = Counter::default();
         let history_shed = Counter::default();
         let lagging = Gauge::default();
+        let webhooks = WebhookCounters::default();
+        registry.register(
+            "webhook_sent",
+            "Webhook deliveries answered with 2xx (one per event and URL)",
+            webhooks.sent.clone(),
+        );
+        registry.register(
+            "webhook_failed",
+            "Webhook deliveries given up after every attempt failed or a 4xx refusal",
+            webhooks.failed.clone(),
+        );
+        registry.register(
+            "webhook_dropped",
+            "Webhook deliveries dropped: the webhook queue was full, or the hub shut down",
+            webhooks.dropped.clone(),
+        );
         registry.register(
             "connections",
             "Clients connected now, by transport",
@@ -119,6 +148,7 @@ impl Default for Stats {
             rejected_too_many_channels,
             history_shed,
             lagging,
+            webhooks,
         }
     }
 }

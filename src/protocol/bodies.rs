@@ -28,6 +28,24 @@ pub struct PublishRequest<'a> {
     pub data: Option<&'a RawValue>,
 }
 
+/// `POST /api/users/{user}/disconnect` (the body is optional): `{"reason": "…", "reconnect":
+/// false}`. `reason` is free text for the hub's log; the client sees the close code.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserDisconnectRequest {
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub reconnect: bool,
+}
+
+/// `POST /api/users/{user}/unsubscribe`: `{"channel": "…"}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserUnsubscribeRequest {
+    pub channel: String,
+}
+
 /// `GET /api/channels/{channel}/history?since=OFFSET&limit=N`
 #[derive(Deserialize)]
 pub struct HistoryQuery {
@@ -211,6 +229,47 @@ pub struct StatsBody {
     pub max_connections: usize,
     pub uptime_seconds: u64,
     pub disconnects: BTreeMap<&'static str, u64>,
+    /// Users with at least one connection (tokens on).
+    pub users: usize,
+    /// Webhook deliveries (one per event and URL) answered with 2xx.
+    pub webhook_sent: u64,
+    /// Webhook deliveries given up: every attempt failed, or the receiver refused with 4xx.
+    pub webhook_failed: u64,
+    /// Webhook deliveries never attempted (queue full) or abandoned at shutdown.
+    pub webhook_dropped: u64,
+}
+
+/// `POST /api/users/{user}/disconnect`: how many connections ended, and with which reason.
+#[derive(Debug, Serialize)]
+pub struct UserDisconnected<'a> {
+    pub user: &'a str,
+    pub disconnected: usize,
+    pub reason: super::DisconnectReason,
+}
+
+/// `POST /api/users/{user}/unsubscribe` and `POST /api/channels/{channel}/disconnect`: how
+/// many connections were taken off the channel.
+#[derive(Debug, Serialize)]
+pub struct Unsubscribed<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<&'a str>,
+    pub channel: &'a ChannelName,
+    pub unsubscribed: usize,
+}
+
+/// `GET /api/users/{user}`: the user's connections now (none when offline).
+#[derive(Debug, Serialize)]
+pub struct UserBody<'a> {
+    pub user: &'a str,
+    pub connections: Vec<UserConnection>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct UserConnection {
+    pub client: String,
+    pub transport: &'static str,
+    pub channels: Vec<ChannelName>,
+    pub connected_at_ms: u64,
 }
 
 #[cfg(test)]

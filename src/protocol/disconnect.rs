@@ -31,6 +31,12 @@ pub enum DisconnectReason {
     /// The client kept sending past its rate limits after being refused (`rate_limited`
     /// error frames); reconnect no sooner than [`RATE_LIMITED_RECONNECT_DELAY`].
     RateLimited,
+    /// The backend ended the connection (`POST /api/users/{user}/disconnect`); do not
+    /// reconnect on your own.
+    DisconnectedByBackend,
+    /// The backend asked the client to reconnect (`"reconnect": true`), e.g. to pick up a new
+    /// token with other rights.
+    ReconnectByBackend,
 }
 
 /// How long a client closed as [`DisconnectReason::RateLimited`] waits before reconnecting: long
@@ -39,7 +45,7 @@ pub enum DisconnectReason {
 pub const RATE_LIMITED_RECONNECT_DELAY: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl DisconnectReason {
-    pub const ALL: [DisconnectReason; 11] = [
+    pub const ALL: [DisconnectReason; 13] = [
         Self::ClientClosed,
         Self::Shutdown,
         Self::ProtocolError,
@@ -51,6 +57,8 @@ impl DisconnectReason {
         Self::WriteTimeout,
         Self::TokenExpired,
         Self::RateLimited,
+        Self::DisconnectedByBackend,
+        Self::ReconnectByBackend,
     ];
 
     /// The WebSocket close code; long-poll reports the same number in its `disconnect` frame.
@@ -67,6 +75,8 @@ impl DisconnectReason {
             Self::WriteTimeout => 4002,
             Self::TokenExpired => 4003,
             Self::RateLimited => 4004,
+            Self::DisconnectedByBackend => 4005,
+            Self::ReconnectByBackend => 4006,
         }
     }
 
@@ -84,6 +94,8 @@ impl DisconnectReason {
             Self::WriteTimeout => "write_timeout",
             Self::TokenExpired => "token_expired",
             Self::RateLimited => "rate_limited",
+            Self::DisconnectedByBackend => "disconnected_by_backend",
+            Self::ReconnectByBackend => "reconnect_by_backend",
         }
     }
 
@@ -98,6 +110,7 @@ impl DisconnectReason {
                 | Self::WriteTimeout
                 | Self::TokenExpired
                 | Self::RateLimited
+                | Self::ReconnectByBackend
         )
     }
 
@@ -117,6 +130,10 @@ impl DisconnectReason {
             }
             Self::RateLimited => {
                 "kept sending past the rate limits; reconnect after at least 10 s and resume"
+            }
+            Self::DisconnectedByBackend => "disconnected by the backend; do not reconnect",
+            Self::ReconnectByBackend => {
+                "the backend asked for a reconnect; reconnect (with a fresh token) and resume"
             }
         }
     }

@@ -62,11 +62,14 @@ impl Identity {
         Ok(Some(tokens.verify(token)?))
     }
 
-    /// Binds an admitted client to its principal (and so to the lifetime schedule).
-    pub fn attach(&self, client: &Client, principal: Option<Principal>) {
+    /// Binds an admitted client to its principal (and so to the lifetime schedule), then
+    /// announces it to the hub (`Connected`, the user index): the user must be attached
+    /// before anyone is told who connected.
+    pub fn attach(&self, hub: &Hub, client: &Client, principal: Option<Principal>) {
         if let (Some(tokens), Some(principal)) = (&self.tokens, principal) {
             client.set_identity(tokens.bind(client.id.0, principal));
         }
+        hub.admitted(client);
     }
 
     /// Whether the bearer of `token` is the user `client` belongs to (always, in open mode).

@@ -184,7 +184,7 @@ impl LongPoll {
         }
         let slot = self.inner.limits.admission.admit(peer)?;
         let client = hub.register(TransportKind::LongPoll)?;
-        self.inner.identity.attach(&client, principal);
+        self.inner.identity.attach(hub, &client, principal);
         for (channel, since) in &wanted {
             match hub.subscribe(&client, channel, since.as_ref(), &|s| {
                 server::subscribed(s, None)

@@ -204,13 +204,16 @@ impl Channel {
 }
 
 impl ChannelState {
-    /// Takes the client off the live set; `true` when the channel now has presence news to
-    /// flush (see `presence_leave`).
-    pub fn remove_subscriber(&mut self, id: ClientId) -> bool {
-        match self.subscribers.remove(&id) {
-            Some(client) => self.presence_leave(&client),
-            None => false,
-        }
+    /// Takes the client off the live set: `None` when it was not on it, else whether the
+    /// channel now has presence news to flush (see `presence_leave`).
+    pub fn remove_subscriber(&mut self, id: ClientId) -> Option<bool> {
+        let client = self.subscribers.remove(&id)?;
+        Some(self.presence_leave(&client))
+    }
+
+    /// Every subscriber, cloned out (to act on after the lock is released).
+    pub fn subscribers(&self) -> Vec<Arc<Client>> {
+        self.subscribers.values().cloned().collect()
     }
 
     pub fn subscriber_count(&self) -> usize {

@@ -54,7 +54,7 @@ impl WebSockets {
         }
         let slot = self.limits.admission.admit(peer)?;
         let client = hub.register(TransportKind::WebSocket)?;
-        self.identity.attach(&client, principal);
+        self.identity.attach(hub, &client, principal);
         Ok((client, slot))
     }
 

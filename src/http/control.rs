@@ -1,0 +1,112 @@
+//! The backend control API: a user's connections (`GET /api/users/{user}`), ending them
+//! (`POST /api/users/{user}/disconnect`), taking a user off a channel
+//! (`POST /api/users/{user}/unsubscribe`) and emptying a channel
+//! (`POST /api/channels/{channel}/disconnect`). Behind the API key like all of `/api/*`.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use crate::hub::DisconnectReason;
+use crate::protocol::bodies::{
+    Unsubscribed, UserBody, UserConnection, UserDisconnectRequest, UserDisconnected,
+    UserUnsubscribeRequest,
+};
+use crate::protocol::ErrorCode;
+
+use super::api::channel_name;
+use super::error::ApiError;
+use super::AppState;
+
+/// A JSON body; `None` when it is empty.
+fn json_body<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Option<T>, ApiError> {
+    let body =
+        body.map_err(|e| ApiError::from_body_rejection(&e, state.config.max_message_size))?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    serde_json::from_slice(&body)
+        .map(Some)
+        .map_err(|e| ApiError::from_json_error(&e))
+}
+
+/// `GET /api/users/{user}`
+pub async fn user(State(state): State<AppState>, Path(user): Path<String>) -> Response {
+    let connections = state
+        .hub
+        .user_connections(&user)
+        .into_iter()
+        .map(|c| UserConnection {
+            client: c.client.to_string(),
+            transport: c.transport.as_str(),
+            channels: c.channels,
+            connected_at_ms: c.connected_at_ms,
+        })
+        .collect();
+    Json(UserBody {
+        user: &user,
+        connections,
+    })
+    .into_response()
+}
+
+/// `POST /api/users/{user}/disconnect` with an optional `{"reason", "reconnect"}`.
+pub async fn disconnect_user(
+    State(state): State<AppState>,
+    Path(user): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let request: UserDisconnectRequest = json_body(&state, body)?.unwrap_or_default();
+    let reason = if request.reconnect {
+        DisconnectReason::ReconnectByBackend
+    } else {
+        DisconnectReason::DisconnectedByBackend
+    };
+    let disconnected = state.hub.disconnect_user(&user, reason);
+    tracing::info!(%user, disconnected, %reason, note = request.reason.as_deref().unwrap_or(""),
+        "backend disconnected a user");
+    Ok(Json(UserDisconnected {
+        user: &user,
+        disconnected,
+        reason,
+    })
+    .into_response())
+}
+
+/// `POST /api/users/{user}/unsubscribe` with `{"channel": …}`.
+pub async fn unsubscribe_user(
+    State(state): State<AppState>,
+    Path(user): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let request: UserUnsubscribeRequest = json_body(&state, body)?
+        .ok_or_else(|| ApiError::new(ErrorCode::BadRequest, "missing body `{\"channel\": …}`"))?;
+    let channel = channel_name(&request.channel)?;
+    let unsubscribed = state.hub.unsubscribe_user(&user, &channel);
+    Ok(Json(Unsubscribed {
+        user: Some(&user),
+        channel: &channel,
+        unsubscribed,
+    })
+    .into_response())
+}
+
+/// `POST /api/channels/{channel}/disconnect`: every subscriber off the channel.
+pub async fn disconnect_channel(
+    State(state): State<AppState>,
+    Path(channel): Path<String>,
+) -> Result<Response, ApiError> {
+    let channel = channel_name(&channel)?;
+    let unsubscribed = state.hub.unsubscribe_all(&channel);
+    Ok(Json(Unsubscribed {
+        user: None,
+        channel: &channel,
+        unsubscribed,
+    })
+    .into_response())
+}

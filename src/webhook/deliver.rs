@@ -1,0 +1,447 @@
+//! The dispatcher and the deliveries.
+//!
+//! One dispatcher task reads the hub's events in order, turns them into webhook events (the
+//! users' online state lives here: `user_offline` waits out the grace, and a connection
+//! within it cancels it), and for each event and URL takes a permit of the semaphore and
+//! spawns a delivery. Waiting for a permit is the back-pressure: the queue in front fills and
+//! the sink drops, counted. A delivery holds its permit through its retries, so
+//! `--webhook-concurrency` bounds requests and backoff sleeps together.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng as _;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::time::{sleep, sleep_until, Instant};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::token::unix_now_ms;
+use crate::hub::HubEvent;
+
+use super::payload::{outgoing, EventKind, Fields, Outgoing};
+use super::{Counters, RateLimitedWarn, WebhookConfig};
+
+/// What the dispatcher shares with its deliveries.
+struct Context {
+    config: Arc<WebhookConfig>,
+    counters: Counters,
+    http: reqwest::Client,
+    permits: Arc<Semaphore>,
+    tracker: TaskTracker,
+    /// Cancelled when the shutdown grace is over: deliveries still running give up.
+    abandon: CancellationToken,
+    warn: Arc<RateLimitedWarn>,
+}
+
+/// Users whose last connection ended, waiting out the offline grace.
+#[derive(Default)]
+struct Going {
+    /// user → (when it goes offline, when its last connection ended in Unix ms).
+    users: HashMap<Arc<str>, (Instant, u64)>,
+    by_deadline: BTreeSet<(Instant, Arc<str>)>,
+}
+
+impl Going {
+    fn add(&mut self, user: Arc<str>, deadline: Instant, at_ms: u64) {
+        self.cancel(&user);
+        self.by_deadline.insert((deadline, user.clone()));
+        self.users.insert(user, (deadline, at_ms));
+    }
+
+    /// `true` if the user was going (a reconnect within the grace).
+    fn cancel(&mut self, user: &Arc<str>) -> bool {
+        match self.users.remove(user) {
+            Some((deadline, _)) => {
+                self.by_deadline.remove(&(deadline, user.clone()));
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.by_deadline.first().map(|(at, _)| *at)
+    }
+
+    /// Users whose grace is over at `now` (all of them with `None`).
+    fn take_due(&mut self, now: Option<Instant>) -> Vec<(Arc<str>, u64)> {
+        let mut due = Vec::new();
+        while let Some((at, user)) = self.by_deadline.first().cloned() {
+            if now.is_some_and(|now| at > now) {
+                break;
+            }
+            self.by_deadline.pop_first();
+            if let Some((_, at_ms)) = self.users.remove(&user) {
+                due.push((user, at_ms));
+            }
+        }
+        due
+    }
+}
+
+pub(super) async fn dispatch(
+    mut events: mpsc::Receiver<HubEvent>,
+    config: Arc<WebhookConfig>,
+    counters: Counters,
+    tracker: TaskTracker,
+    stop: CancellationToken,
+) {
+    let http = reqwest::Client::builder()
+        .timeout(config.timeout)
+        .pool_max_idle_per_host(config.concurrency)
+        .user_agent(concat!("crier/", env!("CARGO_PKG_VERSION")))
+        .build();
+    let http = match http {
+        Ok(http) => http,
+        Err(error) => {
+            tracing::error!(%error, "webhooks disabled: cannot build the HTTP client");
+            events.close();
+            return;
+        }
+    };
+    let cx = Context {
+        permits: Arc::new(Semaphore::new(config.concurrency)),
+        config,
+        counters,
+        http,
+        tracker,
+        abandon: CancellationToken::new(),
+        warn: Arc::default(),
+    };
+    let mut going = Going::default();
+    loop {
+        let next_offline = going.next_deadline();
+        let out = tokio::select! {
+            biased;
+            () = stop.cancelled() => break,
+            event = events.recv() => match event {
+                Some(event) => cx.translate(event, &mut going),
+                None => break,
+            },
+            () = sleep_until(next_offline.unwrap_or_else(Instant::now)), if next_offline.is_some() => {
+                cx.offline(going.take_due(Some(Instant::now())))
+            }
+        };
+        cx.send_all(out, None, &stop).await;
+    }
+    cx.drain(events, going).await;
+}
+
+impl Context {
+    /// The webhook events one hub event makes (none, or one).
+    fn translate(&self, event: HubEvent, going: &mut Going) -> Vec<Outgoing> {
+        let kinds = self.config.kinds;
+        let now_ms = unix_now_ms();
+        let secret = &self.config.secret;
+        let make = |kind, fields| outgoing(kind, now_ms, fields, secret);
+        let out = match event {
+            HubEvent::Connected {
+                user: Some(user),
+                first_of_user: true,
+                client,
+                ..
+            } => {
+                // Back within the grace: the user never went offline, so is not online anew.
+                let returning = going.cancel(&user);
+                (!returning && kinds.has(EventKind::UserOnline)).then(|| {
+                    make(
+                        EventKind::UserOnline,
+                        Fields::User {
+                            user: &user,
+                            client: Some(client.to_string()),
+                        },
+                    )
+                })
+            }
+            HubEvent::Disconnected {
+                user: Some(user),
+                last_of_user: true,
+                ..
+            } => {
+                going.add(user, Instant::now() + self.config.offline_grace, now_ms);
+                None
+            }
+            HubEvent::Connected { .. } | HubEvent::Disconnected { .. } => None,
+            HubEvent::ChannelOccupied { channel } => Some(make(
+                EventKind::ChannelOccupied,
+                Fields::Channel { channel: &channel },
+            )),
+            HubEvent::ChannelVacated { channel } => Some(make(
+                EventKind::ChannelVacated,
+                Fields::Channel { channel: &channel },
+            )),
+            HubEvent::MemberAdded {
+                channel,
+                client,
+                user,
+            } => Some(make(
+                EventKind::MemberAdded,
+                Fields::member(&channel, client, user.as_ref()),
+            )),
+            HubEvent::MemberRemoved {
+                channel,
+                client,
+                user,
+            } => Some(make(
+                EventKind::MemberRemoved,
+                Fields::member(&channel, client, user.as_ref()),
+            )),
+        };
+        out.into_iter().collect()
+    }
+
+    /// `user_offline` for users whose grace is over; `at_ms` is when their last connection
+    /// ended.
+    fn offline(&self, users: Vec<(Arc<str>, u64)>) -> Vec<Outgoing> {
+        if !self.config.kinds.has(EventKind::UserOffline) {
+            return Vec::new();
+        }
+        users
+            .into_iter()
+            .map(|(user, at_ms)| {
+                outgoing(
+                    EventKind::UserOffline,
+                    at_ms,
+                    Fields::User {
+                        user: &user,
+                        client: None,
+                    },
+                    &self.config.secret,
+                )
+            })
+            .collect()
+    }
+
+    /// `send` for each event; those not started are counted as dropped.
+    async fn send_all(
+        &self,
+        events: Vec<Outgoing>,
+        deadline: Option<Instant>,
+        stop: &CancellationToken,
+    ) {
+        let mut left = events.into_iter();
+        for event in left.by_ref() {
+            if !self.send(event, deadline, stop).await {
+                break;
+            }
+        }
+        let urls = self.config.urls.len() as u64;
+        self.counters.dropped.inc_by(left.count() as u64 * urls);
+    }
+
+    /// Starts one delivery per URL, each once a permit is free. Gives up waiting when
+    /// `stop` is cancelled (before the drain) or at `deadline` (during it): `false`, and the
+    /// URLs not started are counted as dropped.
+    async fn send(
+        &self,
+        event: Outgoing,
+        deadline: Option<Instant>,
+        stop: &CancellationToken,
+    ) -> bool {
+        let urls = &self.config.urls;
+        for (i, url) in urls.iter().enumerate() {
+            let permit = self.permits.clone().acquire_owned();
+            let permit = match deadline {
+                None => tokio::select! {
+                    permit = permit => permit.ok(),
+                    () = stop.cancelled() => None,
+                },
+                Some(deadline) => tokio::time::timeout_at(deadline, permit)
+                    .await
+                    .ok()
+                    .and_then(Result::ok),
+            };
+            let Some(permit) = permit else {
+                self.counters.dropped.inc_by((urls.len() - i) as u64);
+                return false;
+            };
+            self.tracker.spawn(deliver(
+                Delivery {
+                    url: url.clone(),
+                    event: event.clone(),
+                    config: self.config.clone(),
+                    counters: self.counters.clone(),
+                    http: self.http.clone(),
+                    abandon: self.abandon.clone(),
+                    warn: self.warn.clone(),
+                },
+                permit,
+            ));
+        }
+        true
+    }
+
+    /// Shutdown: what is queued and every user waiting out the grace (the hub is going away:
+    /// they are offline) get until the shutdown grace to be delivered; then the rest is
+    /// dropped and counted.
+    async fn drain(&self, mut events: mpsc::Receiver<HubEvent>, mut going: Going) {
+        let deadline = Instant::now() + self.config.shutdown_grace;
+        let mut out = Vec::new();
+        while let Ok(event) = events.try_recv() {
+            out.extend(self.translate(event, &mut going));
+        }
+        // From here on the sink's pushes fail, and are counted there.
+        events.close();
+        out.extend(self.offline(going.take_due(None)));
+        self.send_all(out, Some(deadline), &CancellationToken::new())
+            .await;
+        let urls = self.config.urls.len() as u64;
+        // Every permit back means every delivery is over.
+        let all = self.config.concurrency as u32;
+        if tokio::time::timeout_at(deadline, self.permits.acquire_many(all))
+            .await
+            .is_err()
+        {
+            self.abandon.cancel();
+        }
+        while let Ok(event) = events.try_recv() {
+            drop(event);
+            self.counters.dropped.inc_by(urls);
+        }
+    }
+}
+
+struct Delivery {
+    url: reqwest::Url,
+    event: Outgoing,
+    config: Arc<WebhookConfig>,
+    counters: Counters,
+    http: reqwest::Client,
+    abandon: CancellationToken,
+    warn: Arc<RateLimitedWarn>,
+}
+
+enum Outcome {
+    Sent,
+    /// Worth another attempt: no answer, a timeout, 5xx, 408 or 429.
+    Retry(String),
+    /// The receiver refused it (another 4xx): trying again would not help.
+    Refused(u16),
+}
+
+/// One event to one URL: attempts with backoff until sent, refused, out of attempts, or
+/// abandoned at shutdown. Ends in exactly one counter.
+async fn deliver(d: Delivery, _permit: OwnedSemaphorePermit) {
+    let attempts = d.config.attempts.max(1);
+    let mut last_error = String::new();
+    for attempt in 1..=attempts {
+        let outcome = tokio::select! {
+            outcome = attempt_once(&d) => outcome,
+            () = d.abandon.cancelled() => return abandoned(&d),
+        };
+        match outcome {
+            Outcome::Sent => {
+                d.counters.sent.inc();
+                return;
+            }
+            Outcome::Refused(status) => {
+                d.counters.failed.inc();
+                d.warn.warn(|suppressed| {
+                    tracing::warn!(url = %d.url, event = d.event.kind.as_str(), id = %d.event.id,
+                        status, suppressed, "webhook refused by the receiver; not retried")
+                });
+                return;
+            }
+            Outcome::Retry(error) => last_error = error,
+        }
+        if attempt < attempts {
+            tokio::select! {
+                () = sleep(backoff(&d.config, attempt)) => {}
+                () = d.abandon.cancelled() => return abandoned(&d),
+            }
+        }
+    }
+    d.counters.failed.inc();
+    d.warn.warn(|suppressed| {
+        tracing::warn!(url = %d.url, event = d.event.kind.as_str(), id = %d.event.id, attempts,
+            error = %last_error, suppressed, "webhook failed after every attempt (see webhook_failed)")
+    });
+}
+
+fn abandoned(d: &Delivery) {
+    d.counters.dropped.inc();
+    tracing::debug!(url = %d.url, id = %d.event.id, "webhook abandoned at shutdown");
+}
+
+async fn attempt_once(d: &Delivery) -> Outcome {
+    let response = d
+        .http
+        .post(d.url.clone())
+        .header("content-type", "application/json")
+        .header("x-crier-signature", &d.event.signature)
+        .header("x-crier-event", d.event.kind.as_str())
+        .header("x-crier-event-id", &d.event.id)
+        .body(d.event.body.clone())
+        .send()
+        .await;
+    match response {
+        Ok(response) => {
+            let status = response.status();
+            if status.is_success() {
+                Outcome::Sent
+            } else if status.is_client_error() && status != 408 && status != 429 {
+                Outcome::Refused(status.as_u16())
+            } else {
+                Outcome::Retry(format!("HTTP {status}"))
+            }
+        }
+        Err(error) => Outcome::Retry(error.to_string()),
+    }
+}
+
+/// Full jitter: a uniform delay in `[0, min(max, base · 2^(attempt-1))]`, so receivers
+/// that come back are not hit by every hub's retries at once.
+fn backoff(config: &WebhookConfig, attempt: u32) -> Duration {
+    let ceiling = config
+        .backoff
+        .saturating_mul(1 << (attempt - 1).min(20))
+        .min(config.backoff_max);
+    ceiling.mul_f64(rand::rng().random::<f64>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_its_cap_with_full_jitter() {
+        let config = WebhookConfig {
+            urls: Vec::new(),
+            kinds: super::super::EventKinds::all(),
+            secret: Vec::new(),
+            queue: 1,
+            concurrency: 1,
+            timeout: Duration::from_secs(1),
+            attempts: 5,
+            backoff: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(5),
+            offline_grace: Duration::ZERO,
+            shutdown_grace: Duration::ZERO,
+        };
+        for _ in 0..100 {
+            assert!(backoff(&config, 1) <= Duration::from_millis(100));
+            assert!(backoff(&config, 3) <= Duration::from_millis(400));
+            assert!(backoff(&config, 30) <= Duration::from_secs(5));
+        }
+    }
+
+    #[test]
+    fn going_users_come_due_in_order_and_can_come_back() {
+        let mut going = Going::default();
+        let now = Instant::now();
+        let (ada, bob): (Arc<str>, Arc<str>) = ("ada".into(), "bob".into());
+        going.add(ada.clone(), now + Duration::from_secs(2), 1);
+        going.add(bob.clone(), now + Duration::from_secs(1), 2);
+        assert!(going.take_due(Some(now)).is_empty());
+        assert_eq!(going.next_deadline(), Some(now + Duration::from_secs(1)));
+        assert!(going.cancel(&bob));
+        assert!(!going.cancel(&bob));
+        assert_eq!(
+            going.take_due(Some(now + Duration::from_secs(5))),
+            vec![(ada, 1)]
+        );
+        assert_eq!(going.next_deadline(), None);
+    }
+}
