@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::accounting::Ledger;
 use crate::client::Ending;
 use crate::latency::{Clock, LatencyRecorder};
+use crate::presence::PresenceLedger;
 use crate::procfs::HubProcs;
 use crate::target::{Spread, Target};
 
@@ -30,6 +31,8 @@ pub struct Ctx {
     /// Publish request round trips (request sent → reply read).
     pub publish_rtt: LatencyRecorder,
     pub ledger: Ledger,
+    /// Presence runs: the phase, and the joins and leaves announced to anyone.
+    pub presence: PresenceLedger,
     pub counters: Counters,
     /// Cancelled on Ctrl-C: every wait in a scenario also selects on it.
     pub interrupted: CancellationToken,
@@ -58,6 +61,7 @@ impl Ctx {
             latency: LatencyRecorder::new(),
             publish_rtt: LatencyRecorder::new(),
             ledger: Ledger::new(),
+            presence: PresenceLedger::default(),
             counters: Counters::default(),
             interrupted,
             hub_procs,

@@ -27,6 +27,26 @@ pub struct ServerFrame<'a> {
     pub code: Option<serde_json::Value>,
     #[serde(default, borrow)]
     pub reason: Option<Cow<'a, str>>,
+    /// `presence_diff`: who joined and left since the previous one.
+    #[serde(default, borrow)]
+    pub joins: Option<Vec<Member<'a>>>,
+    #[serde(default, borrow)]
+    pub leaves: Option<Vec<Member<'a>>>,
+    /// `presence`: one page of members, and the cursor of the next (null on the last).
+    #[serde(default, borrow)]
+    pub members: Option<Vec<Member<'a>>>,
+    #[serde(default)]
+    pub next: Option<u64>,
+    /// `presence_stats`: members of the channel.
+    #[serde(default)]
+    pub clients: Option<u64>,
+}
+
+/// A member in `presence_diff` and `presence` frames; `user` and `info` are skipped.
+#[derive(Debug, Deserialize)]
+pub struct Member<'a> {
+    #[serde(borrow)]
+    pub client: Cow<'a, str>,
 }
 
 /// `since` inside a `missed` frame.
@@ -92,14 +112,41 @@ fn padded(mut body: String, size: usize) -> String {
     body
 }
 
-/// A `subscribe` frame, with a resume position when there is one.
-pub fn subscribe_frame(channel: &str, since: Option<(&str, u64)>, id: u64) -> String {
+/// A `subscribe` frame, with a resume position when there is one; `join_leave` asks for
+/// `presence_diff` frames.
+pub fn subscribe_frame(
+    channel: &str,
+    since: Option<(&str, u64)>,
+    join_leave: bool,
+    id: u64,
+) -> String {
     let mut frame = serde_json::json!({"type": "subscribe", "channel": channel, "id": id});
     if let Some((epoch, offset)) = since {
         frame["since"] = serde_json::json!({"epoch": epoch, "offset": offset});
     }
+    if join_leave {
+        frame["join_leave"] = serde_json::Value::Bool(true);
+    }
     frame.to_string()
 }
+
+/// A `presence` request for the page after `cursor` (the first page without one).
+pub fn presence_frame(channel: &str, cursor: Option<u64>, id: u64) -> String {
+    let mut frame = serde_json::json!({"type": "presence", "channel": channel, "id": id});
+    if let Some(cursor) = cursor {
+        frame["cursor"] = serde_json::json!(cursor);
+    }
+    frame.to_string()
+}
+
+/// A `presence_stats` request.
+pub fn presence_stats_frame(channel: &str, id: u64) -> String {
+    serde_json::json!({"type": "presence_stats", "channel": channel, "id": id}).to_string()
+}
+
+/// The `/lp/connect` body of a session that subscribes afterwards, by a `subscribe` frame
+/// (`/lp/send`): only the frame can ask for `join_leave`.
+pub const LP_CONNECT_NO_CHANNELS: &str = r#"{"channels":[]}"#;
 
 /// The `/lp/connect` body for one channel, resuming when there is a position.
 pub fn lp_connect_body(channel: &str, since: Option<(&str, u64)>) -> String {
@@ -220,6 +267,34 @@ mod tests {
     }
 
     #[test]
+    fn parses_presence_frames() {
+        let f: ServerFrame = serde_json::from_str(
+            r#"{"type":"presence_diff","channel":"chat:a","joins":[{"client":"c9","user":"bob","info":{"x":[1]}}],"leaves":[{"client":"c3"},{"client":"c4"}]}"#,
+        )
+        .unwrap();
+        let ids = |m: &Option<Vec<Member>>| -> Vec<String> {
+            m.iter().flatten().map(|m| m.client.to_string()).collect()
+        };
+        assert_eq!(ids(&f.joins), ["c9"]);
+        assert_eq!(ids(&f.leaves), ["c3", "c4"]);
+        let f: ServerFrame = serde_json::from_str(
+            r#"{"type":"presence","channel":"chat:a","members":[{"client":"c3","user":null}],"next":3,"id":1}"#,
+        )
+        .unwrap();
+        assert_eq!((ids(&f.members), f.next), (vec!["c3".to_owned()], Some(3)));
+        let f: ServerFrame = serde_json::from_str(
+            r#"{"type":"presence","channel":"chat:a","members":[],"next":null,"id":1}"#,
+        )
+        .unwrap();
+        assert_eq!(f.next, None);
+        let f: ServerFrame = serde_json::from_str(
+            r#"{"type":"presence_stats","channel":"chat:a","clients":3,"users":0,"id":2}"#,
+        )
+        .unwrap();
+        assert_eq!(f.clients, Some(3));
+    }
+
+    #[test]
     fn parses_poll_batch_and_publish_reply() {
         let b: PollBatch = serde_json::from_str(
             r#"{"batch":3,"messages":[{"type":"message","channel":"a","epoch":"e","offset":1,"data":{"t":5,"p":"xx"}}]}"#,
@@ -236,11 +311,29 @@ mod tests {
     #[test]
     fn builds_client_frames() {
         let f: serde_json::Value =
-            serde_json::from_str(&subscribe_frame("c", Some(("e", 7)), 1)).unwrap();
+            serde_json::from_str(&subscribe_frame("c", Some(("e", 7)), false, 1)).unwrap();
         assert_eq!(f["since"]["offset"], 7);
         assert_eq!(f["type"], "subscribe");
-        let f: serde_json::Value = serde_json::from_str(&subscribe_frame("c", None, 1)).unwrap();
+        assert!(f.get("join_leave").is_none());
+        let f: serde_json::Value =
+            serde_json::from_str(&subscribe_frame("c", None, true, 1)).unwrap();
         assert!(f.get("since").is_none());
+        assert_eq!(f["join_leave"], true);
+        let f: serde_json::Value =
+            serde_json::from_str(&presence_frame("chat:x", Some(200), 3)).unwrap();
+        assert_eq!(
+            (f["type"].as_str(), f["cursor"].as_u64()),
+            (Some("presence"), Some(200))
+        );
+        assert!(
+            serde_json::from_str::<serde_json::Value>(&presence_frame("c", None, 1))
+                .unwrap()
+                .get("cursor")
+                .is_none()
+        );
+        let f: serde_json::Value =
+            serde_json::from_str(&presence_stats_frame("chat:x", 4)).unwrap();
+        assert_eq!(f["type"], "presence_stats");
         let b: serde_json::Value =
             serde_json::from_str(&lp_connect_body("c", Some(("e", 3)))).unwrap();
         assert_eq!(b["channels"][0]["since"]["epoch"], "e");

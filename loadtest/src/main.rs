@@ -8,10 +8,12 @@
 //! - `client`     — subscribers (WebSocket, long-poll) and slow clients; how a connection ended.
 //! - `publisher`  — fixed-rate or saturating HTTP publishers, coordinated-omission safe.
 //! - `accounting` — exact loss/duplicate/reorder counting by offset.
+//! - `presence`   — `presence_diff` frames per member and phase; presence listings checked.
 //! - `latency`    — the shared clock and sharded HDR histograms.
 //! - `procfs`     — the hub's memory and CPU, kernel socket memory.
 //! - `monitor`    — periodic samples and live progress.
-//! - `scenario`   — idle, fanout, slow, storm, soak, smoke on one engine run in phases.
+//! - `scenario`   — idle, fanout, slow, storm, soak, smoke, presence on one engine run in
+//!   phases.
 //! - `report`, `html` — the summary, `--json`, and the self-contained HTML report.
 
 mod accounting;
@@ -22,6 +24,7 @@ mod frame;
 mod html;
 mod latency;
 mod monitor;
+mod presence;
 mod procfs;
 mod publisher;
 mod report;
@@ -62,7 +65,8 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         if !supported {
             bail!(
                 "generic mode (--ws-template) runs idle, fanout and slow over WebSocket only: \
-                 storm, soak and smoke need crier's resume protocol, long-poll is crier's own"
+                 storm, soak and smoke need crier's resume protocol, presence crier's presence \
+                 frames, long-poll is crier's own"
             );
         }
     }
@@ -132,7 +136,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         let path = html::write(dir, &report)?;
         eprintln!("report: {}", path.display());
     }
-    let strict = cli.strict || matches!(cli.command, Command::Smoke(_));
+    let strict = cli.strict || matches!(cli.command, Command::Smoke(_) | Command::Presence(_));
     Ok(if strict && !report.passed() {
         ExitCode::from(1)
     } else {

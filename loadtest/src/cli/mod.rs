@@ -93,6 +93,10 @@ pub enum Command {
     /// A short CI check: a few hundred clients, a reconnect storm; exit 1 on any loss,
     /// duplicate, reorder or error.
     Smoke(SmokeArgs),
+    /// N members join one presence room at once, then all drop and resume at once: the
+    /// `presence_diff` frames per member in each phase, the members listed, hub CPU and RSS;
+    /// exit 1 on a wrong count.
+    Presence(PresenceArgs),
 }
 
 impl Command {
@@ -105,6 +109,7 @@ impl Command {
             Command::Storm(_) => "storm",
             Command::Soak(_) => "soak",
             Command::Smoke(_) => "smoke",
+            Command::Presence(_) => "presence",
         }
     }
 
@@ -116,6 +121,7 @@ impl Command {
             Command::Storm(a) => &a.clients,
             Command::Soak(a) => &a.clients,
             Command::Smoke(a) => &a.clients,
+            Command::Presence(a) => &a.clients,
         }
     }
 
@@ -128,6 +134,7 @@ impl Command {
             Command::Storm(a) => serde_json::to_value(a),
             Command::Soak(a) => serde_json::to_value(a),
             Command::Smoke(a) => serde_json::to_value(a),
+            Command::Presence(a) => serde_json::to_value(a),
         }
     }
 }
@@ -281,6 +288,25 @@ pub struct SmokeArgs {
     #[arg(long, default_value = "6s", value_parser = duration)]
     #[serde(with = "humantime_serde_compat")]
     pub duration: Duration,
+}
+
+/// One room (`chat:<run id>`, a presence channel under the hub's default `--presence`), so
+/// `--channels` is fixed at 1 and hidden.
+#[derive(Debug, Clone, Args, Serialize)]
+#[command(mut_arg("channels", |a| a.default_value("1").hide(true)))]
+pub struct PresenceArgs {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub clients: ClientArgs,
+    /// New connections per second while everyone joins (the default: as fast as the hub
+    /// accepts).
+    #[arg(long, default_value_t = 20_000.0)]
+    pub ramp_rate: f64,
+    /// The hub's `--presence-batch`: the flush window that bounds how many `presence_diff`
+    /// frames a member may get in a phase.
+    #[arg(long, default_value = "250ms", value_parser = duration)]
+    #[serde(with = "humantime_serde_compat")]
+    pub presence_batch: Duration,
 }
 
 /// Fanout's settings have always called the client count `subscribers`; saved results and

@@ -134,6 +134,9 @@ fn every_documented_invocation_parses() {
         "soak --duration 2m -n 1000 -c 20 --rate 200 --churn 10 --slow-batch 0",
         "--url http://127.0.0.1:9 smoke --server-pid 42",
         "smoke -n 300 -c 6 --rate 200 --duration 6s",
+        "presence -n 1000",
+        "presence -n 1000 --transport mix --presence-batch 100ms",
+        "presence -n 19000 --transport ws --server-pid 42",
         "--json idle --strict --threads 2 --source-addrs 8 --sample-interval 1s",
     ] {
         parse(args);
@@ -168,6 +171,10 @@ fn settings_json_is_unchanged() {
         (
             "smoke",
             r#"{"channels":6,"clients":300,"duration":"6s","rate":200.0,"transport":"mix"}"#,
+        ),
+        (
+            "presence",
+            r#"{"channels":1,"clients":1000,"presence_batch":"250ms","ramp_rate":20000.0,"transport":"ws"}"#,
         ),
     ];
     for (scenario, json) in expected {

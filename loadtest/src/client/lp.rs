@@ -12,7 +12,9 @@ use super::http1::{Http1Conn, Request};
 use super::subscriber::{Subscriber, Wake};
 use super::{Ending, SessionEnd};
 use crate::ctx::{error_kind, Counters, Ctx, ErrorClass, HTTP_TIMEOUT};
-use crate::frame::{lp_connect_body, LpSession, PollBatch};
+use crate::frame::{
+    lp_connect_body, subscribe_frame, LpSession, PollBatch, LP_CONNECT_NO_CHANNELS,
+};
 
 /// A poll waits up to the hub's hold time (25 s by default); allow that plus slack.
 const POLL_TIMEOUT: Duration = Duration::from_secs(40);
@@ -27,16 +29,22 @@ fn close_path(session: &str) -> String {
 /// session this subscriber dropped without closing, is closed first on the same connection,
 /// pipelined ahead of the connect (the hub answers in order; a resume waits no extra round
 /// trip, and the hub hears of the old session's end before the new one starts, as from
-/// crier.js).
+/// crier.js). With `join_leave` the session opens with no channel and subscribes by a frame
+/// (`/lp/send`), the only way to ask for `presence_diff`: one more round trip.
 pub async fn connect(
     ctx: &Ctx,
     source: IpAddr,
     channel: &str,
     since: Option<(&str, u64)>,
+    join_leave: bool,
     abandoned: Option<&str>,
 ) -> Result<(Http1Conn, String)> {
     let mut conn = Http1Conn::open(ctx, source).await?;
-    let body = lp_connect_body(channel, since);
+    let body = if join_leave {
+        LP_CONNECT_NO_CHANNELS.to_owned()
+    } else {
+        lp_connect_body(channel, since)
+    };
     let close = abandoned.map(close_path);
     let mut requests = Vec::with_capacity(2);
     if let Some(path) = &close {
@@ -66,6 +74,21 @@ pub async fn connect(
         bail!("lp connect: HTTP {}", resp.status);
     }
     let session = serde_json::from_slice::<LpSession>(&resp.body)?.session;
+    if join_leave {
+        let frame = subscribe_frame(channel, since, true, 1);
+        let path = format!("/lp/send?session={session}");
+        let send = conn.request(Request {
+            method: "POST",
+            path: &path,
+            body: frame.as_bytes(),
+        });
+        let resp = tokio::time::timeout(HTTP_TIMEOUT, send)
+            .await
+            .context("lp send timed out")??;
+        if !(200..300).contains(&resp.status) {
+            bail!("lp send (subscribe): HTTP {}", resp.status);
+        }
+    }
     Ok((conn, session))
 }
 
@@ -99,6 +122,7 @@ pub async fn session(sub: &mut Subscriber<'_>) -> SessionEnd {
         sub.source,
         &sub.spec.channel,
         resume.as_ref().map(|(e, o)| (e.as_str(), *o)),
+        sub.spec.join_leave,
         abandoned.as_deref(),
     );
     let (conn, session) = match sub.open("lp connect", connecting).await {
@@ -110,7 +134,7 @@ pub async fn session(sub: &mut Subscriber<'_>) -> SessionEnd {
         }
     };
     let (end, conn) = poll_loop(sub, conn, &session).await;
-    ctx.counters.closed();
+    sub.disconnected();
     match end {
         SessionEnd::HubClosed(_) => {}
         // The run is over for this subscriber: close now.

@@ -6,10 +6,12 @@
 //!   the transports' connect, read and close; `http1` — a long-poll client's own connection.
 //! - `ending` — how a connection ended (close code, reason, EOF …).
 //! - `slow` — clients that subscribe and never read.
+//! - `probe` — reads a channel's presence (`presence_stats`, every page of `presence`).
 
 pub mod ending;
 mod http1;
 pub mod lp;
+pub mod probe;
 pub mod slow;
 mod subscriber;
 pub mod ws;
@@ -24,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::accounting::Tracker;
 use crate::ctx::{Counters, Ctx, ErrorClass};
+use crate::presence::PresenceCounts;
 pub use ending::Ending;
 use subscriber::Subscriber;
 
@@ -74,6 +77,8 @@ pub struct SubSpec {
     pub channel: String,
     pub transport: Transport,
     pub on_hub_close: OnHubClose,
+    /// Subscribe with `join_leave` (a presence channel) and count the `presence_diff` frames.
+    pub join_leave: bool,
     /// Notified to drop the connection and reconnect with resume (storm, churn).
     pub reconnect: Arc<Notify>,
 }
@@ -96,6 +101,8 @@ pub struct SubOutcome {
     pub channel: String,
     pub transport: Transport,
     pub tracker: Tracker,
+    /// `presence_diff` frames received, per phase (all zero without `join_leave`).
+    pub presence: PresenceCounts,
     /// Stayed to the end: owed every accepted offset of its channel.
     pub complete: bool,
 }
@@ -140,11 +147,15 @@ pub async fn run_subscriber(ctx: Arc<Ctx>, spec: SubSpec, controls: Controls) ->
             }
         }
     };
-    let tracker = sub.into_tracker();
+    let (tracker, mut presence) = sub.into_received();
+    if complete {
+        presence.finish();
+    }
     SubOutcome {
         channel: spec.channel,
         transport: spec.transport,
         tracker,
+        presence,
         complete,
     }
 }

@@ -14,7 +14,8 @@ use tokio::sync::watch;
 use super::{Controls, Ending, SessionEnd, SubSpec};
 use crate::accounting::Tracker;
 use crate::ctx::{error_kind, Counters, Ctx, ErrorClass};
-use crate::frame::ServerFrame;
+use crate::frame::{Member, ServerFrame};
+use crate::presence::{looks_like_diff, member_key, PresenceCounts};
 
 /// One subscriber across its connections. Its `Tracker` outlives every connection, so
 /// whatever the hub loses or repeats during a resume shows up in its tally.
@@ -26,6 +27,8 @@ pub struct Subscriber<'a> {
     /// Every connection of this subscriber binds to this source address.
     pub source: IpAddr,
     pub tracker: Tracker,
+    /// `presence_diff` frames and what they carried, per phase, across reconnects.
+    presence: PresenceCounts,
     first_subscription: bool,
     /// A long-poll session this subscriber dropped without closing (storm, churn, a failed
     /// session): its close goes ahead of the next connect.
@@ -49,13 +52,24 @@ impl<'a> Subscriber<'a> {
             drain: controls.drain.clone(),
             source: ctx.target.source_for(ctx.spread.next()),
             tracker: Tracker::new(),
+            presence: PresenceCounts::default(),
             first_subscription: true,
             lp_abandoned: None,
         }
     }
 
-    pub fn into_tracker(self) -> Tracker {
-        self.tracker
+    /// What it received over all its connections: messages, and presence frames.
+    pub fn into_received(self) -> (Tracker, PresenceCounts) {
+        (self.tracker, self.presence)
+    }
+
+    /// A connection ended (either transport): one connection fewer, the client is out of
+    /// the room, and a subscription still owed its own join is no longer owed it.
+    pub fn disconnected(&mut self) {
+        self.ctx.counters.closed();
+        if self.presence.disconnected() {
+            self.ctx.presence.room_changed(-1);
+        }
     }
 
     /// Opens a connection unless the run stops first, and counts the outcome: a failure (with
@@ -118,6 +132,9 @@ impl<'a> Subscriber<'a> {
         if let Some((epoch, offset)) = position {
             self.tracker.subscribed(epoch, offset);
         }
+        if self.spec.join_leave && self.presence.subscribed() {
+            self.ctx.presence.room_changed(1);
+        }
         let counter = if std::mem::take(&mut self.first_subscription) {
             &self.ctx.counters.subscribed
         } else {
@@ -138,6 +155,30 @@ impl<'a> Subscriber<'a> {
                 .record(self.spec.id, now_us.saturating_sub(t));
         }
         Counters::inc(&self.ctx.counters.deliveries);
+    }
+
+    /// A crier frame as text (WebSocket). A `presence_diff` another member already parsed is
+    /// counted by its text alone; anything else is parsed and taken by `frame`.
+    pub fn text(&mut self, text: &str, now_us: u64) -> Option<SessionEnd> {
+        if self.spec.join_leave && looks_like_diff(text) {
+            if let Some((joins, leaves)) = self.ctx.presence.known(text) {
+                self.presence.diff(self.ctx.presence.phase(), joins, leaves);
+                return None;
+            }
+        }
+        match serde_json::from_str::<ServerFrame>(text) {
+            Ok(frame) if frame.kind == "presence_diff" => {
+                self.presence_diff(&frame, Some(text));
+                None
+            }
+            Ok(frame) => self.frame(&frame, now_us),
+            Err(e) => {
+                self.ctx
+                    .counters
+                    .protocol_error(&error_kind("bad frame", &e));
+                None
+            }
+        }
     }
 
     /// A crier frame, on either transport. Returns `Some(end)` when the frame ends the session
@@ -161,10 +202,24 @@ impl<'a> Subscriber<'a> {
                 let first = frame.first_available.unwrap_or(since + 1);
                 self.tracker.missed(since, first);
             }
+            "presence_diff" => self.presence_diff(frame, None),
             "disconnect" => return Some(SessionEnd::HubClosed(Ending::from_disconnect(frame))),
             "error" => self.ctx.counters.protocol_error("hub error frame"),
             _ => {}
         }
         None
+    }
+
+    /// Counts a `presence_diff` in the run's current phase and hands its members (and its
+    /// text, when the transport has it) to the run's ledger.
+    fn presence_diff(&mut self, frame: &ServerFrame<'_>, text: Option<&str>) {
+        let keys = |m: &Option<Vec<Member<'_>>>| -> Vec<u64> {
+            m.iter().flatten().map(|m| member_key(&m.client)).collect()
+        };
+        let (joins, leaves) = (keys(&frame.joins), keys(&frame.leaves));
+        let ledger = &self.ctx.presence;
+        let phase = ledger.phase();
+        self.presence.diff(phase, joins.len(), leaves.len());
+        ledger.record(phase, &joins, &leaves, text);
     }
 }

@@ -13,7 +13,7 @@ use tokio_tungstenite::WebSocketStream;
 use super::subscriber::{Subscriber, Wake};
 use super::{Ending, SessionEnd};
 use crate::ctx::{error_kind, Ctx, ErrorClass, CONNECT_TIMEOUT};
-use crate::frame::{subscribe_frame, Payload, ServerFrame, GENERIC_EPOCH};
+use crate::frame::{subscribe_frame, Payload, GENERIC_EPOCH};
 
 pub type Ws = WebSocketStream<TcpStream>;
 
@@ -62,11 +62,13 @@ pub async fn session(sub: &mut Subscriber<'_>) -> SessionEnd {
         .resume_point()
         .filter(|_| !generic)
         .map(|(e, o)| (e.to_owned(), o));
-    // A fresh subscriber uses the documented query form; a resume needs `since`, which only the
-    // subscribe frame carries.
-    let url = match resume {
-        None => ctx.target.subscribe_url(&sub.spec.channel),
-        Some(_) => ctx.target.ws_url("/ws"),
+    // A fresh subscriber uses the documented query form; a resume needs `since` and a
+    // presence listener `join_leave`, which only the subscribe frame carries.
+    let by_frame = resume.is_some() || sub.spec.join_leave;
+    let url = if by_frame {
+        ctx.target.ws_url("/ws")
+    } else {
+        ctx.target.subscribe_url(&sub.spec.channel)
     };
     let mut ws = match sub
         .open("ws connect", connect(ctx, &url, sub.source, None))
@@ -81,8 +83,8 @@ pub async fn session(sub: &mut Subscriber<'_>) -> SessionEnd {
         let start = ctx.ledger.last_offset(&sub.spec.channel);
         sub.subscribed(Some((GENERIC_EPOCH, start)));
     }
-    let end = read_loop(sub, &mut ws, resume).await;
-    ctx.counters.closed();
+    let end = read_loop(sub, &mut ws, by_frame.then_some(resume)).await;
+    sub.disconnected();
     match end {
         SessionEnd::Stopped | SessionEnd::Drained => {
             // Polite close, bounded: the hub may be busy.
@@ -94,14 +96,17 @@ pub async fn session(sub: &mut Subscriber<'_>) -> SessionEnd {
     end
 }
 
+/// `subscribe`: the subscribe frame to send first (with the resume position, if any); `None`
+/// when the URL subscribed.
 async fn read_loop(
     sub: &mut Subscriber<'_>,
     ws: &mut Ws,
-    resume: Option<(String, u64)>,
+    subscribe: Option<Option<(String, u64)>>,
 ) -> SessionEnd {
     let ctx = sub.ctx;
-    if let Some((epoch, offset)) = &resume {
-        let frame = subscribe_frame(&sub.spec.channel, Some((epoch, *offset)), 1);
+    if let Some(since) = &subscribe {
+        let since = since.as_ref().map(|(e, o)| (e.as_str(), *o));
+        let frame = subscribe_frame(&sub.spec.channel, since, sub.spec.join_leave, 1);
         if let Err(e) = ws.send(Message::text(frame)).await {
             return SessionEnd::Failed(ErrorClass::Client, error_kind("ws send", &e));
         }
@@ -124,14 +129,8 @@ async fn read_loop(
                 body(sub, &bytes, ctx.clock.now_us());
             }
             Some(Ok(Message::Text(text))) => {
-                let now = ctx.clock.now_us();
-                match serde_json::from_str::<ServerFrame>(&text) {
-                    Ok(frame) => {
-                        if let Some(end) = sub.frame(&frame, now) {
-                            return end;
-                        }
-                    }
-                    Err(e) => ctx.counters.protocol_error(&error_kind("bad frame", &e)),
+                if let Some(end) = sub.text(&text, ctx.clock.now_us()) {
+                    return end;
                 }
             }
             Some(Ok(Message::Close(frame))) => {

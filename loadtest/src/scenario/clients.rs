@@ -13,6 +13,15 @@ use crate::accounting::{Ledger, RangeSet, Tally};
 use crate::client::slow::{run_slow, SlowOutcome};
 use crate::client::{run_subscriber, Controls, SubOutcome, SubSpec, Transport};
 use crate::ctx::Ctx;
+use crate::presence::PresenceTally;
+
+/// What the subscribers received, summed.
+#[derive(Default)]
+pub struct Tallies {
+    pub messages: Tally,
+    pub by_transport: BTreeMap<String, Tally>,
+    pub presence: PresenceTally,
+}
 
 #[derive(Default)]
 pub struct Subscribers {
@@ -66,12 +75,11 @@ impl Subscribers {
         self.reconnect[i].notify_one();
     }
 
-    /// Waits for every subscriber and tallies what each received against the ledger: in all,
-    /// and by transport.
-    pub async fn tally(self, ledger: &Ledger) -> (Tally, BTreeMap<String, Tally>) {
+    /// Waits for every subscriber and tallies what each received: messages against the
+    /// ledger (in all, and by transport), and presence frames.
+    pub async fn tally(self, ledger: &Ledger) -> Tallies {
         let ledger = ledger.snapshot();
-        let mut tally = Tally::default();
-        let mut by_transport: BTreeMap<String, Tally> = BTreeMap::new();
+        let mut tallies = Tallies::default();
         let empty = RangeSet::new();
         for h in self.handles {
             let Ok(outcome) = h.await else { continue };
@@ -80,14 +88,19 @@ impl Subscribers {
                 .map(|c| &c.accepted)
                 .unwrap_or(&empty);
             let t = outcome.tracker.tally(accepted, outcome.complete);
-            tally.add(&t);
+            tallies.messages.add(&t);
             let key = match outcome.transport {
                 Transport::Lp => "lp",
                 _ => "ws",
             };
-            by_transport.entry(key.to_owned()).or_default().add(&t);
+            tallies
+                .by_transport
+                .entry(key.to_owned())
+                .or_default()
+                .add(&t);
+            tallies.presence.add(&outcome.presence);
         }
-        (tally, by_transport)
+        tallies
     }
 }
 

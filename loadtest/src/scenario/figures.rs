@@ -10,6 +10,7 @@ use crate::client::slow::SlowOutcome;
 use crate::client::Ending;
 use crate::latency::Percentiles;
 use crate::monitor::Sample;
+use crate::presence::{ListingCheck, PhaseTally};
 use crate::procfs::{self, HubProcs};
 
 #[derive(Debug, Clone, Serialize)]
@@ -127,6 +128,56 @@ pub struct StormFigures {
     pub all_back_ms: Option<f64>,
 }
 
+/// One phase of a presence run (the joins, or the storm): how long it took, the hub's CPU,
+/// what the members received and what the hub listed once it was over.
+#[derive(Debug, Clone, Serialize)]
+pub struct PresencePhase {
+    /// From the phase's first connect (or drop) until the last member was subscribed again.
+    pub seconds: f64,
+    /// Flush windows that span covers, plus the one flushing its end: the most
+    /// `presence_diff` frames a member may get in the phase.
+    pub windows: u64,
+    /// From the phase's start until the last `presence_diff` of the phase was read (the hub
+    /// was quiet for two windows after it).
+    pub settled_seconds: f64,
+    /// The hub's utime + stime from the phase's start until it settled.
+    pub hub_cpu_seconds: Option<f64>,
+    /// Connections the hub ended during the phase (each a leave and, on its resume, a join
+    /// more than the phase's own).
+    pub hub_closes: u64,
+    /// Distinct members announced as joining / leaving (to anyone) in the phase.
+    pub announced_joins: usize,
+    pub announced_leaves: usize,
+    /// The largest `presence_diff` a WebSocket member read in the phase (bytes; 0 when only
+    /// long-poll members read them).
+    pub largest_frame_bytes: u64,
+    pub received: PhaseTally,
+    pub listing: ListingCheck,
+}
+
+impl PresencePhase {
+    /// Windows spanned by `seconds` of joins and leaves, plus the flush of the last.
+    pub fn windows_for(seconds: f64, batch_ms: f64) -> u64 {
+        (seconds * 1000.0 / batch_ms.max(1e-3)).ceil() as u64 + 1
+    }
+}
+
+/// A presence run: the room, the window, both phases, and frames that came when nobody came
+/// or went.
+#[derive(Debug, Clone, Serialize)]
+pub struct PresenceFigures {
+    pub channel: String,
+    pub batch_ms: f64,
+    pub members: u64,
+    pub join: PresencePhase,
+    /// `None` when the storm did not happen.
+    pub storm: Option<PresencePhase>,
+    /// `presence_diff` frames per member while nobody joined or left (expected: none).
+    pub quiet: PhaseTally,
+    /// Subscriptions whose own join never reached them (or not first).
+    pub own_join_missing: u64,
+}
+
 /// How busy the machine was: the hub and the tool share two cores, and a busy neighbour
 /// skews every timing.
 #[derive(Debug, Clone, Serialize)]
@@ -172,6 +223,7 @@ pub struct Outcome {
     pub client_errors: u64,
     pub slow: SlowFigures,
     pub storm: Option<StormFigures>,
+    pub presence: Option<PresenceFigures>,
     pub hub_stats_before: Option<serde_json::Value>,
     pub hub_stats_after: Option<serde_json::Value>,
     pub interrupted: bool,

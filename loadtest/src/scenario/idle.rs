@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Result;
 
 use super::plan::Plan;
-use super::sections::{connection_section, errors_section, machine_section, memory_section};
+use super::sections::hold_sections;
 use super::{Env, Findings};
 use crate::cli::IdleArgs;
 use crate::client::OnHubClose;
@@ -18,11 +18,6 @@ pub async fn run(env: &Env, args: &IdleArgs) -> Result<Findings> {
         ..Plan::subscribers(&args.clients, args.ramp_rate, args.hold)
     };
     let o = env.run(&plan).await?;
-    let mut sections = vec![
-        connection_section(&o),
-        memory_section(&o),
-        machine_section(&o),
-    ];
-    sections.extend(errors_section(&o));
+    let sections = hold_sections(&o, []);
     Findings::of(o, sections, Vec::new())
 }

@@ -6,7 +6,7 @@
 //! - `engine`   — carries a plan out, in phases; `clients` — its client tasks.
 //! - `figures`  — what a run measured (`Outcome`, the JSON schema).
 //! - `sections` — the summary sections and problems drawn from an `Outcome`.
-//! - `idle`, `fanout`, `slow`, `storm`, `soak`, `smoke` — one scenario each.
+//! - `idle`, `fanout`, `slow`, `storm`, `soak`, `smoke`, `presence` — one scenario each.
 
 mod clients;
 mod engine;
@@ -14,6 +14,7 @@ mod fanout;
 mod figures;
 mod idle;
 mod plan;
+mod presence;
 mod sections;
 mod slow;
 mod smoke;
@@ -94,6 +95,7 @@ pub async fn run(env: &Env, command: &Command) -> Result<RunReport> {
         Command::Storm(a) => storm::run(env, a).await?,
         Command::Soak(a) => soak::run(env, a).await?,
         Command::Smoke(a) => smoke::run(env, a).await?,
+        Command::Presence(a) => presence::run(env, a).await?,
     };
     Ok(RunReport {
         scenario: command.name().to_owned(),

@@ -29,6 +29,15 @@ pub struct Plan {
     pub churn_per_s: f64,
     /// How long to wait after publishing for subscribers to catch up.
     pub drain_timeout: Duration,
+    /// Presence: one room (`chat:…`), every client subscribes with `join_leave`, and the
+    /// members are listed after the joins and after the storm.
+    pub presence: Option<PresencePlan>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct PresencePlan {
+    /// The hub's `--presence-batch`: the flush window `presence_diff` frames are bounded by.
+    pub batch: Duration,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -56,6 +65,7 @@ impl Plan {
             storm_at: None,
             churn_per_s: 0.0,
             drain_timeout: Duration::from_secs(15),
+            presence: None,
         }
     }
 
@@ -92,6 +102,7 @@ impl Plan {
                 .publish
                 .map(|p| p.publishers.max(1) as u64)
                 .unwrap_or(0),
+            probes: u64::from(self.presence.is_some()),
         }
     }
 }
@@ -107,6 +118,7 @@ impl Plan {
 ///   pools it was up to three: the abandoned poll's socket stayed open until the hub answered
 ///   it, while the close and the resuming connect each opened another.)
 /// - Publishers share one pool: one socket per request in flight, at most `publishers`.
+/// - A presence run's probe, which reads the listing: one WebSocket, one at a time.
 /// - The `/api/stats` reads (start and end of a run) share that pool: one more, and
 ///   `SLACK` more for a connection the pool opens while another one frees up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,6 +127,7 @@ pub struct SocketBudget {
     pub long_poll: u64,
     pub slow: u64,
     pub publishers: u64,
+    pub probes: u64,
 }
 
 impl SocketBudget {
@@ -123,7 +136,7 @@ impl SocketBudget {
     pub const SLACK: u64 = 1 + 8;
 
     pub fn total(&self) -> u64 {
-        self.websocket + self.long_poll + self.slow + self.publishers + Self::SLACK
+        self.websocket + self.long_poll + self.slow + self.publishers + self.probes + Self::SLACK
     }
 }
 
@@ -132,11 +145,12 @@ impl std::fmt::Display for SocketBudget {
         write!(
             f,
             "{} WebSocket + {} long-poll subscribers (one socket each), {} slow clients, \
-             {} publishers, {} for stats and the HTTP pool",
+             {} publishers, {} presence probe, {} for stats and the HTTP pool",
             self.websocket,
             self.long_poll,
             self.slow,
             self.publishers,
+            self.probes,
             Self::SLACK
         )
     }
@@ -182,6 +196,19 @@ mod tests {
         // 10 s / 3 s → 4 batches of 5, on top of the 50 from the start.
         assert_eq!(p.sockets().slow, 70);
         assert_eq!(p.sockets().total(), 100 + 70 + 4 + SocketBudget::SLACK);
+    }
+
+    #[test]
+    fn a_presence_run_holds_one_probe_more() {
+        let mut p = plan(19_000, Transport::Ws, None);
+        p.presence = Some(PresencePlan {
+            batch: Duration::from_millis(250),
+        });
+        assert_eq!(p.sockets().probes, 1);
+        assert_eq!(p.sockets().total(), 19_000 + 1 + SocketBudget::SLACK);
+        let cap = 20_000 - crate::target::FD_RESERVE;
+        assert!(p.sockets().total() <= cap);
+        assert!(plan(19_000, Transport::Ws, None).sockets().probes == 0);
     }
 
     #[test]

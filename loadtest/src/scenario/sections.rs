@@ -280,6 +280,15 @@ pub fn standard_sections(o: &Outcome, lead: impl IntoIterator<Item = Section>) -
     v
 }
 
+/// A run without publishing: the scenario's own sections (`lead`) first, then connections,
+/// memory, the machine and errors.
+pub fn hold_sections(o: &Outcome, lead: impl IntoIterator<Item = Section>) -> Vec<Section> {
+    let mut v: Vec<Section> = lead.into_iter().collect();
+    v.extend([connection_section(o), memory_section(o), machine_section(o)]);
+    v.extend(errors_section(o));
+    v
+}
+
 /// How the slow clients fared: connected, ended by the hub, evicted as slow.
 pub fn slow_clients_section(title: &str, slow: &SlowFigures) -> Section {
     let mut s = Section::new(title);

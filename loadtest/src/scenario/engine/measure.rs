@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Run;
 use crate::ctx::Counters;
+use crate::presence::Phase;
 use crate::procfs;
 use crate::publisher::{self, PublishPlan};
 use crate::scenario::figures::StormFigures;
@@ -97,8 +98,15 @@ impl Run<'_> {
             let now = Instant::now();
             if let Some(at) = plan.storm_at {
                 if storm.is_none() && now >= start + at {
-                    storm = Some(self.storm().await);
-                    self.ctx.set_phase("publish");
+                    let st = self.storm().await;
+                    let seconds = st.all_back_ms.map_or(60.0, |ms| ms / 1000.0);
+                    self.presence_settle(Phase::Storm, seconds).await;
+                    storm = Some(st);
+                    self.ctx.set_phase(if plan.publish.is_some() {
+                        "publish"
+                    } else {
+                        "hold"
+                    });
                     continue;
                 }
             }
@@ -126,6 +134,7 @@ impl Run<'_> {
         ctx.set_phase("storm");
         let live = self.subscribers.running();
         ctx.counters.resubscribed.store(0, Ordering::Relaxed);
+        self.presence_storm_begins();
         let start = Instant::now();
         for &i in &live {
             self.subscribers.reconnect(i);

@@ -1,7 +1,8 @@
 //! One engine under every scenario, run in phases: connect (ramp up the subscribers), warm up
-//! (let the hub settle, read its memory, add slow clients), measure (publish or hold, with a
-//! storm, churn or slow clients joining), drain (subscribers catch up) and report (account
-//! for every message). Every wait is bounded and also ends on Ctrl-C.
+//! (let the hub settle, read its memory, add slow clients; a presence run lists the members),
+//! measure (publish or hold, with a storm, churn or slow clients joining), drain (subscribers
+//! catch up) and report (account for every message). Every wait is bounded and also ends on
+//! Ctrl-C.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -13,8 +14,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 mod measure;
+mod presence;
 
 use measure::{MeasureStart, Measured};
+use presence::PresenceRun;
 
 use super::clients::{SlowClients, Subscribers};
 use super::figures::{delta, MachineFigures, MemoryFigures, MemoryReading, Outcome, RampFigures};
@@ -23,6 +26,7 @@ use crate::client::{Controls, SubSpec};
 use crate::ctx::{Counters, Ctx};
 use crate::latency::Percentiles;
 use crate::monitor::{Monitor, ProgressMode};
+use crate::presence::Phase;
 use crate::procfs;
 
 /// Runs `plan` on `ctx` and measures it.
@@ -36,6 +40,7 @@ pub async fn run(
     let mut run = Run::start(ctx, plan).await;
     let ramp = run.connect().await;
     let after_ramp = run.warm_up(ramp.subscribed).await;
+    run.presence_settle(Phase::Join, ramp.seconds).await;
     let measured = run.measure().await;
     let drained = run.drain(&measured.start).await;
     run.report(
@@ -63,6 +68,8 @@ struct Run<'a> {
     interrupted: bool,
     hub_stats_before: Option<serde_json::Value>,
     memory_before: MemoryReading,
+    /// A presence run's phases as they settle.
+    presence: Option<PresenceRun>,
 }
 
 /// What the phases before the report measured.
@@ -81,14 +88,15 @@ struct Drained {
 }
 
 /// A unique channel prefix per run, so history left by earlier runs never mixes in.
-fn channel_names(count: usize) -> Vec<String> {
+/// `prefix` puts the channels under a pattern (`chat:` keeps presence by default).
+fn channel_names(prefix: &str, count: usize) -> Vec<String> {
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis())
         .unwrap_or(0);
     let pid = std::process::id();
     (0..count.max(1))
-        .map(|i| format!("lt-{stamp}-{pid}-{i}"))
+        .map(|i| format!("{prefix}lt-{stamp}-{pid}-{i}"))
         .collect()
 }
 
@@ -106,8 +114,16 @@ impl<'a> Run<'a> {
         let hub_stats_before = ctx.hub_stats().await;
         let memory_before = MemoryReading::now(ctx.hub_procs.as_ref());
         let (drain, drain_rx) = watch::channel(None);
+        let presence = plan.presence.map(|p| {
+            let cpu = ctx
+                .hub_procs
+                .as_ref()
+                .and_then(procfs::HubProcs::cpu_seconds);
+            PresenceRun::start(p.batch, cpu)
+        });
+        let prefix = if presence.is_some() { "chat:" } else { "" };
         Self {
-            channels: Arc::new(channel_names(plan.channels)),
+            channels: Arc::new(channel_names(prefix, plan.channels)),
             controls: Controls {
                 stop: CancellationToken::new(),
                 drain: drain_rx,
@@ -118,6 +134,7 @@ impl<'a> Run<'a> {
             interrupted: false,
             hub_stats_before,
             memory_before,
+            presence,
             ctx,
             plan,
         }
@@ -150,6 +167,7 @@ impl<'a> Run<'a> {
                 channel: self.channels[i % self.channels.len()].clone(),
                 transport: self.plan.transport.pick(i),
                 on_hub_close: self.plan.on_hub_close,
+                join_leave: self.plan.presence.is_some(),
                 reconnect: Arc::new(Notify::new()),
             };
             self.subscribers.spawn(&ctx, spec, &self.controls);
@@ -248,7 +266,10 @@ impl<'a> Run<'a> {
     /// ended, read the hub once more.
     async fn report(self, phases: Phases, monitor: Monitor) -> Outcome {
         let ctx = self.ctx;
-        let (tally, tally_by_transport) = self.subscribers.tally(&ctx.ledger).await;
+        let tallies = self.subscribers.tally(&ctx.ledger).await;
+        let presence = self
+            .presence
+            .map(|p| p.figures(&self.channels[0], &tallies.presence));
         ctx.set_phase("finish");
         let slow = self.slow.finish().await;
         let Phases {
@@ -291,8 +312,8 @@ impl<'a> Run<'a> {
             hub_cpu_us_per_delivery: hub_cpu_seconds
                 .filter(|_| deliveries > 0)
                 .map(|s| s * 1e6 / deliveries as f64),
-            tally,
-            tally_by_transport,
+            tally: tallies.messages,
+            tally_by_transport: tallies.by_transport,
             hub_closes_during_run: measured.hub_closes,
             close_reasons: ctx.counters.close_reasons(),
             reconnects: Counters::get(&ctx.counters.reconnects),
@@ -300,6 +321,7 @@ impl<'a> Run<'a> {
             client_errors: ctx.counters.client_errors(),
             slow,
             storm: measured.storm,
+            presence,
             hub_stats_before: self.hub_stats_before,
             hub_stats_after,
             interrupted: self.interrupted,
