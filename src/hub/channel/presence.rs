@@ -24,7 +24,9 @@ pub(crate) struct Presence {
     listeners: HashSet<ClientId>,
     /// Joined and left since the last flush. A member that joins and leaves within one
     /// window appears in neither: a reconnect storm costs each listener one frame per window.
-    joins: Vec<Arc<Client>>,
+    /// Keyed by client, so a leave that cancels a join in the same window costs O(1), not a
+    /// scan: a reconnect storm of N members stays O(N) under the channel lock.
+    joins: HashMap<ClientId, Arc<Client>>,
     leaves: Vec<Arc<Client>>,
     /// Queued for the next flush already.
     pub dirty: bool,
@@ -45,7 +47,7 @@ impl ChannelState {
         if listens {
             presence.listeners.insert(client.id);
         }
-        presence.joins.push(client.clone());
+        presence.joins.insert(client.id, client.clone());
         presence.mark_dirty()
     }
 
@@ -63,11 +65,8 @@ impl ChannelState {
             }
         }
         presence.listeners.remove(&client.id);
-        match presence.joins.iter().position(|c| c.id == client.id) {
-            Some(i) => {
-                presence.joins.swap_remove(i);
-            }
-            None => presence.leaves.push(client.clone()),
+        if presence.joins.remove(&client.id).is_none() {
+            presence.leaves.push(client.clone());
         }
         presence.mark_dirty()
     }
@@ -84,7 +83,7 @@ impl ChannelState {
         };
         presence.dirty = false;
         PresenceDiff {
-            joins: std::mem::take(&mut presence.joins),
+            joins: std::mem::take(&mut presence.joins).into_values().collect(),
             leaves: std::mem::take(&mut presence.leaves),
             listeners: presence
                 .listeners
