@@ -52,6 +52,7 @@
 //! - Every ending goes through `Hub::disconnect(id, reason)`, exactly once. It closes the
 //!   client's queue with the reason, which is also the transport's cancellation signal.
 
+pub mod cluster;
 pub mod config;
 pub mod http;
 pub mod hub;

@@ -47,7 +47,15 @@ async fn main() -> anyhow::Result<()> {
         client_publish = %config.client_publish,
         "listening on http://{addr}"
     );
-    Server::new(config).run(listener, shutdown).await?;
+    let server = match Server::connect(config).await {
+        Ok(server) => server,
+        // A node that cannot reach its broker must not serve: its clients would see
+        // positions no other node agrees with.
+        Err(error) => anyhow::bail!(
+            "cannot start: {error} (check --redis-url, or wait longer with --redis-wait)"
+        ),
+    };
+    server.run(listener, shutdown).await?;
     Ok(())
 }
 

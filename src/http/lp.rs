@@ -46,7 +46,7 @@ pub async fn connect(
             serde_json::from_slice(&body).map_err(|e| ApiError::from_json_error(&e))?;
         channels.extend(parsed.channels);
     }
-    let id = state.long_poll.connect(channels)?;
+    let id = state.long_poll.connect(channels).await?;
     let config = state.long_poll.config();
     Ok(Json(SessionOpened {
         session: id.to_string(),

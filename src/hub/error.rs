@@ -25,6 +25,12 @@ pub enum HubError {
     TooManyChannels(usize),
     #[error("`data` is nested deeper than {0} levels")]
     TooDeep(usize),
+    #[error("the message broker is unavailable ({0}); retry shortly")]
+    BrokerUnavailable(String),
+    /// Internal: this node's copy of a channel stopped following the broker between a join
+    /// and the subscribe (retried by `Hub::subscribe_joined`).
+    #[error("the channel is not followed on this node; retry")]
+    NotMirrored,
 }
 
 impl HubError {
@@ -40,6 +46,7 @@ impl HubError {
             Self::ClientGone => ErrorCode::ClientGone,
             Self::TooManyChannels(_) => ErrorCode::TooManyChannels,
             Self::TooDeep(_) => ErrorCode::TooDeep,
+            Self::BrokerUnavailable(_) | Self::NotMirrored => ErrorCode::BrokerUnavailable,
         }
     }
 }

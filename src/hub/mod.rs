@@ -15,10 +15,13 @@
 //!   stuck.
 //! - `budget` — what the hub may hold: `--max-channels`, `--history-budget` (oldest first),
 //!   `--max-json-depth`; the sweep of aged history and idle channels.
+//! - [`broker`] — the seam to where offsets, history and cross-node fan-out come from:
+//!   in memory (the default, this file's `publish`) or a cluster broker the channels mirror.
 //! - [`config`] — the limits the hub enforces; which channels clients may publish to.
 //! - [`error`] — `HubError`, each with its wire code.
 //! - [`stats`] — counters, exported as Prometheus text and JSON.
 
+pub mod broker;
 pub mod channel;
 pub mod client;
 pub mod config;
@@ -39,7 +42,8 @@ use tokio_util::sync::CancellationToken;
 pub use crate::protocol::{
     ChannelName, DisconnectReason, Epoch, Frame, InvalidChannelName, Published, Since, Subscribed,
 };
-pub use channel::{HistoryLimits, HistoryPage};
+pub use broker::Broker;
+pub use channel::{HistoryLimits, HistoryPage, Live};
 pub use client::{Client, ClientId, TransportKind};
 pub use config::{HubConfig, PublishPolicy};
 pub use error::HubError;
@@ -66,10 +70,22 @@ struct HubInner {
     shutdown: CancellationToken,
     /// Held by the one publisher that sheds history over the budget; others carry on.
     shedding: Mutex<()>,
+    broker: Broker,
 }
 
 impl Hub {
     pub fn new(config: HubConfig, shutdown: CancellationToken) -> Self {
+        Self::with_broker(config, shutdown, Broker::Memory, Stats::default())
+    }
+
+    /// A hub whose channels take their positions from `broker` (see [`broker`]), counting in
+    /// `stats` (which a cluster broker shares, to count its own figures).
+    pub fn with_broker(
+        config: HubConfig,
+        shutdown: CancellationToken,
+        broker: Broker,
+        stats: Stats,
+    ) -> Self {
         Self {
             inner: Arc::new(HubInner {
                 config,
@@ -77,9 +93,10 @@ impl Hub {
                 next_client_id: AtomicU64::new(1),
                 connections: AtomicUsize::new(0),
                 lagging: queue::LagCounter::default(),
-                stats: Stats::default(),
+                stats,
                 shutdown,
                 shedding: Mutex::new(()),
+                broker,
             }),
         }
     }
@@ -192,10 +209,18 @@ impl Hub {
                 if client.is_closed() {
                     return Err(HubError::ClientGone);
                 }
+                // A cluster node serves a channel only from a copy that follows the broker.
+                if !state.mirrored && self.cluster().is_some() {
+                    return Err(HubError::NotMirrored);
+                }
                 let limits = config.history;
                 Ok(ch.subscribe(state, client, since, reply, limits, Instant::now()))
             });
         let outcome = match outcome {
+            Ok(Err(HubError::NotMirrored)) => {
+                client.remove_subscription(channel);
+                return Err(HubError::NotMirrored);
+            }
             Ok(outcome) => outcome?,
             Err(TooManyChannels) => {
                 // Nothing was subscribed: take the name back off the client's list.
@@ -245,11 +270,8 @@ impl Hub {
         let Some(ch) = self.inner.registry.channel(&replay.channel) else {
             return true;
         };
-        if ch.epoch != replay.epoch {
-            return true;
-        }
         let mut state = ch.lock();
-        if state.removed {
+        if state.removed || state.epoch != replay.epoch {
             return true;
         }
         let limits = self.inner.config.history;
@@ -359,11 +381,16 @@ impl Hub {
         let Some(ch) = self.inner.registry.channel(name) else {
             return;
         };
-        let idle = {
+        let (idle, unwatched) = {
             let mut state = ch.lock();
             state.remove_subscriber(id);
-            state.is_idle()
+            (state.is_idle(), state.subscriber_count() == 0)
         };
+        if unwatched {
+            if let Some(broker) = self.cluster() {
+                broker.left(name);
+            }
+        }
         if idle {
             self.inner.registry.remove_channel_if_idle(name);
         }

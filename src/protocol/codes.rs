@@ -74,6 +74,7 @@ error_codes! {
     MessageTooLarge => "message_too_large", 413, Http;
     OverCapacity => "over_capacity", 503, Http;
     ShuttingDown => "shutting_down", 503, Http;
+    BrokerUnavailable => "broker_unavailable", 503, Both;
 }
 
 impl ErrorCode {
@@ -82,7 +83,7 @@ impl ErrorCode {
     /// far longer than queues take to drain.
     pub fn retry_after_secs(self) -> Option<u32> {
         match self {
-            Self::Overloaded | Self::TooManyChannels => Some(1),
+            Self::Overloaded | Self::TooManyChannels | Self::BrokerUnavailable => Some(1),
             _ => None,
         }
     }

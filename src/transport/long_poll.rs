@@ -135,7 +135,10 @@ impl LongPoll {
         self.inner.polls_in_flight.load(Ordering::Relaxed)
     }
 
-    pub fn connect(&self, channels: Vec<ConnectChannel>) -> Result<SessionId, TransportError> {
+    pub async fn connect(
+        &self,
+        channels: Vec<ConnectChannel>,
+    ) -> Result<SessionId, TransportError> {
         let hub = &self.inner.hub;
         if hub.is_shutting_down() {
             return Err(TransportError::ShuttingDown);
@@ -155,9 +158,11 @@ impl LongPoll {
         }
         let client = hub.register(TransportKind::LongPoll)?;
         for (channel, since) in &wanted {
-            match hub.subscribe(&client, channel, since.as_ref(), &|s| {
-                server::subscribed(s, None)
-            }) {
+            let reply = |s: &crate::protocol::Subscribed<'_>| server::subscribed(s, None);
+            match hub
+                .subscribe_joined(&client, channel, since.as_ref(), &reply)
+                .await
+            {
                 Ok(()) => {}
                 Err(HubError::AlreadySubscribed(_)) => {}
                 Err(e) => {
