@@ -3,6 +3,7 @@
 
 mod api;
 mod bad_input;
+mod cluster;
 mod common;
 mod contract;
 mod handshake;

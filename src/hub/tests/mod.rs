@@ -264,3 +264,5 @@ fn publish_policy_patterns() {
 }
 
 mod limits;
+
+mod broker;
