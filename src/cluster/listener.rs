@@ -140,8 +140,17 @@ impl Listener {
                     return Ok(()); // its subscriber gave up waiting
                 }
                 if self.followed.contains(&channel) {
-                    let _ = done.send(Ok(()));
-                    return Ok(());
+                    // Listening already; but the local copy may have been forgotten (the
+                    // sweep removes a channel left with nothing) while a join kept the node
+                    // listening: then load it again.
+                    if hub.is_mirrored(&channel) {
+                        let _ = done.send(Ok(()));
+                        return Ok(());
+                    }
+                    let loaded = self.load(hub, &channel).await;
+                    let lost = matches!(loaded, Err(HubError::BrokerUnavailable(_)));
+                    let _ = done.send(loaded);
+                    return if lost { Err(Lost) } else { Ok(()) };
                 }
                 // Listen first, then read history: a message published in between arrives
                 // both ways, and the copy keeps it once (by offset).
@@ -156,14 +165,10 @@ impl Listener {
                     let _ = done.send(Err(error));
                     return Err(Lost);
                 }
-                let loaded = match self.shared.snapshot(&channel, true).await {
-                    Ok(Some(snapshot)) => hub.catch_up_from_broker(&channel, &snapshot),
-                    Ok(None) => Err(unavailable("reading a channel from Redis", "no epoch")),
-                    Err(error) => Err(error),
-                };
+                let loaded = self.load(hub, &channel).await;
                 let lost = matches!(loaded, Err(HubError::BrokerUnavailable(_)));
                 match loaded {
-                    Ok(_) => {
+                    Ok(()) => {
                         self.followed.insert(channel);
                         let _ = done.send(Ok(()));
                     }
@@ -197,6 +202,14 @@ impl Listener {
                     .map(|_| ())
                     .map_err(|_| Lost)
             }
+        }
+    }
+
+    /// Loads the channel from Redis into this node's copy, which then counts as mirrored.
+    async fn load(&self, hub: &Hub, channel: &ChannelName) -> Result<(), HubError> {
+        match self.shared.snapshot(channel, true).await? {
+            Some(snapshot) => hub.catch_up_from_broker(channel, &snapshot).map(|_| ()),
+            None => Err(unavailable("reading a channel from Redis", "no epoch")),
         }
     }
 

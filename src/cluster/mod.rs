@@ -3,7 +3,7 @@
 //! What Redis holds per channel (see `docs/SCALING.md`): a hash `crier:meta:{name}` (epoch,
 //! last offset) and a list `crier:hist:{name}` (the `data` of the last `--history-size`
 //! messages); messages travel on the pub/sub channel `crier:msg:{name}`. One Lua script
-//! ([`scripts::PUBLISH`]) assigns the offset, appends to history and publishes, in one round
+//! (`scripts::PUBLISH`) assigns the offset, appends to history and publishes, in one round
 //! trip, so every node sees the same positions in the same order.
 //!
 //! Two connections per node: a [`ConnectionManager`] for commands (publish, snapshots;

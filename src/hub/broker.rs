@@ -254,6 +254,14 @@ impl Hub {
         }
     }
 
+    /// Whether this node holds a copy of `channel` that follows the broker.
+    pub fn is_mirrored(&self, channel: &ChannelName) -> bool {
+        self.inner.registry.channel(channel).is_some_and(|ch| {
+            let state = ch.lock();
+            state.mirrored && !state.removed
+        })
+    }
+
     fn after_fan_out(&self, overflowed: Vec<Arc<Client>>) {
         for client in overflowed {
             self.evict_slow(&client);

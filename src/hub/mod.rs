@@ -292,6 +292,8 @@ impl Hub {
     /// whose queue is full are evicted as slow after the channel lock is released. Callers
     /// that can push back on their publisher call [`Hub::check_load`] first.
     pub fn publish(&self, channel: &ChannelName, data: &str) -> Result<Published, HubError> {
+        // A cluster node's offsets come from its broker: `publish_stored`.
+        debug_assert!(self.cluster().is_none(), "Hub::publish on a cluster node");
         self.check_data(data)?;
         let config = &self.inner.config;
         let mut overflowed = Vec::new();

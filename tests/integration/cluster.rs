@@ -347,3 +347,29 @@ async fn cluster_node_without_redis_does_not_start() {
     .expect("no node without Redis");
     assert_eq!(error.code(), crier::protocol::ErrorCode::BrokerUnavailable);
 }
+
+#[tokio::test]
+async fn cluster_node_follows_a_channel_again_after_its_last_subscriber_left() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let a = TestServer::node(&redis.url(), &[]).await;
+    let b = TestServer::node(&redis.url(), &["--history-size", "0"]).await;
+    let mut ws = b.ws("/ws").await;
+    for round in 1..=3u64 {
+        ws.subscribe("x").await;
+        a.publish("x", &json!(round)).await;
+        let message = ws.recv_type("message").await;
+        assert_eq!(
+            (message["offset"].as_u64(), message["data"].as_u64()),
+            (Some(round), Some(round))
+        );
+        ws.send(json!({"type": "unsubscribe", "channel": "x"}))
+            .await;
+        ws.recv_type("unsubscribed").await;
+        // The copy, left with nothing, is forgotten; the node must load it again.
+        b.hub.sweep();
+    }
+    ws.close().await;
+    b.assert_no_clients().await;
+}
