@@ -173,7 +173,11 @@ impl Listener {
                         let _ = done.send(Ok(()));
                     }
                     Err(error) => {
-                        let _ = sink.unsubscribe(message_key(&channel)).await;
+                        let _ = tokio::time::timeout(
+                            self.shared.config.timeout,
+                            sink.unsubscribe(message_key(&channel)),
+                        )
+                        .await;
                         let _ = done.send(Err(error));
                     }
                 }
@@ -183,15 +187,13 @@ impl Listener {
                 Ok(())
             }
             Command::Leave(channel) => {
+                // Stop mirroring before unsubscribing: messages still in flight are dropped
+                // rather than applied to a copy nobody keeps up to date.
                 if !self.followed.contains(&channel)
-                    || self.shared.is_pinned(&channel)
-                    || hub.subscriber_count(&channel) > 0
+                    || !hub.stop_mirroring(&channel, || !self.shared.is_pinned(&channel))
                 {
                     return Ok(());
                 }
-                // Stop mirroring before unsubscribing: messages still in flight are dropped
-                // rather than applied to a copy nobody keeps up to date.
-                hub.stop_mirroring(&channel);
                 self.followed.remove(&channel);
                 self.shared
                     .bounded(

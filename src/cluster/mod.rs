@@ -233,58 +233,44 @@ impl ClusterBroker for RedisBroker {
         })
     }
 
-    fn join<'a>(&'a self, channel: &'a ChannelName) -> BoxFuture<'a, Result<(), HubError>> {
-        Box::pin(async move {
-            let shared = &self.shared;
-            *shared.pins().entry(channel.clone()).or_default() += 1;
-            let (done, joined) = oneshot::channel();
-            let result = match shared
-                .listener
-                .try_send(Command::Join(channel.clone(), done))
-            {
-                Err(_) => {
-                    shared.stats.dropped.inc();
-                    Err(HubError::BrokerUnavailable(
-                        "too many subscribes waiting for the broker".into(),
-                    ))
-                }
-                Ok(()) => match tokio::time::timeout(shared.config.timeout * 2, joined).await {
-                    Ok(Ok(result)) => result,
-                    Ok(Err(_)) | Err(_) => {
-                        shared.stats.unavailable.inc();
-                        Err(HubError::BrokerUnavailable(
-                            "the broker did not confirm the subscription in time".into(),
-                        ))
-                    }
-                },
-            };
-            if result.is_err() {
-                self.unpin(channel);
-            }
-            result
-        })
+    fn pin(&self, channel: &ChannelName) {
+        *self.shared.pins().entry(channel.clone()).or_default() += 1;
     }
 
     fn unpin(&self, channel: &ChannelName) {
-        let unpinned = {
-            let mut pins = self.shared.pins();
-            match pins.get_mut(channel) {
-                Some(n) if *n > 1 => {
-                    *n -= 1;
-                    false
-                }
-                Some(_) => {
-                    pins.remove(channel);
-                    true
-                }
-                None => false,
+        let mut pins = self.shared.pins();
+        if let Some(n) = pins.get_mut(channel) {
+            *n -= 1;
+            if *n == 0 {
+                pins.remove(channel);
             }
-        };
-        if unpinned {
-            // The join may have been for a client that is gone by now: let the listener
-            // check whether anyone still needs the channel.
-            self.left(channel);
         }
+    }
+
+    fn join<'a>(&'a self, channel: &'a ChannelName) -> BoxFuture<'a, Result<(), HubError>> {
+        Box::pin(async move {
+            let shared = &self.shared;
+            let (done, joined) = oneshot::channel();
+            if shared
+                .listener
+                .try_send(Command::Join(channel.clone(), done))
+                .is_err()
+            {
+                shared.stats.dropped.inc();
+                return Err(HubError::BrokerUnavailable(
+                    "too many subscribes waiting for the broker".into(),
+                ));
+            }
+            match tokio::time::timeout(shared.config.timeout * 2, joined).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(_)) | Err(_) => {
+                    shared.stats.unavailable.inc();
+                    Err(HubError::BrokerUnavailable(
+                        "the broker did not confirm the subscription in time".into(),
+                    ))
+                }
+            }
+        })
     }
 
     fn left(&self, channel: &ChannelName) {

@@ -61,13 +61,16 @@ pub trait ClusterBroker: Send + Sync + 'static {
         data: &'a str,
     ) -> BoxFuture<'a, Result<Stored, HubError>>;
 
-    /// Makes this node follow `channel` (listening first, then loading its history into the
-    /// local mirror), and pins it: the node keeps listening until [`ClusterBroker::unpin`],
-    /// even while it has no subscriber yet.
-    fn join<'a>(&'a self, channel: &'a ChannelName) -> BoxFuture<'a, Result<(), HubError>>;
+    /// Pins `channel`: while pinned, the node keeps following it even with no local
+    /// subscriber (a subscribe under way). Never waits.
+    fn pin(&self, channel: &ChannelName);
 
-    /// Releases a pin taken by a successful `join`.
+    /// Releases a pin.
     fn unpin(&self, channel: &ChannelName);
+
+    /// Makes this node follow `channel` (listening first, then loading its history into the
+    /// local mirror). The caller holds a pin.
+    fn join<'a>(&'a self, channel: &'a ChannelName) -> BoxFuture<'a, Result<(), HubError>>;
 
     /// The channel has no local subscriber left: stop following it unless pinned. Never
     /// waits.
@@ -148,12 +151,35 @@ impl Hub {
         let Some(broker) = self.cluster() else {
             return self.subscribe(client, channel, since, reply);
         };
+        // Pinned first, so the node cannot stop following the channel between the check
+        // that its copy is mirrored (under the channel lock, in `subscribe`) and the client
+        // joining it. A channel the node follows already costs no broker call.
+        broker.pin(channel);
+        let mut subscribed = self.subscribe(client, channel, since, reply);
+        if matches!(subscribed, Err(HubError::NotMirrored)) {
+            subscribed = self
+                .join_then_subscribe(broker, client, channel, since, reply)
+                .await;
+        }
+        broker.unpin(channel);
+        if subscribed.is_err() && self.subscriber_count(channel) == 0 {
+            broker.left(channel);
+        }
+        subscribed
+    }
+
+    async fn join_then_subscribe(
+        &self,
+        broker: &Arc<dyn ClusterBroker>,
+        client: &Arc<Client>,
+        channel: &ChannelName,
+        since: Option<&Since>,
+        reply: &(dyn Fn(&Subscribed<'_>) -> Frame + Sync),
+    ) -> Result<(), HubError> {
         let _permit = broker.admit()?;
         for _ in 0..JOIN_ATTEMPTS {
             broker.join(channel).await?;
-            let subscribed = self.subscribe(client, channel, since, reply);
-            broker.unpin(channel);
-            match subscribed {
+            match self.subscribe(client, channel, since, reply) {
                 Err(HubError::NotMirrored) => continue,
                 other => return other,
             }
@@ -246,12 +272,20 @@ impl Hub {
         Ok(recovered)
     }
 
-    /// The node no longer follows `channel`: its copy may go stale, so a later subscriber
-    /// waits for a fresh one.
-    pub fn stop_mirroring(&self, channel: &ChannelName) {
-        if let Some(ch) = self.inner.registry.channel(channel) {
-            ch.lock().mirrored = false;
+    /// Marks the local copy of `channel` as no longer followed, if it has no subscriber and
+    /// `unpinned()` holds — checked under the channel lock, atomically with subscribes — and
+    /// returns whether it did (then the broker may stop listening: a later subscriber waits
+    /// for a fresh copy instead of reading a stale one).
+    pub fn stop_mirroring(&self, channel: &ChannelName, unpinned: impl FnOnce() -> bool) -> bool {
+        let Some(ch) = self.inner.registry.channel(channel) else {
+            return unpinned();
+        };
+        let mut state = ch.lock();
+        if state.subscriber_count() > 0 || !unpinned() {
+            return false;
         }
+        state.mirrored = false;
+        true
     }
 
     /// Whether this node holds a copy of `channel` that follows the broker.

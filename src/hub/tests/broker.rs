@@ -23,6 +23,7 @@ impl ClusterBroker for FakeBroker {
     fn join<'a>(&'a self, _: &'a ChannelName) -> BoxFuture<'a, Result<(), HubError>> {
         Box::pin(async { Ok(()) })
     }
+    fn pin(&self, _: &ChannelName) {}
     fn unpin(&self, _: &ChannelName) {}
     fn left(&self, _: &ChannelName) {}
     fn snapshot<'a>(
@@ -128,7 +129,7 @@ fn gaps_history_cannot_fill_are_told_as_missed() {
     assert_eq!(frames[1]["epoch"], "e2");
     assert_eq!(offsets(&frames), [1]);
     hub.disconnect(client.id, DisconnectReason::ClientClosed);
-    hub.stop_mirroring(&ch);
+    assert!(hub.stop_mirroring(&ch, || true));
     assert_eq!(
         hub.deliver_from_broker(&ch, "e2", 2, "2"),
         Live::NotMirrored
