@@ -22,6 +22,11 @@ use super::{message_key, unavailable, Command, Shared, MESSAGE_PREFIX};
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
+/// How often an idle subscription connection is checked with a PING: a connection that
+/// stalls without closing (a network partition) would otherwise look like a quiet one, and
+/// the node would miss messages without noticing until the next one arrived.
+const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+
 pub struct Listener {
     client: redis::Client,
     shared: Arc<Shared>,
@@ -90,10 +95,18 @@ impl Listener {
                     "Redis subscription connection restored"
                 );
             }
+            let mut health = tokio::time::interval(HEALTH_INTERVAL);
+            health.reset();
             loop {
                 let step = tokio::select! {
                     biased;
                     () = shutdown.cancelled() => return,
+                    _ = health.tick() => self
+                        .shared
+                        .bounded("pinging Redis", sink.ping::<redis::Value>())
+                        .await
+                        .map(|_| ())
+                        .map_err(|_| Lost),
                     message = stream.next() => match message {
                         Some(message) => self.on_message(&hub, &message).await,
                         None => Err(Lost),
