@@ -388,7 +388,8 @@ impl Hub {
             state.remove_subscriber(id);
             (state.is_idle(), state.subscriber_count() == 0)
         };
-        if unwatched {
+        // At shutdown the node stops listening anyway: no unsubscribe per channel.
+        if unwatched && !self.is_shutting_down() {
             if let Some(broker) = self.cluster() {
                 broker.left(name);
             }
