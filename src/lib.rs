@@ -6,7 +6,8 @@
 //!
 //! # Map
 //!
-//! Dependencies point one way: `main → server → http → transport → hub → auth → protocol`.
+//! Dependencies point one way: `main → server → http → transport → hub → auth → protocol`;
+//! the Redis broker sits beside them: `server → cluster → hub` (it implements the hub's seam).
 //!
 //! - `main.rs` — thin binary: parse [`config::Config`], init tracing, raise the open-files
 //!   limit, bind, [`server::Server::run`] until SIGINT/SIGTERM.
@@ -41,7 +42,8 @@
 //!   publish, take, disconnect), the dashmap registry, channels (offsets, epoch, history ring,
 //!   subscribers), per-client bounded queues whose catch-ups are cursors into history,
 //!   back-pressure (lagging vs stuck clients) and budgets (channel count, history bytes across
-//!   channels, data depth), `HubError`, stats.
+//!   channels, data depth), `HubError`, stats; and [`hub::broker`], the seam to where
+//!   positions come from (in memory by default, or a cluster broker the channels mirror).
 //! - [`auth`] — identity, free of HTTP types beyond header values: API keys and the
 //!   loopback rule for backends; connection tokens (JWT) verified into a
 //!   [`auth::Principal`] (user, rights, info) that each hub `Client` carries as its
@@ -50,6 +52,10 @@
 //!   queue; one dispatcher keeps users' online state (offline after a grace) and delivers
 //!   signed JSON events under a semaphore, with timeouts, retries (exponential backoff, full
 //!   jitter) and counted drops (`webhook_sent`/`_failed`/`_dropped`).
+//! - [`cluster`] — scale-out over Redis (`--redis-url`): the [`hub::broker::ClusterBroker`]
+//!   that publishes through one Lua script (offset, history, fan-out in one round trip), and
+//!   the listener task that owns the pub/sub connection, keeps each followed channel's local
+//!   copy in sequence (catching up from Redis history after a gap) and reconnects.
 //! - [`protocol`] — the wire contract as types, at the bottom so every layer speaks it:
 //!   channel names and positions, [`protocol::ErrorCode`] (wire string + HTTP status per
 //!   code), [`protocol::DisconnectReason`] (close codes), every server frame
@@ -84,8 +90,15 @@
 //!   not block (webhooks push into a bounded queue). `Connected` comes from
 //!   `Hub::admitted`, which `Identity::attach` calls once the user is attached; the same
 //!   moments keep the user → clients index that the control API (`/api/users/…`) reads.
+//! - The broker seam ([`hub::broker`]): with the in-memory broker, `Hub::publish` and
+//!   `Hub::subscribe` are the whole story (synchronous, unchanged). With a cluster broker the
+//!   transports call the `*_stored`/`*_joined` variants, which wait for the broker (a
+//!   publish is accepted once stored); the broker calls back only through
+//!   `Hub::deliver_from_broker`, `Hub::catch_up_from_broker` and `Hub::stop_mirroring`. No
+//!   Redis type crosses into the hub.
 
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod http;
 pub mod hub;

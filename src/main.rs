@@ -5,6 +5,7 @@ use tracing_subscriber::EnvFilter;
 
 use crier::auth::token::{sign_hs256, unix_now, TokenClaims};
 use crier::config::{raise_open_files_limit, Command, Config, TokenArgs};
+use crier::hub::HubError;
 use crier::server::Server;
 
 #[tokio::main]
@@ -42,19 +43,35 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let shutdown = shutdown_signal().context("cannot install the signal handlers")?;
-    let listener = crier::server::bind(config.bind)
-        .with_context(|| format!("cannot listen on {}", config.bind))?;
+    let (bind, static_dir) = (config.bind, config.static_dir.clone());
+    let (queue_capacity, history_size) = (config.queue_capacity, config.history_size);
+    let client_publish = config.client_publish.clone();
+    let redis_url = config.redis_url.clone();
+    // Reached before binding: a node that cannot reach its broker must not serve (nor look
+    // as if it did), since its clients would see positions no other node agrees with.
+    let server = match Server::connect(config).await {
+        Ok(server) => server,
+        Err(HubError::BrokerUnavailable(why)) => anyhow::bail!(
+            "cannot start: {why} (--redis-url {}; --redis-wait waits for it)",
+            redis_url.as_deref().unwrap_or("")
+        ),
+        Err(error) => anyhow::bail!("cannot start: {error}"),
+    };
+    if redis_url.is_some() {
+        tracing::info!("connected to Redis: channels are shared with the other nodes");
+    }
+    let listener = crier::server::bind(bind).with_context(|| format!("cannot listen on {bind}"))?;
     let addr = listener.local_addr()?;
-    if !config.static_dir.is_dir() {
-        tracing::warn!(dir = %config.static_dir.display(), "static dir not found; the demo page will 404");
+    if !static_dir.is_dir() {
+        tracing::warn!(dir = %static_dir.display(), "static dir not found; the demo page will 404");
     }
     tracing::info!(
-        queue_capacity = config.queue_capacity,
-        history_size = config.history_size,
-        client_publish = %config.client_publish,
+        queue_capacity,
+        history_size,
+        client_publish = %client_publish,
         "listening on http://{addr}"
     );
-    Server::new(config).run(listener, shutdown).await?;
+    server.run(listener, shutdown).await?;
     Ok(())
 }
 

@@ -28,9 +28,10 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
 
 use crate::auth::Tokens;
+use crate::cluster::RedisBroker;
 use crate::config::Config;
 use crate::http::{self, AppState};
-use crate::hub::{DisconnectReason, Hub};
+use crate::hub::{Broker, DisconnectReason, Hub, HubError, Stats};
 use crate::transport::identity::Identity;
 use crate::transport::long_poll::LongPoll;
 use crate::transport::ws::direct::{self, Opening};
@@ -82,10 +83,36 @@ pub struct Server {
 }
 
 impl Server {
+    /// A single node: the in-memory broker, no external service. (`--redis-url` is ignored
+    /// here; [`Server::connect`] honours it.)
     pub fn new(config: Config) -> Self {
         let shutdown = CancellationToken::new();
-        let tracker = TaskTracker::new();
         let hub = Hub::new(config.hub_config(), shutdown.clone());
+        Self::around(config, hub, shutdown, TaskTracker::new())
+    }
+
+    /// The node `config` asks for: with `--redis-url`, a cluster node that reaches Redis
+    /// before it serves anyone (an error if Redis cannot be reached within `--redis-wait`);
+    /// otherwise [`Server::new`].
+    pub async fn connect(config: Config) -> Result<Self, HubError> {
+        let Some(cluster) = config.cluster_config() else {
+            return Ok(Self::new(config));
+        };
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let stats = Stats::default();
+        let (broker, listener) = RedisBroker::connect(cluster, stats.broker.clone()).await?;
+        let hub = Hub::with_broker(
+            config.hub_config(),
+            shutdown.clone(),
+            Broker::Cluster(Arc::new(broker)),
+            stats,
+        );
+        tracker.spawn(listener.run(hub.clone(), shutdown.clone()));
+        Ok(Self::around(config, hub, shutdown, tracker))
+    }
+
+    fn around(config: Config, hub: Hub, shutdown: CancellationToken, tracker: TaskTracker) -> Self {
         let identity = Identity::new(
             config.token_verifier().map(Tokens::new),
             config.origin_policy(),

@@ -57,6 +57,10 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         (Some(ws), Some(publish)) => target::Target::parse_generic(ws, publish, cli.source_addrs)?,
         _ => target::Target::parse(&cli.url, cli.source_addrs)?,
     };
+    let target = match &cli.publish_node {
+        Some(url) => target.with_publish_node(url)?,
+        None => target,
+    };
     if target.is_generic() {
         let supported = matches!(
             cli.command,

@@ -23,6 +23,8 @@ pub struct Target {
     sources: Vec<IpAddr>,
     /// Generic mode: another hub, driven through URL templates (see `Templates`).
     pub generic: Option<Templates>,
+    /// Scale-out: the base URL of another node of the cluster that publishes go to.
+    publish_node: Option<String>,
 }
 
 /// Generic mode: the subscribe and publish URLs of a hub that is not crier, each with a
@@ -89,7 +91,17 @@ impl Target {
             addr,
             sources,
             generic: None,
+            publish_node: None,
         })
+    }
+
+    /// Scale-out: publishes go to `url`, another node of the same cluster (loopback only).
+    pub fn with_publish_node(mut self, url: &str) -> Result<Self> {
+        let parsed =
+            Url::parse(url).with_context(|| format!("--publish-node {url:?} is not a URL"))?;
+        let addr = loopback_addr("--publish-node", &parsed)?;
+        self.publish_node = Some(format!("http://{addr}"));
+        Ok(self)
     }
 
     /// Generic mode: subscribers connect to `ws_template`, publishers POST to
@@ -150,7 +162,10 @@ impl Target {
     pub fn publish_url(&self, channel: &str) -> String {
         match &self.generic {
             Some(t) => t.publish.replace(PLACEHOLDER, channel),
-            None => self.http_url(&format!("/api/publish/{channel}")),
+            None => format!(
+                "{}/api/publish/{channel}",
+                self.publish_node.as_deref().unwrap_or(&self.base)
+            ),
         }
     }
 

@@ -9,6 +9,7 @@ use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand};
 
 use crate::auth::{BackendGuard, OriginPolicy, TokenVerifier};
+use crate::cluster::ClusterConfig;
 use crate::hub::{HistoryLimits, HubConfig, PublishPolicy};
 use crate::transport::admission::AdmissionConfig;
 use crate::transport::long_poll::LongPollConfig;
@@ -239,6 +240,21 @@ pub struct Config {
     /// the same host every client is loopback (limit per address at the proxy then).
     #[arg(long, env = "CRIER_LIMIT_LOOPBACK")]
     pub limit_loopback: bool,
+
+    /// Redis to share channels with other nodes (`redis://host:6379/0`): offsets, history and
+    /// fan-out then come from Redis (docs/SCALING.md). Unset: a single node, no external service.
+    #[arg(long, env = "CRIER_REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// Bound on every Redis call; a publish or subscribe that Redis does not answer in time is
+    /// refused (`broker_unavailable`, HTTP 503).
+    #[arg(long, env = "CRIER_REDIS_TIMEOUT", default_value = "2s", value_parser = positive_duration)]
+    pub redis_timeout: Duration,
+
+    /// How long start-up keeps trying to reach Redis before exiting with an error (0s: one
+    /// attempt).
+    #[arg(long, env = "CRIER_REDIS_WAIT", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub redis_wait: Duration,
 
     /// How long shutdown waits for connections to close before exiting anyway.
     #[arg(long, env = "CRIER_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
@@ -587,6 +603,16 @@ impl Config {
             overload_min_lagging: self.overload_min_lagging,
             stuck_timeout: self.stuck_timeout,
         }
+    }
+
+    /// How to reach Redis, when `--redis-url` is set.
+    pub fn cluster_config(&self) -> Option<ClusterConfig> {
+        Some(ClusterConfig {
+            url: self.redis_url.clone()?,
+            timeout: self.redis_timeout,
+            wait: self.redis_wait,
+            history: self.hub_config().history,
+        })
     }
 
     pub fn ws_config(&self) -> WsConfig {

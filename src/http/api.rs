@@ -65,7 +65,7 @@ pub async fn publish_body(
         serde_json::to_string(text).unwrap_or_default()
     };
     state.hub.check_load()?;
-    Ok(Json(state.hub.publish(&channel, &data)?))
+    Ok(Json(state.hub.publish_stored(&channel, &data).await?))
 }
 
 /// `POST /api/publish` with `{"channel": …, "data": …}` or `{"channels": […], "data": …}`.
@@ -84,7 +84,7 @@ pub async fn publish_json(
     match (request.channel, request.channels) {
         (Some(channel), None) => {
             let channel = channel_name(&channel)?;
-            Ok(Json(state.hub.publish(&channel, data.get())?).into_response())
+            Ok(Json(state.hub.publish_stored(&channel, data.get()).await?).into_response())
         }
         (None, Some(channels)) if !channels.is_empty() => {
             // Validate everything first so a bad name, a too deep `data` or too little room
@@ -95,10 +95,10 @@ pub async fn publish_json(
                 .collect::<Result<Vec<_>, _>>()?;
             state.hub.check_data(data.get())?;
             state.hub.check_room(&names)?;
-            let results = names
-                .iter()
-                .map(|name| state.hub.publish(name, data.get()))
-                .collect::<Result<_, _>>()?;
+            let mut results = Vec::with_capacity(names.len());
+            for name in &names {
+                results.push(state.hub.publish_stored(name, data.get()).await?);
+            }
             Ok(Json(PublishResults { results }).into_response())
         }
         _ => Err(ApiError::new(
@@ -127,7 +127,8 @@ pub async fn history(
         .min(state.config.history_size.max(1));
     let chunks = match state
         .hub
-        .history(&channel, query.since, limit, HISTORY_PAGE_BYTES)
+        .history_stored(&channel, query.since, limit, HISTORY_PAGE_BYTES)
+        .await?
     {
         Some(page) => history_body(
             &channel,

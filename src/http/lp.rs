@@ -53,7 +53,10 @@ pub async fn connect(
         channels.extend(parsed.channels);
         token = parsed.token.or(token);
     }
-    let id = state.long_poll.connect(channels, token.as_deref(), peer)?;
+    let id = state
+        .long_poll
+        .connect(channels, token.as_deref(), peer)
+        .await?;
     let config = state.long_poll.config();
     Ok(Json(SessionOpened {
         session: id.to_string(),

@@ -27,6 +27,12 @@ pub enum HubError {
     TooDeep(usize),
     #[error("{0} keeps no presence (see the namespace's `presence` setting or --presence)")]
     PresenceDisabled(ChannelName),
+    #[error("the message broker is unavailable ({0}); retry shortly")]
+    BrokerUnavailable(String),
+    /// Internal: this node's copy of a channel stopped following the broker between a join
+    /// and the subscribe (retried by `Hub::subscribe_joined`).
+    #[error("the channel is not followed on this node; retry")]
+    NotMirrored,
 }
 
 impl HubError {
@@ -43,6 +49,7 @@ impl HubError {
             Self::TooManyChannels(_) => ErrorCode::TooManyChannels,
             Self::TooDeep(_) => ErrorCode::TooDeep,
             Self::PresenceDisabled(_) => ErrorCode::PresenceDisabled,
+            Self::BrokerUnavailable(_) | Self::NotMirrored => ErrorCode::BrokerUnavailable,
         }
     }
 }

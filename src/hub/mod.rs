@@ -15,6 +15,8 @@
 //!   stuck.
 //! - `budget` — what the hub may hold: `--max-channels`, `--history-budget` (oldest first),
 //!   `--max-json-depth`; the sweep of aged history and idle channels.
+//! - [`broker`] — the seam to where offsets, history and cross-node fan-out come from:
+//!   in memory (the default, this file's `publish`) or a cluster broker the channels mirror.
 //! - [`config`] — the limits the hub enforces; which channels clients may publish to.
 //! - [`error`] — `HubError`, each with its wire code.
 //! - [`events`] — the event seam: `HubEvent`s (connect/disconnect, join/leave, channel
@@ -23,6 +25,7 @@
 //!   connections, take a user or a whole channel's subscribers off a channel.
 //! - [`stats`] — counters, exported as Prometheus text and JSON.
 
+pub mod broker;
 pub mod channel;
 pub mod client;
 pub mod config;
@@ -47,7 +50,8 @@ pub use crate::protocol::{
     ChannelName, DisconnectReason, Epoch, Frame, InvalidChannelName, Payload, Published, Since,
     Subscribed,
 };
-pub use channel::{HistoryLimits, HistoryPage};
+pub use broker::Broker;
+pub use channel::{HistoryLimits, HistoryPage, Live};
 pub use client::{Client, ClientId, TransportKind};
 pub use config::{HubConfig, Namespace, PublishPolicy, PublishRule, SubscribeRule};
 pub use error::HubError;
@@ -80,10 +84,22 @@ struct HubInner {
     /// Where membership changes are told (`events`); installed once, or never.
     events: OnceLock<Arc<dyn events::EventSink>>,
     users: events::UserIndex,
+    broker: Broker,
 }
 
 impl Hub {
     pub fn new(config: HubConfig, shutdown: CancellationToken) -> Self {
+        Self::with_broker(config, shutdown, Broker::Memory, Stats::default())
+    }
+
+    /// A hub whose channels take their positions from `broker` (see [`broker`]), counting in
+    /// `stats` (which a cluster broker shares, to count its own figures).
+    pub fn with_broker(
+        config: HubConfig,
+        shutdown: CancellationToken,
+        broker: Broker,
+        stats: Stats,
+    ) -> Self {
         Self {
             inner: Arc::new(HubInner {
                 config,
@@ -91,12 +107,13 @@ impl Hub {
                 next_client_id: AtomicU64::new(1),
                 connections: AtomicUsize::new(0),
                 lagging: queue::LagCounter::default(),
-                stats: Stats::default(),
+                stats,
                 shutdown,
                 shedding: Mutex::new(()),
                 presence_dirty: Mutex::new(Vec::new()),
                 events: OnceLock::new(),
                 users: events::UserIndex::default(),
+                broker,
             }),
         }
     }
@@ -237,6 +254,10 @@ impl Hub {
                 if client.is_closed() {
                     return Err(HubError::ClientGone);
                 }
+                // A cluster node serves a channel only from a copy that follows the broker.
+                if !state.mirrored && self.cluster().is_some() {
+                    return Err(HubError::NotMirrored);
+                }
                 let limits = config.history_for(channel);
                 let first = state.subscriber_count() == 0;
                 let joined = ch.subscribe(state, client, since, reply, limits, Instant::now());
@@ -249,6 +270,10 @@ impl Hub {
                 Ok(joined)
             });
         let outcome = match outcome {
+            Ok(Err(HubError::NotMirrored)) => {
+                client.remove_subscription(channel);
+                return Err(HubError::NotMirrored);
+            }
             Ok(outcome) => outcome?,
             Err(TooManyChannels) => {
                 // Nothing was subscribed: take the name back off the client's list.
@@ -301,11 +326,8 @@ impl Hub {
         let Some(ch) = self.inner.registry.channel(&replay.channel) else {
             return true;
         };
-        if ch.epoch != replay.epoch {
-            return true;
-        }
         let mut state = ch.lock();
-        if state.removed {
+        if state.removed || state.epoch != replay.epoch {
             return true;
         }
         let limits = self.inner.config.history_for(&replay.channel);
@@ -334,6 +356,8 @@ impl Hub {
         channel: &ChannelName,
         payload: &Payload<'_>,
     ) -> Result<Published, HubError> {
+        // A cluster node's offsets come from its broker: `publish_stored`.
+        debug_assert!(self.cluster().is_none(), "Hub::publish on a cluster node");
         self.check_data(payload.data)?;
         let config = &self.inner.config;
         let mut overflowed = Vec::new();
@@ -360,6 +384,19 @@ impl Hub {
         Ok(published)
     }
 
+    /// Whether clients may publish on `channel` at all: `--client-publish`, and not a
+    /// backend-only namespace.
+    pub(crate) fn client_may_publish(&self, channel: &ChannelName) -> Result<(), HubError> {
+        let config = &self.inner.config;
+        let backend_only = config
+            .namespace(channel)
+            .is_some_and(|ns| ns.publish == PublishRule::Backend);
+        if backend_only || !config.client_publish.allows(channel) {
+            return Err(HubError::PublishForbidden(channel.clone()));
+        }
+        Ok(())
+    }
+
     /// Publishes a client's `publish` frame, if the policy allows clients to publish on that
     /// channel (`--client-publish`, and not a backend-only namespace). `from` is the publisher
     /// the hub stamps on the message, where the channel's namespace asks for it.
@@ -370,12 +407,7 @@ impl Hub {
         from: Option<&str>,
     ) -> Result<Published, HubError> {
         let config = &self.inner.config;
-        let backend_only = config
-            .namespace(channel)
-            .is_some_and(|ns| ns.publish == PublishRule::Backend);
-        if backend_only || !config.client_publish.allows(channel) {
-            return Err(HubError::PublishForbidden(channel.clone()));
-        }
+        self.client_may_publish(channel)?;
         self.check_load()?;
         let from = from.filter(|_| config.stamps(channel));
         self.publish_payload(channel, &Payload { data, from })
@@ -435,7 +467,7 @@ impl Hub {
         let Some(ch) = self.inner.registry.channel(name) else {
             return;
         };
-        let (idle, dirty) = {
+        let (idle, dirty, unwatched) = {
             let mut state = ch.lock();
             let dirty = match state.remove_subscriber(client.id) {
                 Some(dirty) => {
@@ -444,10 +476,16 @@ impl Hub {
                 }
                 None => false,
             };
-            (state.is_idle(), dirty)
+            (state.is_idle(), dirty, state.subscriber_count() == 0)
         };
         if dirty {
             self.presence_changed(name);
+        }
+        // At shutdown the node stops listening anyway: no unsubscribe per channel.
+        if unwatched && !self.is_shutting_down() {
+            if let Some(broker) = self.cluster() {
+                broker.left(name);
+            }
         }
         if idle {
             self.inner.registry.remove_channel_if_idle(name);

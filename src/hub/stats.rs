@@ -29,6 +29,21 @@ pub struct Stats {
     pub(crate) lagging: Gauge,
     /// Webhooks (`crate::webhook`) count their deliveries here, so one registry exports all.
     pub webhooks: WebhookCounters,
+    /// Cluster broker figures (zero with the in-memory broker).
+    pub broker: BrokerStats,
+}
+
+/// What a cluster broker counts; the broker implementation keeps them up to date.
+#[derive(Debug, Default, Clone)]
+pub struct BrokerStats {
+    /// Publishes and subscribes refused because the broker could not be reached in time.
+    pub unavailable: Counter,
+    /// Channel copies caught up from the broker's history after a gap.
+    pub recoveries: Counter,
+    /// Times the node lost its subscription connection and reconnected.
+    pub reconnects: Counter,
+    /// Outbound work dropped because its queue or its concurrency limit was full.
+    pub dropped: Counter,
 }
 
 /// Webhook deliveries (one per event and URL): each ends in exactly one of these.
@@ -131,6 +146,27 @@ impl Default for Stats {
             "Clients whose queue is at least half full",
             lagging.clone(),
         );
+        let broker = BrokerStats::default();
+        registry.register(
+            "broker_unavailable",
+            "Publishes and subscribes refused because the cluster broker was unreachable",
+            broker.unavailable.clone(),
+        );
+        registry.register(
+            "broker_recoveries",
+            "Channel copies caught up from the broker's history after a gap",
+            broker.recoveries.clone(),
+        );
+        registry.register(
+            "broker_reconnects",
+            "Reconnections of the broker subscription connection",
+            broker.reconnects.clone(),
+        );
+        registry.register(
+            "broker_dropped",
+            "Outbound broker work dropped because its queue or concurrency limit was full",
+            broker.dropped.clone(),
+        );
         let transports = [TransportKind::WebSocket, TransportKind::LongPoll];
         let by_transport = |t: &TransportKind| [("transport", t.as_str())];
         Self {
@@ -149,6 +185,7 @@ impl Default for Stats {
             history_shed,
             lagging,
             webhooks,
+            broker,
         }
     }
 }

@@ -83,6 +83,7 @@ error_codes! {
     NotFound => "not_found", 404, Http;
     MethodNotAllowed => "method_not_allowed", 405, Http;
     TooManyConnections => "too_many_connections", 503, Http;
+    BrokerUnavailable => "broker_unavailable", 503, Both;
 }
 
 impl ErrorCode {
@@ -92,7 +93,10 @@ impl ErrorCode {
     /// fast earns a new one well within a second at any sane `--accepts-per-ip-per-second`.
     pub fn retry_after_secs(self) -> Option<u32> {
         match self {
-            Self::Overloaded | Self::TooManyChannels | Self::TooManyConnections => Some(1),
+            Self::Overloaded
+            | Self::TooManyChannels
+            | Self::TooManyConnections
+            | Self::BrokerUnavailable => Some(1),
             _ => None,
         }
     }

@@ -83,6 +83,16 @@ fn handle_frame(hub: &Hub, client: &Arc<Client>, frame: ClientFrame<'_>) -> Opti
     if let Err((e, id)) = authorize(hub, client, &frame) {
         return Some(server::error(e.code(), &e.to_string(), id));
     }
+    if hub.cluster().is_some() {
+        if let Some(frame) = through_broker(hub, client, frame) {
+            return handle_local(hub, client, frame);
+        }
+        return None;
+    }
+    handle_local(hub, client, frame)
+}
+
+fn handle_local(hub: &Hub, client: &Arc<Client>, frame: ClientFrame<'_>) -> Option<Frame> {
     match frame {
         ClientFrame::Subscribe {
             channel,
@@ -170,4 +180,50 @@ fn authorize<'a>(
 
 fn hub_error(error: &HubError, id: Option<Id<'_>>) -> Frame {
     server::error(error.code(), &error.to_string(), id)
+}
+
+/// With a cluster broker, `subscribe` and `publish` wait for it: they run on a task of their
+/// own and their reply joins the client's queue when they end (so it may follow the replies
+/// to frames sent after them). Every other frame is handed back to be handled at once.
+fn through_broker<'a>(
+    hub: &Hub,
+    client: &Arc<Client>,
+    frame: ClientFrame<'a>,
+) -> Option<ClientFrame<'a>> {
+    let (hub, client) = (hub.clone(), client.clone());
+    match frame {
+        ClientFrame::Subscribe {
+            channel,
+            since,
+            join_leave,
+            id,
+        } => {
+            let id = id.map(ToOwned::to_owned);
+            tokio::spawn(async move {
+                let id = id.as_deref();
+                let reply = |s: &crate::protocol::Subscribed<'_>| server::subscribed(s, id);
+                let subscribed = hub
+                    .subscribe_joined(&client, &channel, since.as_ref(), join_leave, &reply)
+                    .await;
+                if let Err(e) = subscribed {
+                    hub.send(&client, hub_error(&e, id));
+                }
+            });
+            None
+        }
+        ClientFrame::Publish { channel, data, id } => {
+            let id = id.map(ToOwned::to_owned);
+            let data = data.get().to_owned();
+            tokio::spawn(async move {
+                let id = id.as_deref();
+                let reply = match hub.client_publish_stored(&channel, &data).await {
+                    Ok(published) => server::published(&published, id),
+                    Err(e) => hub_error(&e, id),
+                };
+                hub.send(&client, reply);
+            });
+            None
+        }
+        other => Some(other),
+    }
 }

@@ -156,7 +156,7 @@ impl LongPoll {
     }
 
     /// Opens a session for a client from `peer` (the address the request came from).
-    pub fn connect(
+    pub async fn connect(
         &self,
         channels: Vec<ConnectChannel>,
         token: Option<&str>,
@@ -186,9 +186,11 @@ impl LongPoll {
         let client = hub.register(TransportKind::LongPoll)?;
         self.inner.identity.attach(hub, &client, principal);
         for (channel, since) in &wanted {
-            match hub.subscribe(&client, channel, since.as_ref(), &|s| {
-                server::subscribed(s, None)
-            }) {
+            let reply = |s: &crate::protocol::Subscribed<'_>| server::subscribed(s, None);
+            match hub
+                .subscribe_joined(&client, channel, since.as_ref(), false, &reply)
+                .await
+            {
                 Ok(()) => {}
                 Err(HubError::AlreadySubscribed(_)) => {}
                 Err(e) => {

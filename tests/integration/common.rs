@@ -107,12 +107,34 @@ impl TestServer {
     }
 
     pub async fn with(args: &[&str]) -> Self {
+        Self::around(Server::new(Self::config(args))).await
+    }
+
+    /// A scale-out node on the Redis at `redis_url`.
+    pub async fn node(redis_url: &str, args: &[&str]) -> Self {
+        let mut all = vec!["--redis-url", redis_url];
+        if !args.contains(&"--redis-timeout") {
+            all.extend_from_slice(&["--redis-timeout", "1s"]);
+        }
+        all.extend_from_slice(args);
+        let server = within(
+            "the node to reach Redis",
+            Server::connect(Self::config(&all)),
+        )
+        .await
+        .expect("the node reaches Redis");
+        Self::around(server).await
+    }
+
+    pub fn config(args: &[&str]) -> Config {
         let mut all = vec!["--bind", "127.0.0.1:0", "--static-dir", "static"];
         all.extend_from_slice(args);
-        let config = Config::from_args(all).expect("test config parses");
+        Config::from_args(all).expect("test config parses")
+    }
+
+    async fn around(server: Server) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let server = Server::new(config);
         let hub = server.hub();
         let long_poll = server.long_poll();
         let sockets = server.sockets();

@@ -4,6 +4,7 @@
 mod api;
 mod auth;
 mod bad_input;
+mod cluster;
 mod common;
 mod contract;
 mod control;

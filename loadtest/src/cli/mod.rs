@@ -60,6 +60,10 @@ pub struct Cli {
     /// Spread client sockets over this many source addresses (127.0.0.1 ..= 127.0.0.N).
     #[arg(long, global = true, default_value_t = 8)]
     pub source_addrs: usize,
+    /// Scale-out: publish through this other node (`http://HOST:PORT`) of the same Redis-backed
+    /// cluster, while subscribers connect to `--url`: every message crosses Redis.
+    #[arg(long, global = true, value_name = "URL")]
+    pub publish_node: Option<String>,
     /// Worker threads of the load generator's runtime.
     #[arg(long, global = true, default_value_t = 2)]
     pub threads: usize,

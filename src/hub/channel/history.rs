@@ -64,12 +64,12 @@ impl Channel {
         let first_available = state.first_available();
         if replay.after + 1 < first_available {
             let since = Since {
-                epoch: Some(self.epoch.as_str().to_owned()),
+                epoch: Some(state.epoch.as_str().to_owned()),
                 offset: replay.after,
             };
             out.push(server::missed(&Missed {
                 channel: &self.name,
-                epoch: &self.epoch,
+                epoch: &state.epoch,
                 since: &since,
                 first_available,
                 reason: MissedReason::HistoryExhausted,
@@ -122,7 +122,7 @@ impl Channel {
             shown = Some(stored.offset);
         }
         HistoryPage {
-            epoch: self.epoch.clone(),
+            epoch: state.epoch.clone(),
             last_offset: state.last_offset,
             frames,
             next,

@@ -22,11 +22,14 @@ use super::queue::{PushError, Replay};
 
 pub(crate) struct Channel {
     pub name: ChannelName,
-    pub epoch: Epoch,
     state: Mutex<ChannelState>,
 }
 
 pub(crate) struct ChannelState {
+    /// The channel generation its offsets belong to. Fixed for the channel's life in memory;
+    /// a broker-mirrored channel takes the broker's (which changes only if the broker forgot
+    /// the channel, and then subscribers are told `epoch_changed`).
+    pub(super) epoch: Epoch,
     last_offset: u64,
     history: VecDeque<StoredMessage>,
     history_bytes: usize,
@@ -38,6 +41,10 @@ pub(crate) struct ChannelState {
     /// Set (under this lock) when the registry removed the channel: whoever still holds the
     /// `Arc` must look the name up again instead of publishing into a forgotten channel.
     pub removed: bool,
+    /// With a cluster broker: this copy follows the broker's (its history and offsets were
+    /// loaded from it and the node listens to it). Cleared when the node stops listening, so
+    /// a later subscriber waits for a fresh copy instead of reading a stale one.
+    pub mirrored: bool,
 }
 
 struct StoredMessage {
@@ -59,8 +66,8 @@ impl Channel {
     pub fn new(name: ChannelName, all_history_bytes: Arc<AtomicUsize>) -> Self {
         Self {
             name,
-            epoch: Epoch::random(),
             state: Mutex::new(ChannelState {
+                epoch: Epoch::random(),
                 last_offset: 0,
                 history: VecDeque::new(),
                 history_bytes: 0,
@@ -68,6 +75,7 @@ impl Channel {
                 subscribers: HashMap::new(),
                 presence: None,
                 removed: false,
+                mirrored: false,
             }),
         }
     }
@@ -90,8 +98,39 @@ impl Channel {
     ) -> Published {
         state.last_offset += 1;
         let offset = state.last_offset;
-        let frame = server::message(&self.name, &self.epoch, offset, payload);
+        let frame = server::message(&self.name, &state.epoch, offset, payload);
+        let enqueued = self.append(state, frame, limits, now, overflowed);
+        Published {
+            channel: self.name.clone(),
+            epoch: state.epoch.clone(),
+            offset,
+            enqueued,
+        }
+    }
+
+    /// Remembers `frame` (the message at `state.last_offset`, already assigned) and enqueues
+    /// it to every subscriber; returns how many took it. Shared by the in-memory publish and
+    /// by messages a cluster broker delivers with their offset.
+    #[inline]
+    pub(super) fn append(
+        &self,
+        state: &mut ChannelState,
+        frame: Frame,
+        limits: HistoryLimits,
+        now: Instant,
+        overflowed: &mut Vec<Arc<Client>>,
+    ) -> usize {
+        let offset = state.last_offset;
         state.trim_history(limits, now);
+        let mut enqueued = 0;
+        for client in state.subscribers.values() {
+            match client.queue.try_push(frame.clone()) {
+                Ok(()) => enqueued += 1,
+                Err(PushError::Full) => overflowed.push(client.clone()),
+                // Disconnecting already; it resumes from its own last offset.
+                Err(PushError::Closed) => {}
+            }
+        }
         if limits.size > 0 {
             while state.history.len() >= limits.size
                 || (!state.history.is_empty()
@@ -106,24 +145,10 @@ impl Channel {
             state.history.push_back(StoredMessage {
                 offset,
                 published_at: now,
-                frame: frame.clone(),
+                frame,
             });
         }
-        let mut enqueued = 0;
-        for client in state.subscribers.values() {
-            match client.queue.try_push(frame.clone()) {
-                Ok(()) => enqueued += 1,
-                Err(PushError::Full) => overflowed.push(client.clone()),
-                // Disconnecting already; it resumes from its own last offset.
-                Err(PushError::Closed) => {}
-            }
-        }
-        Published {
-            channel: self.name.clone(),
-            epoch: self.epoch.clone(),
-            offset,
-            enqueued,
-        }
+        enqueued
     }
 
     /// Enqueues `subscribed` (encoded by `reply`, which adds the transport's request id),
@@ -154,7 +179,7 @@ impl Channel {
                 let same_epoch = since
                     .epoch
                     .as_deref()
-                    .is_none_or(|e| e == self.epoch.as_str());
+                    .is_none_or(|e| e == state.epoch.as_str());
                 if !same_epoch {
                     (0, Some(MissedReason::EpochChanged))
                 } else if since.offset > last {
@@ -170,16 +195,17 @@ impl Channel {
         };
 
         let queue = &client.queue;
+        let epoch = state.epoch.clone();
         queue.try_push(reply(&Subscribed {
             channel: &self.name,
-            epoch: &self.epoch,
+            epoch: &epoch,
             offset: last,
             recovered: missed.is_none(),
         }))?;
         if let (Some(reason), Some(since)) = (missed, since) {
             queue.try_push(server::missed(&Missed {
                 channel: &self.name,
-                epoch: &self.epoch,
+                epoch: &epoch,
                 since,
                 first_available,
                 reason,
@@ -189,7 +215,7 @@ impl Channel {
         if after < last {
             queue.try_push_replay(Replay {
                 channel: self.name.clone(),
-                epoch: self.epoch.clone(),
+                epoch,
                 after,
                 through: last,
             })?;
@@ -227,9 +253,11 @@ impl ChannelState {
 }
 
 mod history;
+mod mirror;
 mod presence;
 
 pub use history::{HistoryLimits, HistoryPage};
+pub use mirror::Live;
 
 #[cfg(test)]
 mod tests {
@@ -240,8 +268,8 @@ mod tests {
         let name = ChannelName::parse("c").unwrap();
         let bytes = Arc::<AtomicUsize>::default();
         assert_ne!(
-            Channel::new(name.clone(), bytes.clone()).epoch,
-            Channel::new(name, bytes).epoch
+            Channel::new(name.clone(), bytes.clone()).lock().epoch,
+            Channel::new(name, bytes).lock().epoch
         );
     }
 }

@@ -266,3 +266,5 @@ fn publish_policy_patterns() {
 }
 
 mod limits;
+
+mod broker;

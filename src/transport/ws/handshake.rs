@@ -134,7 +134,7 @@ impl WebSockets {
             )
             .await
         };
-        self.subscribe_at_connect(&client, &channels);
+        self.subscribe_at_connect(&client, &channels).await;
         Some((Box::new(ws), (client, slot)))
     }
 
@@ -219,7 +219,7 @@ impl WebSockets {
                 Some(this.ws_config()),
             )
             .await;
-            this.subscribe_at_connect(&client, &channels);
+            this.subscribe_at_connect(&client, &channels).await;
             this.run(Box::new(ws), client).await;
         });
         Response::builder()
@@ -232,13 +232,37 @@ impl WebSockets {
     }
 
     /// The `?channel=` subscriptions of the upgrade request, made once the socket is ours.
-    fn subscribe_at_connect(&self, client: &Arc<Client>, channels: &[ChannelName]) {
+    async fn subscribe_at_connect(&self, client: &Arc<Client>, channels: &[ChannelName]) {
+        if self.hub.cluster().is_some() {
+            // Boxed: only cluster nodes wait here, and a future held inline would enlarge
+            // every connection's task.
+            Box::pin(self.subscribe_at_connect_joined(client, channels)).await;
+            return;
+        }
         for channel in channels {
             // Limits were checked before the upgrade; a failure here means the client was
             // already evicted, which the connection loop reports.
             let _ = self
                 .hub
                 .subscribe(client, channel, None, &|s| server::subscribed(s, None));
+        }
+    }
+
+    /// With a cluster broker: each subscribe waits for the node to follow the channel; one
+    /// the broker cannot serve now is answered with an `error` frame (the client retries).
+    async fn subscribe_at_connect_joined(&self, client: &Arc<Client>, channels: &[ChannelName]) {
+        for channel in channels {
+            let reply = |s: &crate::protocol::Subscribed<'_>| server::subscribed(s, None);
+            if let Err(error) = self
+                .hub
+                .subscribe_joined(client, channel, None, false, &reply)
+                .await
+            {
+                self.hub.send(
+                    client,
+                    server::error(error.code(), &error.to_string(), None),
+                );
+            }
         }
     }
 
