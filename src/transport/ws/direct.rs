@@ -10,7 +10,7 @@
 //!
 //! Only a complete head that is a *valid* upgrade of `/ws` takes the direct path: at most
 //! [`MAX_HEADERS`] header fields, and a request line and upgrade headers that pass
-//! [`handshake::validate_upgrade`], the very function the hyper path refuses by. Everything
+//! [`upgrade::validate_upgrade`], the very function the hyper path refuses by. Everything
 //! else goes to hyper as usual — a bad upgrade included, which axum's `/ws` route refuses with
 //! `400 not_websocket`, and a head hyper cannot take, which hyper answers itself (`431` for
 //! too many header fields). So a request gets the same answer whichever path its size sends
@@ -22,7 +22,7 @@ use bytes::BufMut as _;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use super::handshake::{self, MAX_HEADERS};
+use super::upgrade::{self, MAX_HEADERS};
 
 /// How much of the request head is read before choosing. Browsers' upgrade requests fit
 /// easily; one that does not (huge cookies) takes the hyper path, which handles it as well.
@@ -146,8 +146,8 @@ fn classify(head: &[u8]) -> Option<Head> {
     match request.parse(head) {
         Ok(httparse::Status::Partial) => None,
         Ok(httparse::Status::Complete(head_len)) => Some(
-            if handshake::validate_upgrade(request.version == Some(1), || {
-                handshake::httparse_headers(request.headers)
+            if upgrade::validate_upgrade(request.version == Some(1), || {
+                upgrade::httparse_headers(request.headers)
             })
             .is_ok()
             {

@@ -7,6 +7,7 @@
 //! - [`direct`] — sniffs a new connection's first bytes: valid upgrades of `/ws` skip hyper.
 //! - [`handshake`] — admission (limits), the direct and the hyper handshakes, refusals as
 //!   HTTP status + JSON body, RFC 6455 header checks.
+//! - [`upgrade`] — RFC 6455 header checks shared by both paths, the accept key, the `101`.
 //! - `session` — the connection loop and the closing handshake.
 //! - `frame_writer` — pre-encoded frames straight to the socket.
 
@@ -25,6 +26,7 @@ pub mod direct;
 mod frame_writer;
 pub mod handshake;
 mod session;
+pub mod upgrade;
 
 /// Read buffer per connection. Client frames are small control frames, and the buffer is held
 /// for the connection's whole life: tungstenite's default (128 KiB), or even 4 KiB, would
