@@ -11,7 +11,7 @@ use anyhow::Result;
 use tokio_util::sync::CancellationToken;
 
 use crate::accounting::Ledger;
-use crate::client::Ending;
+use crate::client::ending::Ending;
 use crate::latency::{Clock, LatencyRecorder};
 use crate::presence::PresenceLedger;
 use crate::procfs::HubProcs;
