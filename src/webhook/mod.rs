@@ -22,6 +22,7 @@
 
 mod deliver;
 pub mod payload;
+mod send;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
