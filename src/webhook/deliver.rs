@@ -1,4 +1,4 @@
-//! The dispatcher and the deliveries.
+//! The dispatcher (each delivery is `send`).
 //!
 //! One dispatcher task reads the hub's events in order, turns them into webhook events (the
 //! users' online state lives here: `user_offline` waits out the grace, and a connection

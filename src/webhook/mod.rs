@@ -13,7 +13,8 @@
 //! counted (`webhook_dropped`) and logged, never silent.
 //!
 //! - [`payload`] — the event kinds, their JSON bodies, and the HMAC-SHA256 signature.
-//! - [`deliver`] — the dispatcher, deliveries and retries, the shutdown drain.
+//! - [`deliver`] — the dispatcher (users' online state, the semaphore), the shutdown drain.
+//! - `send` — one delivery: attempts with timeouts, retries with backoff and jitter, outcome.
 //!
 //! Plain `http://` only: reqwest is built without TLS, because with a rustls feature on,
 //! feature unification would make every reqwest client of the workspace (tests, loadtest)
