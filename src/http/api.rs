@@ -183,6 +183,8 @@ pub async fn stats(State(state): State<AppState>) -> Json<StatsBody> {
         rejected_over_capacity: stats.rejected_over_capacity(),
         rejected_overloaded: stats.rejected_overloaded(),
         rejected_too_many_channels: stats.rejected_too_many_channels(),
+        rejected_rate_limited: stats.rejected_rate_limited(),
+        rejected_too_many_connections: stats.rejected_too_many_connections(),
         history_bytes: hub.history_bytes(),
         history_shed: stats.history_shed(),
         lagging_clients: hub.lagging_clients(),

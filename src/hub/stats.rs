@@ -25,6 +25,8 @@ pub struct Stats {
     pub(crate) rejected_over_capacity: Counter,
     pub(crate) rejected_overloaded: Counter,
     pub(crate) rejected_too_many_channels: Counter,
+    pub(crate) rejected_rate_limited: Counter,
+    pub(crate) rejected_too_many_connections: Counter,
     pub(crate) history_shed: Counter,
     pub(crate) lagging: Gauge,
     /// Webhooks (`crate::webhook`) count their deliveries here, so one registry exports all.
@@ -76,6 +78,8 @@ impl Default for Stats {
         let rejected_over_capacity = Counter::default();
         let rejected_overloaded = Counter::default();
         let rejected_too_many_channels = Counter::default();
+        let rejected_rate_limited = Counter::default();
+        let rejected_too_many_connections = Counter::default();
         let history_shed = Counter::default();
         let lagging = Gauge::default();
         let webhooks = WebhookCounters::default();
@@ -132,6 +136,16 @@ impl Default for Stats {
             rejected_overloaded.clone(),
         );
         registry.register(
+            "rejected_rate_limited",
+            "Client frames refused as past a rate limit (`rate_limited`)",
+            rejected_rate_limited.clone(),
+        );
+        registry.register(
+            "rejected_too_many_connections",
+            "Connections refused by the per-address limits (`too_many_connections`)",
+            rejected_too_many_connections.clone(),
+        );
+        registry.register(
             "rejected_too_many_channels",
             "Publishes and subscribes refused because max-channels was reached",
             rejected_too_many_channels.clone(),
@@ -182,6 +196,8 @@ impl Default for Stats {
             rejected_over_capacity,
             rejected_overloaded,
             rejected_too_many_channels,
+            rejected_rate_limited,
+            rejected_too_many_connections,
             history_shed,
             lagging,
             webhooks,
@@ -231,6 +247,14 @@ impl Stats {
 
     pub fn history_shed(&self) -> u64 {
         self.history_shed.get()
+    }
+
+    pub fn rejected_rate_limited(&self) -> u64 {
+        self.rejected_rate_limited.get()
+    }
+
+    pub fn rejected_too_many_connections(&self) -> u64 {
+        self.rejected_too_many_connections.get()
     }
 
     pub fn rejected_too_many_channels(&self) -> u64 {

@@ -223,6 +223,8 @@ pub struct StatsBody {
     pub rejected_over_capacity: u64,
     pub rejected_overloaded: u64,
     pub rejected_too_many_channels: u64,
+    pub rejected_rate_limited: u64,
+    pub rejected_too_many_connections: u64,
     pub history_bytes: usize,
     pub history_shed: u64,
     pub lagging_clients: usize,

@@ -65,6 +65,7 @@ fn admitted(
     let Err(refusal) = limits.check(client.id, kind) else {
         return true;
     };
+    hub.stats().rejected_rate_limited.inc();
     if refusal.persistent {
         tracing::info!(client_id = %client.id, transport = client.transport.as_str(),
             limit = ?refusal.limit, "closing a client that keeps going past its rate limits");

@@ -182,7 +182,9 @@ impl LongPoll {
         if wanted.len() > max {
             return Err(HubError::TooManySubscriptions(max).into());
         }
-        let slot = self.inner.limits.admission.admit(peer)?;
+        let slot = self.inner.limits.admission.admit(peer).inspect_err(|_| {
+            hub.stats().rejected_too_many_connections.inc();
+        })?;
         let client = hub.register(TransportKind::LongPoll)?;
         self.inner.identity.attach(hub, &client, principal);
         for (channel, since) in &wanted {

@@ -43,6 +43,11 @@ async fn a_frame_flood_is_refused_then_closed() {
         );
     }
     assert_eq!(ws.recv_close().await, (4004, "rate_limited".to_owned()));
+    assert_eq!(
+        server.hub.stats().rejected_rate_limited(),
+        100,
+        "every refusal counted"
+    );
     assert_eq!(bystanders.publish(&server, 1).await, 200);
 
     let session = server.lp_connect("", None).await;
@@ -350,6 +355,10 @@ async fn one_address_cannot_hold_or_churn_more_than_its_share() {
     assert_eq!(status, 200, "{body}");
     let session = body["session"].as_str().unwrap().to_owned();
     all_refused(&server, ATTACKER).await;
+    assert!(
+        server.hub.stats().rejected_too_many_connections() >= 3,
+        "counted"
+    );
     assert_eq!(bystanders.publish(&server, 1).await, 200);
 
     // Closing one frees its place (four of five opened).

@@ -54,7 +54,9 @@ impl WebSockets {
         if channels.len() > max {
             return Err(HubError::TooManySubscriptions(max).into());
         }
-        let slot = self.limits.admission.admit(peer)?;
+        let slot = self.limits.admission.admit(peer).inspect_err(|_| {
+            hub.stats().rejected_too_many_connections.inc();
+        })?;
         let client = hub.register(TransportKind::WebSocket)?;
         self.identity.attach(hub, &client, principal);
         Ok((client, slot))
