@@ -43,9 +43,10 @@ async fn a_frame_flood_is_refused_then_closed() {
         );
     }
     assert_eq!(ws.recv_close().await, (4004, "rate_limited".to_owned()));
+    // 100 answered `rate_limited`, and the one that closed the client.
     assert_eq!(
         server.hub.stats().rejected_rate_limited(),
-        100,
+        101,
         "every refusal counted"
     );
     assert_eq!(bystanders.publish(&server, 1).await, 200);
