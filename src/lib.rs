@@ -25,7 +25,8 @@
 //!   every error rendered as status + JSON body in one place ([`http::error`]), request
 //!   bodies under `--body-timeout` ([`http::deadline`]), and the JSON `404`/`405`/`400` for
 //!   what no handler words (unknown paths, wrong methods, extractor rejections). The backend
-//!   API (`/api/*`, `/metrics`) sits behind one middleware that asks [`auth::BackendGuard`].
+//!   API (`/api/*`, `/metrics`) sits behind one middleware that asks [`auth::BackendGuard`],
+//!   which also tells the publish handlers which backend is publishing ([`http::limits`]).
 //! - [`transport`] — adapters that turn connections into hub calls: [`transport::dispatch`]
 //!   (what a client frame does, shared by both transports), [`transport::ws`] (the
 //!   [`handshake`](transport::ws::handshake) admits or refuses; then one

@@ -136,6 +136,10 @@ impl Server {
                 websockets,
                 long_poll,
                 backend: Arc::new(config.backend_guard()),
+                backend_publishes: Arc::new(http::limits::BackendPublishes::new(
+                    config.api_publish_rate,
+                    config.api_publish_burst,
+                )),
                 identity,
                 config: Arc::new(config),
                 started: Instant::now(),

@@ -51,10 +51,10 @@ impl BackendGuard {
         &self,
         authorization: Option<&[u8]>,
         peer: Option<IpAddr>,
-    ) -> Result<(), AuthError> {
+    ) -> Result<Backend, AuthError> {
         if self.keys.is_empty() {
             return if peer.is_some_and(|ip| self.is_loopback(ip)) {
-                Ok(())
+                Ok(Backend(0))
             } else {
                 Err(AuthError::Forbidden(
                     "no --api-key is configured: the backend API answers loopback peers only"
@@ -65,15 +65,15 @@ impl BackendGuard {
         let presented = authorization.and_then(bearer).ok_or_else(|| {
             AuthError::Unauthorized("missing `Authorization: Bearer <api key>`".into())
         })?;
-        // Every key is compared (no early exit), each in constant time for its length.
-        let matched = self.keys.iter().fold(subtle::Choice::from(0), |any, key| {
-            any | key.ct_eq(presented)
-        });
-        if bool::from(matched) {
-            Ok(())
-        } else {
-            Err(AuthError::Forbidden("wrong API key".into()))
+        // Every key is compared (no early exit), each in constant time for its length; which
+        // one matched is only learnt by someone who holds it.
+        let mut matched = None;
+        for (i, key) in self.keys.iter().enumerate() {
+            if bool::from(key.ct_eq(presented)) {
+                matched = Some(Backend(i as u32 + 1));
+            }
         }
+        matched.ok_or_else(|| AuthError::Forbidden("wrong API key".into()))
     }
 
     fn is_loopback(&self, ip: IpAddr) -> bool {
@@ -81,6 +81,11 @@ impl BackendGuard {
         ip.is_loopback() && !self.remote.contains(&ip)
     }
 }
+
+/// Which backend a request of the backend API came from: the number of its API key (from 1),
+/// or 0 for a loopback peer of a hub without keys. Per-backend limits are keyed by it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Backend(pub u32);
 
 /// The credentials of `Bearer <credentials>` (scheme case-insensitive).
 pub fn bearer(value: &[u8]) -> Option<&[u8]> {

@@ -25,7 +25,7 @@ use serde_json::value::RawValue;
 
 use crate::protocol::{ChannelName, ErrorCode};
 
-pub use api_key::BackendGuard;
+pub use api_key::{Backend, BackendGuard};
 pub use lifetime::{ClientIdentity, Due, Tokens};
 pub use origin::OriginPolicy;
 pub use token::{TokenClaims, TokenVerifier, MAX_TOKEN_LEN};

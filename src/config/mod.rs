@@ -213,6 +213,16 @@ pub struct Config {
     #[arg(long, env = "CRIER_CLIENT_PUBLISH_BURST", default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..))]
     pub client_publish_burst: u32,
 
+    /// Publishes per second each backend (each API key; or the loopback peers of a hub with
+    /// no key) may make through `/api/publish…`; 0 = no limit (the default: a backend is
+    /// trusted). Past it: HTTP 429 `rate_limited`, `Retry-After: 1`.
+    #[arg(long, env = "CRIER_API_PUBLISH_RATE", default_value_t = 0)]
+    pub api_publish_rate: u32,
+
+    /// ...and the burst above it (0: the rate).
+    #[arg(long, env = "CRIER_API_PUBLISH_BURST", default_value_t = 0)]
+    pub api_publish_burst: u32,
+
     /// Clients (WebSocket connections and long-poll sessions) one address (IPv4, or IPv6 /64)
     /// may hold at once; 0 = no limit. Past it: HTTP 503 `too_many_connections`. 2,000 lets a
     /// large office behind one NAT in (a thousand people with two tabs each) while one address

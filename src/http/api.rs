@@ -6,9 +6,10 @@ use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use serde_json::value::RawValue;
 
+use crate::auth::Backend;
 use crate::hub::{ChannelName, DisconnectReason, Published, TransportKind};
 use crate::protocol::bodies::{
     history_body, Health, HistoryQuery, PresenceQuery, PublishRequest, PublishResults, StatsBody,
@@ -48,6 +49,7 @@ fn is_json(headers: &HeaderMap) -> bool {
 /// as a JSON string.
 pub async fn publish_body(
     State(state): State<AppState>,
+    backend: Option<Extension<Backend>>,
     Path(channel): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -65,12 +67,16 @@ pub async fn publish_body(
         serde_json::to_string(text).unwrap_or_default()
     };
     state.hub.check_load()?;
+    state
+        .backend_publishes
+        .check(backend.map(|Extension(b)| b), 1)?;
     Ok(Json(state.hub.publish_stored(&channel, &data).await?))
 }
 
 /// `POST /api/publish` with `{"channel": …, "data": …}` or `{"channels": […], "data": …}`.
 pub async fn publish_json(
     State(state): State<AppState>,
+    backend: Option<Extension<Backend>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body =
@@ -81,9 +87,11 @@ pub async fn publish_json(
         .data
         .ok_or_else(|| ApiError::new(ErrorCode::BadRequest, "missing field `data`"))?;
     state.hub.check_load()?;
+    let backend = backend.map(|Extension(b)| b);
     match (request.channel, request.channels) {
         (Some(channel), None) => {
             let channel = channel_name(&channel)?;
+            state.backend_publishes.check(backend, 1)?;
             Ok(Json(state.hub.publish_stored(&channel, data.get()).await?).into_response())
         }
         (None, Some(channels)) if !channels.is_empty() => {
@@ -95,6 +103,7 @@ pub async fn publish_json(
                 .collect::<Result<Vec<_>, _>>()?;
             state.hub.check_data(data.get())?;
             state.hub.check_room(&names)?;
+            state.backend_publishes.check(backend, names.len() as u32)?;
             let mut results = Vec::with_capacity(names.len());
             for name in &names {
                 results.push(state.hub.publish_stored(name, data.get()).await?);

@@ -8,6 +8,7 @@ mod control;
 pub mod deadline;
 pub mod error;
 mod fallback;
+pub mod limits;
 mod lp;
 
 use std::net::{IpAddr, SocketAddr};
@@ -44,6 +45,8 @@ pub struct AppState {
     pub started: Instant,
     /// Who may use `/api/*` and `/metrics`.
     pub backend: Arc<BackendGuard>,
+    /// Publishes per second per backend (`--api-publish-rate`).
+    pub backend_publishes: Arc<limits::BackendPublishes>,
     /// Token mode (or open mode) of both transports.
     pub identity: Identity,
 }
@@ -135,7 +138,11 @@ async fn require_backend(State(state): State<AppState>, request: Request, next: 
         .get(header::AUTHORIZATION)
         .map(HeaderValue::as_bytes);
     match state.backend.check(authorization, peer) {
-        Ok(()) => next.run(request).await,
+        Ok(backend) => {
+            let mut request = request;
+            request.extensions_mut().insert(backend);
+            next.run(request).await
+        }
         Err(e) => ApiError::from(e).into_response(),
     }
 }

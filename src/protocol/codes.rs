@@ -66,7 +66,7 @@ error_codes! {
     TooManyChannels => "too_many_channels", 503, Both;
     PresenceDisabled => "presence_disabled", 404, Both;
     Forbidden => "forbidden", 403, Both;
-    RateLimited => "rate_limited", 429, Frame;
+    RateLimited => "rate_limited", 429, Both;
     Unauthorized => "unauthorized", 401, Both;
     OriginForbidden => "origin_forbidden", 403, Http;
     BadRequest => "bad_request", 400, Http;
@@ -96,6 +96,7 @@ impl ErrorCode {
             Self::Overloaded
             | Self::TooManyChannels
             | Self::TooManyConnections
+            | Self::RateLimited
             | Self::BrokerUnavailable => Some(1),
             _ => None,
         }

@@ -11,7 +11,7 @@
 //! - [`rate`] — per connection: frames, resubscribes with history and publishes per second.
 
 pub mod admission;
-mod clock;
+pub mod clock;
 pub mod dispatch;
 pub mod identity;
 pub mod long_poll;

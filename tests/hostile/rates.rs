@@ -396,3 +396,62 @@ async fn one_address_cannot_hold_or_churn_more_than_its_share() {
         ws.close().await;
     }
 }
+
+/// Backends have their own publish limit when one is set (`--api-publish-rate`): per API
+/// key, so one backend's burst does not spend another's allowance.
+#[tokio::test(start_paused = true)]
+async fn backend_publishes_are_limited_per_api_key() {
+    let server = TestServer::with(&[
+        "--api-key",
+        "key-one",
+        "--api-key",
+        "key-two",
+        "--api-publish-rate",
+        "5",
+        "--api-publish-burst",
+        "5",
+    ])
+    .await;
+    let publish = |key: &'static str, channels: usize| {
+        let request = if channels == 1 {
+            server.http.post(server.url("/api/publish/feed")).body("1")
+        } else {
+            let names: Vec<String> = (0..channels).map(|i| format!("feed{i}")).collect();
+            server
+                .http
+                .post(server.url("/api/publish"))
+                .header("content-type", "application/json")
+                .body(json!({"channels": names, "data": 1}).to_string())
+        };
+        let request = request.header("authorization", format!("Bearer {key}"));
+        async move {
+            let response = within("a publish", request.send()).await.unwrap();
+            let status = response.status().as_u16();
+            let retry = response
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let body: Value = within("its body", response.json()).await.unwrap();
+            (status, retry, body)
+        }
+    };
+    for _ in 0..5 {
+        assert_eq!(publish("key-one", 1).await.0, 200);
+    }
+    let (status, retry, body) = publish("key-one", 1).await;
+    assert_eq!((status, retry.as_deref()), (429, Some("1")), "{body}");
+    assert_eq!(body["error"]["code"], "rate_limited");
+    // Another backend is on its own; a request for more channels than the burst is refused
+    // whole (nothing of it published).
+    assert_eq!(publish("key-two", 1).await.0, 200);
+    assert_eq!(publish("key-two", 6).await.0, 429);
+    assert_eq!(
+        server.hub.channel_count(),
+        1,
+        "only `feed` was ever published to"
+    );
+    // A second later the first backend may publish again.
+    let now = tokio::time::Instant::now();
+    let_time_pass_until("a second", now + std::time::Duration::from_secs(1)).await;
+    assert_eq!(publish("key-one", 1).await.0, 200);
+}
