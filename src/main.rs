@@ -8,6 +8,11 @@ use crier::config::{raise_open_files_limit, Command, Config, TokenArgs};
 use crier::hub::HubError;
 use crier::server::Server;
 
+/// jemalloc returns freed memory to the operating system on its own (dirty pages decay back
+/// within seconds), where glibc keeps it for reuse.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::load();
