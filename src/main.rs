@@ -9,7 +9,8 @@ use crier::hub::HubError;
 use crier::server::Server;
 
 /// jemalloc returns freed memory to the operating system on its own (dirty pages decay back
-/// within seconds), where glibc keeps it for reuse.
+/// within seconds), where glibc keeps it for reuse; measured side by side it also holds an
+/// idle WebSocket in less and costs the same at saturation (docs/BENCHMARKS.md, "Allocator").
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
