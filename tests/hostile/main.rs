@@ -13,3 +13,4 @@ mod frames;
 mod limits;
 mod props;
 mod rates;
+mod rss;
