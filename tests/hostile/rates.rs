@@ -286,14 +286,7 @@ async fn ask_from(
     .await;
     let response = String::from_utf8(received).unwrap();
     let status = response[9..12].parse().unwrap();
-    let length = response
-        .lines()
-        .find_map(|line| {
-            let (name, value) = line.split_once(':')?;
-            name.eq_ignore_ascii_case("content-length")
-                .then(|| value.trim().parse::<usize>().unwrap())
-        })
-        .unwrap_or(0);
+    let length = content_length(&response);
     let mut body = vec![0; length];
     within("response body", stream.read_exact(&mut body))
         .await

@@ -3,33 +3,7 @@
 //! and `/proc/<pid>/status` must stay within what docs/SECURITY.md's formula gives for the
 //! flags used.
 
-use tokio::io::{AsyncBufReadExt, BufReader};
-
 use crate::common::*;
-
-/// The hub binary with `args`, its address and its process.
-async fn spawn_hub(args: &[&str]) -> (tokio::process::Child, String) {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_crier"))
-        .args(["--bind", "127.0.0.1:0", "--static-dir", "static"])
-        .args(args)
-        .env("RUST_LOG", "info")
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("crier binary starts");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = within("the listening line", async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                return rest.split_whitespace().next().unwrap().to_owned();
-            }
-        }
-        panic!("crier exited before listening");
-    })
-    .await;
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addr)
-}
 
 fn rss_mib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -49,7 +23,7 @@ fn rss_mib(pid: u32) -> u64 {
 /// (checked: with `--history-budget 1073741824` this test fails on RSS).
 #[tokio::test]
 async fn a_channel_flood_stays_within_the_memory_budget() {
-    let (child, addr) = spawn_hub(&["--history-budget", "16777216"]).await;
+    let (child, addr) = spawn_binary(&["--history-budget", "16777216"]).await;
     let pid = child.id().unwrap();
     let http = reqwest::Client::new();
     let body = serde_json::to_string(&"x".repeat(60_000)).unwrap();

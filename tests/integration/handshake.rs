@@ -94,14 +94,7 @@ async fn ask(server: &TestServer, head: &str) -> (Answer, TcpStream) {
     .await;
     let response_head = String::from_utf8(received[..head_end].to_vec()).unwrap();
     let status = response_head[9..12].parse().unwrap();
-    let content_length = response_head
-        .lines()
-        .find_map(|line| {
-            let (name, value) = line.split_once(':')?;
-            name.eq_ignore_ascii_case("content-length")
-                .then(|| value.trim().parse::<usize>().unwrap())
-        })
-        .unwrap_or(0);
+    let content_length = content_length(&response_head);
     within("response body", async {
         while received.len() < head_end + content_length {
             let mut chunk = [0u8; 1024];

@@ -78,26 +78,7 @@ async fn a_dropped_socket_leaves_the_registry() {
 /// The real binary: SIGTERM closes WebSockets with 1001 and exits 0.
 #[tokio::test]
 async fn the_binary_exits_cleanly_on_sigterm() {
-    use tokio::io::{AsyncBufReadExt, BufReader};
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_crier"))
-        .args(["--bind", "127.0.0.1:0", "--static-dir", "static"])
-        .env("RUST_LOG", "info")
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("crier binary starts");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = within("the listening line", async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                return rest.split_whitespace().next().unwrap().to_owned();
-            }
-        }
-        panic!("crier exited before listening");
-    })
-    .await;
-    // Keep draining the log so the child never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let (mut child, addr) = spawn_binary(&[]).await;
     let (stream, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws?channel=a"))
         .await
         .unwrap();
