@@ -185,6 +185,9 @@ impl Server {
 
         tracker.spawn(housekeeping(state.clone(), shutdown.clone()));
         tracker.spawn(presence_flusher(state.clone(), shutdown.clone()));
+        state
+            .hub
+            .start_flushers(usize::from(state.config.ws_flushers), &tracker);
         // Checked when the flags were parsed.
         let webhooks = match state.config.webhook_config() {
             Ok(Some(config)) => Webhooks::start(config, &state.hub, &tracker),

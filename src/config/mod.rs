@@ -181,6 +181,12 @@ pub struct Config {
     #[arg(long, env = "CRIER_SOCKET_SEND_BUFFER", default_value_t = 131_072)]
     pub socket_send_buffer: usize,
 
+    /// Flusher tasks that write published frames straight to idle WebSocket connections'
+    /// sockets: one wake-up per publish instead of one per subscriber. 0 = every connection's
+    /// own task writes everything (as before 0.3).
+    #[arg(long, env = "CRIER_WS_FLUSHERS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(0..=64))]
+    pub ws_flushers: u16,
+
     /// Frames one client may send per second (either transport; each frame of a long-poll
     /// `/lp/send` array counts); 0 = no limit. A frame past it is refused (`rate_limited`
     /// error frame, not handled); a client that goes on is closed (4004 `rate_limited`). A

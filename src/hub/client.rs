@@ -56,6 +56,9 @@ pub struct Client {
     /// Who the client is (its verified token), set once at admission; empty in open mode.
     /// Boxed: inline it would add its ~80 bytes to every client, open mode included.
     identity: OnceLock<Box<ClientIdentity>>,
+    /// The socket lent to a flusher (`hub::direct`), for connections that can be written from
+    /// outside their task.
+    pub(crate) direct: OnceLock<super::direct::Direct>,
 }
 
 #[derive(Debug, Default)]
@@ -90,6 +93,7 @@ impl Client {
             queue: ClientQueue::new(queue_capacity, queue_max_bytes, lagging),
             subscriptions: Mutex::new(Subscriptions::default()),
             identity: OnceLock::new(),
+            direct: OnceLock::new(),
         }
     }
 

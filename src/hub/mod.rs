@@ -11,6 +11,8 @@
 //! - [`channel`] — one channel: offset counter, subscribers; its history ring in
 //!   `channel::history` (pages, replays, trimming).
 //! - [`client`] — the handle kept per connection (queue, subscriptions).
+//! - [`direct`] — flusher tasks that write published frames straight to idle connections'
+//!   sockets (one wake-up per publish, not one per subscriber).
 //! - [`queue`] — the bounded per-client frame queue (frames and replay cursors), closed with
 //!   the reason a client left; its progress clock tells lagging from stuck.
 //! - `pressure` — back-pressure: lagging vs stuck clients, overload refusals, evicting the
@@ -32,6 +34,7 @@ pub mod channel;
 pub mod client;
 pub mod config;
 mod control;
+pub mod direct;
 pub mod error;
 pub mod events;
 pub mod queue;
@@ -88,6 +91,8 @@ struct HubInner {
     events: OnceLock<Arc<dyn events::EventSink>>,
     users: events::UserIndex,
     broker: Broker,
+    /// The flusher tasks that write published frames to parked connections (`direct`).
+    flushers: OnceLock<direct::Flushers>,
 }
 
 impl Hub {
@@ -117,6 +122,7 @@ impl Hub {
                 events: OnceLock::new(),
                 users: events::UserIndex::default(),
                 broker,
+                flushers: OnceLock::new(),
             }),
         }
     }

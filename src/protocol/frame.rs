@@ -11,6 +11,11 @@ use serde::Serialize;
 pub struct Frame(Bytes);
 
 impl Frame {
+    /// A frame of no bytes (allocates nothing).
+    pub const fn empty() -> Self {
+        Self(Bytes::new())
+    }
+
     pub fn from_string(text: String) -> Self {
         Self(Bytes::from(text))
     }

@@ -8,6 +8,7 @@ mod common;
 
 mod backpressure;
 mod churn;
+mod direct;
 mod edge;
 mod frames;
 mod limits;

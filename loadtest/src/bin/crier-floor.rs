@@ -15,7 +15,8 @@
 //! A subscriber whose queue is full is dropped from its channel (its task then closes it with
 //! 4000 `slow`). Writer modes (`--mode`):
 //! - `one-per-write`: every frame is written with its own `write` syscall;
-//! - `batched`: everything queued (up to `--max-batch` frames) goes out in one `writev`.
+//! - `batched`: everything queued (up to `--max-batch` frames) goes out in one `writev`;
+//! - `inline`: the publisher writes to idle subscribers' sockets itself (no task wake-up).
 
 use std::collections::HashMap;
 use std::io::IoSlice;
@@ -43,6 +44,10 @@ enum Mode {
     OnePerWrite,
     /// Everything queued for a subscriber in one vectored write.
     Batched,
+    /// The publisher writes each frame to an idle subscriber's socket itself (`try_write`,
+    /// under the channel lock, so order holds); only a socket that would block gets its frames
+    /// queued and its task woken to drain them. No wake-up per delivery.
+    Inline,
 }
 
 /// The floor: a minimal fan-out server for `crier-loadtest fanout`.
@@ -73,6 +78,70 @@ struct Args {
 struct Channel {
     offset: u64,
     subscribers: Vec<mpsc::Sender<Frame>>,
+    /// `--mode inline`: subscribers the publisher writes to itself.
+    inline: Vec<Arc<InlineSub>>,
+}
+
+/// `--mode inline`: a subscriber's socket, shared by its task (reads, draining a backlog) and
+/// the publishers (writes while nothing is pending).
+struct InlineSub {
+    stream: Arc<TcpStream>,
+    pending: Mutex<Pending>,
+    wake: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+struct Pending {
+    frames: std::collections::VecDeque<Frame>,
+    /// Bytes of the first pending frame already written.
+    first_written: usize,
+    /// Full or failed: dropped from its channel; the task closes it.
+    gone: bool,
+}
+
+impl InlineSub {
+    /// Delivers one frame: written at once when nothing is pending and the socket takes it
+    /// whole, else queued for the task.
+    fn offer(&self, frame: &Frame, capacity: usize) -> Offer {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if p.gone {
+            return Offer::Gone;
+        }
+        if p.frames.is_empty() {
+            match self.stream.try_write(frame) {
+                Ok(n) if n == frame.len() => return Offer::Kept,
+                Ok(n) => p.first_written = n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => p.first_written = 0,
+                Err(_) => {
+                    p.gone = true;
+                    drop(p);
+                    self.wake.notify_one();
+                    return Offer::Gone;
+                }
+            }
+            p.frames.push_back(frame.clone());
+            drop(p);
+            self.wake.notify_one();
+            return Offer::Kept;
+        }
+        if p.frames.len() >= capacity {
+            p.gone = true;
+            drop(p);
+            self.wake.notify_one();
+            return Offer::Full;
+        }
+        p.frames.push_back(frame.clone());
+        Offer::Kept
+    }
+}
+
+/// What became of a frame offered to an inline subscriber.
+enum Offer {
+    Kept,
+    /// Its backlog is full: dropped as slow.
+    Full,
+    /// Its connection ended.
+    Gone,
 }
 
 struct Hub {
@@ -104,6 +173,18 @@ impl Hub {
         let offset = ch.offset;
         let frame: Frame = ws_text_frame(&message_json(name, offset, data)).into();
         let mut enqueued = 0;
+        let capacity = self.args.queue_capacity.max(1);
+        ch.inline.retain(|sub| match sub.offer(&frame, capacity) {
+            Offer::Kept => {
+                enqueued += 1;
+                true
+            }
+            Offer::Full => {
+                self.evicted_slow.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+            Offer::Gone => false,
+        });
         ch.subscribers
             .retain(|tx| match tx.try_send(frame.clone()) {
                 Ok(()) => {
@@ -401,6 +482,9 @@ async fn subscriber(
     accept: &str,
     channels: &[String],
 ) -> Result<()> {
+    if hub.args.mode == Mode::Inline {
+        return inline_subscriber(hub, stream, accept, channels).await;
+    }
     let (tx, mut rx) = mpsc::channel::<Frame>(hub.args.queue_capacity.max(1));
     let mut first = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
@@ -441,6 +525,7 @@ async fn subscriber(
                         stream.write_all(&frame).await?;
                         counts.add(1, 1);
                     }
+                    Mode::Inline => unreachable!("inline subscribers have their own loop"),
                     Mode::Batched => {
                         batch.push(frame);
                         while batch.len() < max_batch {
@@ -464,6 +549,109 @@ async fn subscriber(
                     // Client close: answer it (echoing the code) and end.
                     let _ = stream.write_all(&ws_close_frame(code, "")).await;
                     return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// `--mode inline`: the handshake reply goes out before the subscriber is visible to
+/// publishers; then the task only reads (EOF, close) and drains what publishers could not
+/// write at once.
+async fn inline_subscriber(
+    hub: &Hub,
+    mut stream: TcpStream,
+    accept: &str,
+    channels: &[String],
+) -> Result<()> {
+    stream
+        .write_all(
+            format!(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await?;
+    let sub = Arc::new(InlineSub {
+        stream: Arc::new(stream),
+        pending: Mutex::default(),
+        wake: tokio::sync::Notify::new(),
+    });
+    for name in channels {
+        // The `subscribed` frame is queued (not written) under the channel lock, so no
+        // message of that channel can overtake it.
+        let channel = hub.channel(name);
+        let mut ch = channel.lock().unwrap_or_else(|p| p.into_inner());
+        let json = format!(
+            r#"{{"type":"subscribed","channel":"{name}","epoch":"{EPOCH}","offset":{},"recovered":true}}"#,
+            ch.offset
+        );
+        let frame: Frame = ws_text_frame(json.as_bytes()).into();
+        sub.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .frames
+            .push_back(frame);
+        ch.inline.push(sub.clone());
+    }
+    let ended = inline_loop(hub, &sub).await;
+    sub.pending.lock().unwrap_or_else(|e| e.into_inner()).gone = true;
+    ended
+}
+
+/// The inline subscriber's task: drain, then wait for the socket or a publisher's wake.
+async fn inline_loop(hub: &Hub, sub: &InlineSub) -> Result<()> {
+    let stream = &sub.stream;
+    let mut incoming = ClientFrames::default();
+    let mut read_buf = [0u8; 256];
+    let mut counts = WriteCounts {
+        hub,
+        writes: 0,
+        frames: 0,
+    };
+    loop {
+        // Drain what publishers left pending.
+        loop {
+            let (frame, from, gone) = {
+                let p = sub.pending.lock().unwrap_or_else(|e| e.into_inner());
+                (p.frames.front().cloned(), p.first_written, p.gone)
+            };
+            if gone {
+                let _ = stream.try_write(&ws_close_frame(4000, "slow"));
+                return Ok(());
+            }
+            let Some(frame) = frame else { break };
+            match stream.try_write(&frame[from..]) {
+                Ok(n) => {
+                    counts.add(1, 0);
+                    let mut p = sub.pending.lock().unwrap_or_else(|e| e.into_inner());
+                    p.first_written += n;
+                    if p.first_written == frame.len() {
+                        p.frames.pop_front();
+                        p.first_written = 0;
+                        counts.add(0, 1);
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    stream.writable().await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        tokio::select! {
+            () = sub.wake.notified() => {}
+            ready = stream.readable() => {
+                ready?;
+                match stream.try_read(&mut read_buf) {
+                    Ok(0) => return Ok(()),
+                    Ok(n) => {
+                        if let Some(code) = incoming.feed(&read_buf[..n]) {
+                            let _ = stream.try_write(&ws_close_frame(code, ""));
+                            return Ok(());
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e.into()),
                 }
             }
         }

@@ -118,7 +118,7 @@ impl Channel {
             reason,
         });
         for client in state.subscribers.values() {
-            if client.queue.try_push(frame.clone()) == Err(PushError::Full) {
+            if client.push_published(frame.clone()) == Err(PushError::Full) {
                 overflowed.push(client.clone());
             }
         }

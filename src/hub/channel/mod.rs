@@ -124,7 +124,7 @@ impl Channel {
         state.trim_history(limits, now);
         let mut enqueued = 0;
         for client in state.subscribers.values() {
-            match client.queue.try_push(frame.clone()) {
+            match client.push_published(frame.clone()) {
                 Ok(()) => enqueued += 1,
                 Err(PushError::Full) => overflowed.push(client.clone()),
                 // Disconnecting already; it resumes from its own last offset.

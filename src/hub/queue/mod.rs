@@ -100,6 +100,24 @@ struct QueueState {
     stuck: bool,
     /// Whether this queue is counted in the hub's `LagCounter` now.
     counted: bool,
+    /// The consumer is parked (see [`crate::hub::direct`]): it waits with nothing of its own
+    /// to write, and a flusher may write the queue's frames to its socket in its place. Only
+    /// fan-out pushes ([`ClientQueue::push_fanout`]) leave it parked.
+    parked: bool,
+    /// Parked and already handed to a flusher: later pushes need not hand it again.
+    dirty: bool,
+    /// A frame a flusher wrote only part of (the socket took no more), and how many of its
+    /// wire bytes are out: the consumer must finish it before it writes anything else.
+    cut: Option<(Frame, usize)>,
+}
+
+/// What a fan-out push asks of the caller.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Pushed {
+    /// Queued; the consumer was woken if it needed to be.
+    Queued,
+    /// Queued for a parked consumer: hand the client to its flusher.
+    ToFlush,
 }
 
 impl ClientQueue {
@@ -152,17 +170,27 @@ impl ClientQueue {
         self.recount(&mut state);
     }
 
+    /// Queues `frame`, waking the consumer if it waits (a parked one is unparked: it writes
+    /// this frame itself).
     pub fn try_push(&self, frame: Frame) -> Result<(), PushError> {
         let bytes = frame.len();
-        self.push(Entry::Frame(frame), bytes)
+        self.push(Entry::Frame(frame), bytes, false).map(drop)
+    }
+
+    /// Queues a published frame. A parked consumer stays parked: the caller hands the client
+    /// to its flusher when told [`Pushed::ToFlush`].
+    pub(crate) fn push_fanout(&self, frame: Frame) -> Result<Pushed, PushError> {
+        let bytes = frame.len();
+        self.push(Entry::Frame(frame), bytes, true)
     }
 
     pub(crate) fn try_push_replay(&self, replay: Replay) -> Result<(), PushError> {
-        self.push(Entry::Replay(Box::new(replay)), 0)
+        self.push(Entry::Replay(Box::new(replay)), 0, false)
+            .map(drop)
     }
 
-    fn push(&self, entry: Entry, bytes: usize) -> Result<(), PushError> {
-        let was_empty = {
+    fn push(&self, entry: Entry, bytes: usize, fanout: bool) -> Result<Pushed, PushError> {
+        let wake = {
             let mut state = lock(&self.state);
             if state.closed.is_some() {
                 return Err(PushError::Closed);
@@ -178,14 +206,108 @@ impl ClientQueue {
                 state.last_progress = Some(Instant::now());
             }
             self.recount(&mut state);
-            len == 0
+            if state.parked && fanout {
+                if state.dirty {
+                    return Ok(Pushed::Queued);
+                }
+                state.dirty = true;
+                return Ok(Pushed::ToFlush);
+            }
+            // Anything else for a parked consumer (a reply, a replay) is its own to write.
+            let unparked = std::mem::take(&mut state.parked);
+            len == 0 || unparked
         };
         // The consumer only waits on an empty queue, so only the first frame needs a wake-up;
         // `notify_one` keeps a permit if the consumer is between its check and its wait.
-        if was_empty {
+        if wake {
             self.notify.notify_one();
         }
-        Ok(())
+        Ok(Pushed::Queued)
+    }
+
+    /// Parks the consumer if nothing is queued: from now on a flusher may write published
+    /// frames to its socket. The consumer must have nothing of its own half-written.
+    pub(crate) fn park(&self) -> bool {
+        let mut state = lock(&self.state);
+        if state.closed.is_some() || !state.entries.is_empty() || state.cut.is_some() {
+            return false;
+        }
+        state.parked = true;
+        true
+    }
+
+    /// Takes the socket back from the flushers (the consumer woke up); returns the frame a
+    /// flusher wrote only part of, with the bytes already out, for the consumer to finish
+    /// before anything else.
+    pub(crate) fn unpark(&self) -> Option<(Frame, usize)> {
+        let mut state = lock(&self.state);
+        state.parked = false;
+        state.cut.take()
+    }
+
+    /// Unparks and wakes the consumer: what is queued is its own to write.
+    pub(crate) fn unpark_and_wake(&self) {
+        lock(&self.state).parked = false;
+        self.notify.notify_one();
+    }
+
+    /// A flusher's turn: writes what is queued for a parked consumer to its socket through
+    /// `sink`, as far as the socket takes it without waiting. What the socket does not take
+    /// (or a catch-up, which only the consumer reads) is handed back: the consumer is
+    /// unparked and woken.
+    pub(crate) fn flush(&self, sink: &dyn super::direct::FrameSink) {
+        let mut state = lock(&self.state);
+        state.dirty = false;
+        if !state.parked || state.closed.is_some() {
+            return;
+        }
+        let mut written_any = false;
+        let hand_back = loop {
+            let mut frames = state.entries.iter().map_while(|entry| match entry {
+                Entry::Frame(frame) => Some(frame),
+                Entry::Replay(_) => None,
+            });
+            let mut rest = match sink.try_write(&mut frames) {
+                Ok(0) => break true,
+                Ok(n) => n,
+                // Would block, or failed: the consumer meets it on its own write.
+                Err(_) => break true,
+            };
+            written_any = true;
+            while rest > 0 {
+                let Some(Entry::Frame(frame)) = state.entries.pop_front() else {
+                    debug_assert!(false, "a sink wrote more than the frames it was given");
+                    break;
+                };
+                state.bytes -= frame.len();
+                let wire = sink.wire_len(&frame);
+                if rest < wire {
+                    // Only the consumer may finish it, before anything else it writes.
+                    state.cut = Some((frame, rest));
+                    break;
+                }
+                rest -= wire;
+            }
+            match state.entries.front() {
+                _ if state.cut.is_some() => break true,
+                None => break false,
+                Some(Entry::Replay(_)) => break true,
+                Some(Entry::Frame(_)) => {}
+            }
+        };
+        if written_any {
+            state.last_progress = Some(Instant::now());
+            state.stuck = false;
+            self.recount(&mut state);
+            if state.entries.is_empty() && state.entries.capacity() > RETAINED_CAPACITY {
+                state.entries = VecDeque::new();
+            }
+        }
+        if hand_back {
+            state.parked = false;
+            drop(state);
+            self.notify.notify_one();
+        }
     }
 
     /// Waits until a frame is queued or the queue is closed. Cancel-safe: it takes nothing.

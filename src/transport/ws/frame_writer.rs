@@ -47,11 +47,17 @@ impl FrameWriter {
 
     /// Takes `batch` as the next thing to write.
     pub fn load(&mut self, batch: Vec<Frame>) {
+        self.load_from(batch, 0);
+    }
+
+    /// Takes `batch` as the next thing to write, the first `skip` wire bytes of its first
+    /// frame already written (by a flusher, `hub::direct`).
+    pub fn load_from(&mut self, batch: Vec<Frame>, skip: usize) {
         debug_assert!(!self.has_pending());
         *self = Self {
             frames: batch,
             next: 0,
-            next_written: 0,
+            next_written: skip,
         };
     }
 
@@ -80,23 +86,8 @@ impl FrameWriter {
     ) -> Poll<io::Result<usize>> {
         let chunk = &self.frames[self.next..(self.next + FRAMES_PER_WRITE).min(self.frames.len())];
         let mut headers = [([0u8; 10], 0u8); FRAMES_PER_WRITE];
-        for (slot, frame) in headers.iter_mut().zip(chunk) {
-            *slot = header(frame.len());
-        }
         let mut slices = [IoSlice::new(&[]); 2 * FRAMES_PER_WRITE];
-        let mut used = 0;
-        let mut skip = self.next_written;
-        for ((header, len), frame) in headers.iter().zip(chunk) {
-            for part in [&header[..*len as usize], frame.as_bytes()] {
-                if skip >= part.len() {
-                    skip -= part.len();
-                } else {
-                    slices[used] = IoSlice::new(&part[skip..]);
-                    used += 1;
-                    skip = 0;
-                }
-            }
-        }
+        let used = iovecs(chunk.iter(), self.next_written, &mut headers, &mut slices);
         Pin::new(io).poll_write_vectored(cx, &slices[..used])
     }
 
@@ -115,6 +106,57 @@ impl FrameWriter {
             }
         }
     }
+}
+
+/// Fills `slices` with `chunk`'s frames (header, payload, …) past the first `skip` bytes;
+/// returns how many slices it used. Headers are built into `headers`.
+fn iovecs<'a>(
+    chunk: impl Iterator<Item = &'a Frame> + Clone,
+    skip: usize,
+    headers: &'a mut [([u8; 10], u8); FRAMES_PER_WRITE],
+    slices: &mut [IoSlice<'a>; 2 * FRAMES_PER_WRITE],
+) -> usize {
+    for (slot, frame) in headers.iter_mut().zip(chunk.clone()) {
+        *slot = header(frame.len());
+    }
+    let mut used = 0;
+    let mut skip = skip;
+    for ((header, len), frame) in headers.iter().zip(chunk) {
+        for part in [&header[..*len as usize], frame.as_bytes()] {
+            if skip >= part.len() {
+                skip -= part.len();
+            } else {
+                slices[used] = IoSlice::new(&part[skip..]);
+                used += 1;
+                skip = 0;
+            }
+        }
+    }
+    used
+}
+
+/// Writes up to `FRAMES_PER_WRITE` of `frames` with one vectored `try_write`, without
+/// waiting: how a flusher (`hub::direct`) writes to a parked connection.
+pub(super) fn try_write_frames(
+    stream: &tokio::net::TcpStream,
+    frames: &mut dyn Iterator<Item = &Frame>,
+) -> io::Result<usize> {
+    let empty = Frame::empty();
+    let mut chunk = [&empty; FRAMES_PER_WRITE];
+    let mut count = 0;
+    for (slot, frame) in chunk.iter_mut().zip(frames) {
+        *slot = frame;
+        count += 1;
+    }
+    let mut headers = [([0u8; 10], 0u8); FRAMES_PER_WRITE];
+    let mut slices = [IoSlice::new(&[]); 2 * FRAMES_PER_WRITE];
+    let used = iovecs(chunk[..count].iter().copied(), 0, &mut headers, &mut slices);
+    stream.try_write_vectored(&slices[..used])
+}
+
+/// The bytes `frame` takes on the wire: header and payload.
+pub(super) fn wire_len(frame: &Frame) -> usize {
+    header(frame.len()).1 as usize + frame.len()
 }
 
 /// A close frame with `code` and `reason`, for the session to write when tungstenite would not

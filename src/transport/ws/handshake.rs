@@ -22,6 +22,7 @@ use crate::protocol::{query, server};
 
 use super::super::admission::SourceSlot;
 use super::super::identity::{check_channels, token_of};
+use super::shared::{SharedTcp, SocketSink};
 use super::upgrade::{
     accept_key, httparse_headers, switching_protocols, validate_upgrade, MAX_HEADERS,
 };
@@ -68,12 +69,12 @@ impl WebSockets {
     /// the same HTTP status and JSON body as on the hyper path.
     pub async fn accept_direct(&self, stream: TcpStream, read: Vec<u8>, head_len: usize) {
         // Boxed: the handshake's state is only needed for a moment.
-        let Some((ws, (client, _slot))) =
+        let Some((ws, (client, _slot), direct)) =
             Box::pin(self.handshake_direct(stream, read, head_len)).await
         else {
             return;
         };
-        self.run(ws, client).await;
+        self.run(ws, client, direct).await;
     }
 
     /// The direct handshake. We answer it ourselves rather than through tungstenite's
@@ -87,7 +88,7 @@ impl WebSockets {
         mut stream: TcpStream,
         mut head: Vec<u8>,
         head_len: usize,
-    ) -> Option<(Box<WebSocketStream<TcpStream>>, Admitted)> {
+    ) -> Option<(Box<WebSocketStream<SharedTcp>>, Admitted, bool)> {
         let limit = self.config.handshake_timeout;
         let peer = stream.peer_addr().ok().map(|addr| addr.ip());
         // As on hyper's path (`server::serve_connection`): without it, a write that follows
@@ -127,6 +128,9 @@ impl WebSockets {
                 return None;
             }
         }
+        // Shared with a flusher, which writes published frames while the session is parked.
+        let sink = Arc::new(SocketSink(stream));
+        let stream = SharedTcp(sink.clone());
         let ws = if early.is_empty() {
             WebSocketStream::from_raw_socket(stream, Role::Server, Some(self.ws_config())).await
         } else {
@@ -139,7 +143,8 @@ impl WebSockets {
             .await
         };
         self.subscribe_at_connect(&client, &channels).await;
-        Some((Box::new(ws), (client, slot)))
+        let direct = self.hub.attach_sink(&client, sink);
+        Some((Box::new(ws), (client, slot), direct))
     }
 
     /// Parses a request head the sniffer chose for the direct path and admits its client,
@@ -224,7 +229,9 @@ impl WebSockets {
             )
             .await;
             this.subscribe_at_connect(&client, &channels).await;
-            this.run(Box::new(ws), client).await;
+            // hyper's upgraded stream cannot be shared with a flusher: this session writes
+            // everything itself.
+            this.run(Box::new(ws), client, false).await;
         });
         Response::builder()
             .status(StatusCode::SWITCHING_PROTOCOLS)

@@ -10,6 +10,8 @@
 //! - [`upgrade`] — RFC 6455 header checks shared by both paths, the accept key, the `101`.
 //! - `session` — the connection loop and the closing handshake.
 //! - `frame_writer` — pre-encoded frames straight to the socket.
+//! - `shared` — a direct connection's socket shared with the hub's flushers
+//!   (`hub::direct`), which write published frames while the session is parked.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +28,7 @@ pub mod direct;
 mod frame_writer;
 pub mod handshake;
 mod session;
+mod shared;
 pub mod upgrade;
 
 /// Read buffer per connection. Client frames are small control frames, and the buffer is held

@@ -45,8 +45,15 @@ impl WebSockets {
     ///
     /// The stream comes boxed: held by value, an async fn's argument takes two slots in its
     /// state (the argument and the moved-in local), 300 bytes each, in every connection.
-    pub(super) async fn run<S>(&self, ws: Box<WebSocketStream<S>>, client: Arc<Client>)
-    where
+    ///
+    /// `direct`: the hub's flushers may write published frames to this socket while the
+    /// session is parked (`hub::direct`); the session parks whenever it waits.
+    pub(super) async fn run<S>(
+        &self,
+        ws: Box<WebSocketStream<S>>,
+        client: Arc<Client>,
+        direct: bool,
+    ) where
         S: AsyncRead + AsyncWrite + Unpin,
     {
         let now = Instant::now();
@@ -58,6 +65,7 @@ impl WebSockets {
             ws,
             writer: FrameWriter::default(),
             batch: Vec::new(),
+            direct,
             last_seen: now,
             next_ping: now + self.config.ping_interval,
         };
@@ -80,6 +88,8 @@ struct Session<'a, S> {
     writer: FrameWriter,
     /// Frames taken from the queue for the next write (empty between writes).
     batch: Vec<Frame>,
+    /// Parks while it waits: a flusher writes published frames meanwhile.
+    direct: bool,
     /// When anything last arrived from the client (for the idle timeout).
     last_seen: Instant,
     next_ping: Instant,
@@ -96,18 +106,43 @@ where
         let timer = sleep_until(self.next_timer());
         tokio::pin!(timer);
         loop {
+            if self.direct {
+                // Nothing of ours is half-written here: every step finishes its writes.
+                self.client.park();
+            }
             // No cancellation branch here: `Hub::disconnect` (and so shutdown) closes the
             // queue, which wakes `ready()`. Polling a token on every wake-up costs a lock.
-            let step = tokio::select! {
+            let woke = tokio::select! {
                 biased;
-                () = self.client.queue.ready() => self.deliver().await,
-                incoming = self.ws.next() => self.receive(incoming).await,
-                () = &mut timer => self.tick(timer.as_mut()).await,
+                () = self.client.queue.ready() => Woke::Queue,
+                incoming = self.ws.next() => Woke::Socket(incoming),
+                () = &mut timer => Woke::Timer,
+            };
+            let step = match self.take_back().await {
+                ControlFlow::Break(reason) => ControlFlow::Break(reason),
+                ControlFlow::Continue(()) => match woke {
+                    Woke::Queue => self.deliver().await,
+                    Woke::Socket(incoming) => self.receive(incoming).await,
+                    Woke::Timer => self.tick(timer.as_mut()).await,
+                },
             };
             if let ControlFlow::Break(reason) = step {
                 return reason;
             }
         }
+    }
+
+    /// Takes the socket back from the flushers before writing anything: finishes a frame a
+    /// flusher wrote only part of.
+    async fn take_back(&mut self) -> Step {
+        if !self.direct {
+            return ControlFlow::Continue(());
+        }
+        let Some((frame, written)) = self.client.unpark() else {
+            return ControlFlow::Continue(());
+        };
+        self.writer.load_from(vec![frame], written);
+        self.write_loaded().await
     }
 
     fn next_timer(&self) -> Instant {
@@ -126,6 +161,11 @@ where
             self.take_queued(MAX_FRAMES_PER_WRITE - self.batch.len())?;
         }
         self.writer.load(std::mem::take(&mut self.batch));
+        self.write_loaded().await
+    }
+
+    /// Writes what the writer holds.
+    async fn write_loaded(&mut self) -> Step {
         // Boxed, like every rarely-pending step: a future held inline is part of every
         // connection's task, idle or not.
         let written = Box::pin(write_batch(
@@ -214,6 +254,14 @@ where
             return;
         }
         let close_frame = close_frame(reason.close_code(), reason.as_str());
+        if self.direct {
+            // A frame a flusher cut short is finished before the close frame.
+            if let Some((frame, written)) = self.client.unpark() {
+                if !self.writer.has_pending() {
+                    self.writer.load_from(vec![frame], written);
+                }
+            }
+        }
         let writer = &mut self.writer;
         let io = self.ws.get_mut();
         // Written raw, past tungstenite: once a client's close frame has arrived (one with a
@@ -241,6 +289,13 @@ where
             .await;
         }
     }
+}
+
+/// What woke the connection loop.
+enum Woke {
+    Queue,
+    Socket(Option<Result<Message, WsError>>),
+    Timer,
 }
 
 /// A control frame the loop sends on its own.

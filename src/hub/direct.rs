@@ -1,0 +1,174 @@
+//! Direct writes: published frames written to idle connections' sockets by a few flusher
+//! tasks, instead of waking one task per connection per message.
+//!
+//! Why: at moderate load every message finds most of its subscribers idle, and each delivery
+//! used to be a wake-up, a poll of the connection's task (queue, socket, timer) and one write.
+//! The write is the floor; the rest was about a third of the hub's CPU per delivery. Now a
+//! connection whose task has nothing to do *parks* its queue ([`ClientQueue::park`]); a
+//! publish that finds a parked queue hands the client to a flusher, once, and moves on. The
+//! flusher drains every handed client's queue straight into its socket with one vectored
+//! `try_write` each — one wake-up per publish instead of one per subscriber. Under load
+//! frames pile up between two flusher turns and share a write, so batching is kept.
+//!
+//! Order and exclusion: the queue stays the only order. A flusher writes only while the queue
+//! is parked and holds the queue's lock while it writes; the connection's task takes the
+//! socket back ([`ClientQueue::unpark`]) under that lock before any write of its own. What
+//! the socket does not take at once (it would block, or took part of a frame) is handed
+//! back: the queue is unparked and the task woken, and it finishes a frame cut short (the
+//! queue hands it over with how many bytes are already out) before it writes anything else,
+//! under its own write timeout and eviction rules.
+//! Catch-ups (replay cursors) are always the task's.
+//!
+//! [`ClientQueue::park`]: super::queue::ClientQueue
+//! [`ClientQueue::unpark`]: super::queue::ClientQueue
+
+use std::fmt;
+use std::io;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::{Client, Frame, Hub};
+
+/// A connection's socket, lent to the flushers by its transport (which knows the framing).
+pub trait FrameSink: Send + Sync {
+    /// Writes as many of `frames` as the socket takes now, without waiting. Returns the bytes
+    /// written (as counted by [`Self::wire_len`]), or the socket's error (`WouldBlock` when
+    /// it takes nothing).
+    fn try_write(&self, frames: &mut dyn Iterator<Item = &Frame>) -> io::Result<usize>;
+
+    /// The bytes `frame` takes on the wire, framing included.
+    fn wire_len(&self, frame: &Frame) -> usize;
+}
+
+/// How a client's queue reaches a flusher: set once, by the transport, for connections whose
+/// socket can be written from outside their task.
+pub(crate) struct Direct {
+    sink: Arc<dyn FrameSink>,
+    flusher: Arc<Flusher>,
+}
+
+impl fmt::Debug for Direct {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Direct")
+    }
+}
+
+/// One flusher: the clients handed to it since its last turn.
+#[derive(Default)]
+pub(crate) struct Flusher {
+    handed: Mutex<Vec<Arc<Client>>>,
+    wake: Notify,
+}
+
+/// The hub's flushers (`--ws-flushers`), each serving the connections assigned to it.
+#[derive(Default)]
+pub(crate) struct Flushers {
+    all: Vec<Arc<Flusher>>,
+}
+
+impl Flusher {
+    /// Hands a client with a parked queue to this flusher. Each client is handed at most once
+    /// per turn (the queue remembers it), so the list holds at most one entry per client.
+    pub(crate) fn hand(&self, client: Arc<Client>) {
+        let first = {
+            let mut handed = self.handed.lock().unwrap_or_else(|p| p.into_inner());
+            handed.push(client);
+            handed.len() == 1
+        };
+        if first {
+            self.wake.notify_one();
+        }
+    }
+
+    async fn run(&self, shutdown: CancellationToken) {
+        let mut turn = Vec::new();
+        loop {
+            tokio::select! {
+                () = self.wake.notified() => {}
+                () = shutdown.cancelled() => return,
+            }
+            loop {
+                std::mem::swap(
+                    &mut turn,
+                    &mut *self.handed.lock().unwrap_or_else(|p| p.into_inner()),
+                );
+                if turn.is_empty() {
+                    break;
+                }
+                for client in turn.drain(..) {
+                    if let Some(direct) = client.direct.get() {
+                        client.queue.flush(&*direct.sink);
+                    }
+                }
+                // Between turns, let the connections' own tasks and the publishers run.
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+}
+
+impl Hub {
+    /// Starts `count` flusher tasks (see [`self`]); 0 leaves every write to the connections'
+    /// own tasks. Call once, before connections attach sinks.
+    pub fn start_flushers(&self, count: usize, tracker: &TaskTracker) {
+        let flushers = Flushers {
+            all: (0..count).map(|_| Arc::new(Flusher::default())).collect(),
+        };
+        for flusher in &flushers.all {
+            let flusher = flusher.clone();
+            let shutdown = self.inner.shutdown.clone();
+            tracker.spawn(async move { flusher.run(shutdown).await });
+        }
+        let _ = self.inner.flushers.set(flushers);
+    }
+
+    /// Lends `client`'s socket to a flusher. `false` when the hub runs none: the transport
+    /// then writes everything itself (and must not park the queue).
+    pub fn attach_sink(&self, client: &Client, sink: Arc<dyn FrameSink>) -> bool {
+        let Some(all) = self.inner.flushers.get().map(|f| &f.all) else {
+            return false;
+        };
+        let Some(flusher) = usize::try_from(client.id.0)
+            .ok()
+            .and_then(|id| all.get(id % all.len().max(1)))
+        else {
+            return false;
+        };
+        let flusher = flusher.clone();
+        client.direct.set(Direct { sink, flusher }).is_ok()
+    }
+}
+
+impl Client {
+    /// Queues a published frame; a parked queue is handed to the client's flusher.
+    pub(crate) fn push_published(
+        self: &Arc<Self>,
+        frame: Frame,
+    ) -> Result<(), super::queue::PushError> {
+        if self.queue.push_fanout(frame)? == super::queue::Pushed::ToFlush {
+            match self.direct.get() {
+                Some(direct) => direct.flusher.hand(self.clone()),
+                // Parked without a sink cannot happen (only a sink's owner parks); if it
+                // did, the consumer must still hear of the frame.
+                None => self.queue.unpark_and_wake(),
+            }
+        }
+        Ok(())
+    }
+    /// Parks the client's queue if it has a sink and nothing queued: published frames then
+    /// go straight to its socket through a flusher. `false`: the consumer waits as usual.
+    pub fn park(&self) -> bool {
+        self.direct.get().is_some() && self.queue.park()
+    }
+
+    /// The consumer takes the socket back (it woke up, or is closing); returns the frame a
+    /// flusher wrote only part of, with the wire bytes already out: the consumer writes the
+    /// rest before anything else.
+    pub fn unpark(&self) -> Option<(Frame, usize)> {
+        self.direct.get()?;
+        self.queue.unpark()
+    }
+}
