@@ -31,7 +31,8 @@
 //!   (what a client frame does, shared by both transports), [`transport::ws`] (the
 //!   [`handshake`](transport::ws::handshake) admits or refuses; then one
 //!   session task per socket: queue → socket as pre-encoded frames in one
-//!   vectored write per batch, socket → hub, pings, idle and write timeouts),
+//!   vectored write per batch, socket → hub, pings, idle and write timeouts; while it has
+//!   nothing to do it *parks* and lends its socket to the hub's flushers),
 //!   [`transport::long_poll`] (sessions, held polls, acked batches, reaper) and
 //!   [`transport::identity`] (tokens at admission, sessions bound to their user, the token
 //!   lifetime step of housekeeping). Both transports enforce one shared
@@ -42,6 +43,8 @@
 //! - [`hub`] — the core, free of HTTP/WebSocket types: [`hub::Hub`] (register, subscribe,
 //!   publish, take, disconnect), the dashmap registry, channels (offsets, epoch, history ring,
 //!   subscribers), per-client bounded queues whose catch-ups are cursors into history,
+//!   [`hub::direct`] (flusher tasks that write published frames straight to parked
+//!   connections' sockets: one wake-up per publish instead of one per subscriber),
 //!   back-pressure (lagging vs stuck clients) and budgets (channel count, history bytes across
 //!   channels, data depth), `HubError`, stats; and [`hub::broker`], the seam to where
 //!   positions come from (in memory by default, or a cluster broker the channels mirror).
@@ -73,6 +76,13 @@
 //!   a close code or `disconnect` frame. When most clients lag at once, `Hub::check_load`
 //!   refuses publishes (`overloaded`) instead: back-pressure on publishers rather than mass
 //!   eviction.
+//! - Direct writes ([`hub::direct`]): a direct WebSocket's transport lends the hub a
+//!   [`hub::direct::FrameSink`] (its socket, framing included). While the session waits
+//!   with nothing of its own to write, its queue is *parked*: a publish hands the client to a
+//!   flusher task, which writes what is queued with one non-blocking vectored write. The
+//!   queue stays the only order; flusher and session exclude each other under the queue's
+//!   lock (park/unpark), and whatever the socket does not take at once — a frame cut short
+//!   included — is handed back to the session, with its write timeout and eviction rules.
 //! - The hub encodes the frames it must order under a channel lock (`message`, `subscribed`,
 //!   `missed`) with [`protocol::server`]; a request's reply `id` never enters the hub — the
 //!   transport hands `Hub::subscribe` a closure that encodes `subscribed` with it.

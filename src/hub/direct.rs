@@ -32,6 +32,9 @@ use tokio_util::task::TaskTracker;
 
 use super::{Client, Frame, Hub};
 
+/// Clients a flusher writes to before it lets other tasks run (a few hundred microseconds).
+const YIELD_EVERY: usize = 128;
+
 /// A connection's socket, lent to the flushers by its transport (which knows the framing).
 pub trait FrameSink: Send + Sync {
     /// Writes as many of `frames` as the socket takes now, without waiting. Returns the bytes
@@ -98,12 +101,16 @@ impl Flusher {
                 if turn.is_empty() {
                     break;
                 }
-                for client in turn.drain(..) {
+                for (i, client) in turn.drain(..).enumerate() {
                     if let Some(direct) = client.direct.get() {
                         client.queue.flush(&*direct.sink);
                     }
+                    // A turn can hold thousands of clients (a write each): let the
+                    // connections' own tasks and the publishers run in between.
+                    if i % YIELD_EVERY == YIELD_EVERY - 1 {
+                        tokio::task::yield_now().await;
+                    }
                 }
-                // Between turns, let the connections' own tasks and the publishers run.
                 tokio::task::yield_now().await;
             }
         }
