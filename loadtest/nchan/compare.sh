@@ -12,7 +12,10 @@
 # Environment: OUT (results, default target/nchan-compare), CRIER_PORT (8092), NCHAN_PORT
 # (8091), NCHAN_BUFFER (nchan_message_buffer_length, 64), CRIER_BIN, LOADTEST_BIN,
 # CARGO_TARGET_DIR (default /work/perf-target when it exists, else target), ONLY (a
-# space-separated subset of: idle15k idlemax sat rate20k slow).
+# space-separated subset of: idle15k idlemax sat rate20k rate10k slow), HUBS (default
+# "nchan crier"; also "crier-taskwrites": crier with --ws-flushers 0, every delivery written
+# by the connection's own task as before 0.3), ROUNDS (how many times each hub runs each
+# scenario, interleaved, default 1; the table shows every round).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -28,7 +31,9 @@ CRIER_PORT=${CRIER_PORT:-8092}
 NCHAN_PORT=${NCHAN_PORT:-8091}
 NCHAN_BUFFER=${NCHAN_BUFFER:-64}
 QUICK=${QUICK:-0}
-ONLY=${ONLY:-idle15k idlemax sat rate20k slow}
+ONLY=${ONLY:-idle15k idlemax sat rate20k rate10k slow}
+HUBS=${HUBS:-nchan crier}
+ROUNDS=${ROUNDS:-1}
 NCHAN_MODULE=/usr/lib/nginx/modules/ngx_nchan_module.so
 
 log() { echo "compare: $*" >&2; }
@@ -84,8 +89,8 @@ wait_port() { # port: bounded (10 s)
     return 1
 }
 
-start_crier() {
-    "$CRIER_BIN" --bind "127.0.0.1:$CRIER_PORT" >"$WORK/crier.log" 2>&1 &
+start_crier() { # extra crier flags…
+    "$CRIER_BIN" --bind "127.0.0.1:$CRIER_PORT" "$@" >"$WORK/crier.log" 2>&1 &
     HUB_PID=$!
     wait_port "$CRIER_PORT" || { cat "$WORK/crier.log" >&2; die "crier did not start"; }
     HUB_PIDS=$HUB_PID
@@ -118,6 +123,9 @@ run() {
     if [[ $hub == crier ]]; then
         start_crier
         target=(--url "http://127.0.0.1:$CRIER_PORT")
+    elif [[ $hub == crier-taskwrites ]]; then
+        start_crier --ws-flushers 0
+        target=(--url "http://127.0.0.1:$CRIER_PORT")
     else
         start_nchan
         target=(--ws-template "ws://127.0.0.1:$NCHAN_PORT/sub/{channel}"
@@ -137,9 +145,9 @@ run() {
 }
 
 if [[ $QUICK == 1 ]]; then
-    N_IDLE=2000 N_MAX=3000 N_SUBS=1000 RATE20K=200 D_FIX=5s D_SAT=5s N_SLOW=180 K_SLOW=20 D_SLOW=10s
+    N_IDLE=2000 N_MAX=3000 N_SUBS=1000 RATE20K=200 RATE10K=100 D_FIX=5s D_SAT=5s N_SLOW=180 K_SLOW=20 D_SLOW=10s
 else
-    N_IDLE=15000 N_MAX=19000 N_SUBS=10000 RATE20K=20 D_FIX=20s D_SAT=10s N_SLOW=1800 K_SLOW=200 D_SLOW=60s
+    N_IDLE=15000 N_MAX=19000 N_SUBS=10000 RATE20K=20 RATE10K=100 D_FIX=20s D_SAT=10s N_SLOW=1800 K_SLOW=200 D_SLOW=60s
 fi
 # 20 msg/s over 10 channels of 1,000 subscribers each = 20,000 deliveries/s (QUICK: the same
 # rate of deliveries with 100 subscribers per channel).
@@ -156,11 +164,20 @@ HUB_DIRTY=$(git status --porcelain -- src Cargo.toml | wc -l)
     echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), open-file limit $HARD_NOFILE"
 } >"$OUT/meta.txt"
 
-for hub in nchan crier; do
-    if wants idle15k; then run "$hub" idle15k idle -n "$N_IDLE" --ramp-rate 50000 --hold 10s; fi
-    if wants sat; then run "$hub" sat fanout -n "$N_SUBS" -c 10 --rate 0 --publishers 16 --size 256 --duration "$D_SAT"; fi
-    if wants rate20k; then run "$hub" rate20k fanout -n "$N_SUBS" -c 10 --rate "$RATE20K" --size 256 --duration "$D_FIX"; fi
-    if wants slow; then run "$hub" slow slow -n "$N_SLOW" -c 10 --rate 100 --size 16384 --duration "$D_SLOW" --slow "$K_SLOW"; fi
+# Rounds are interleaved (every hub, then every hub again), so a change in the machine's
+# background load shows in every hub's figures rather than in one hub's. Round 1 keeps the
+# plain file names the table below reads; later rounds add "-rN".
+for round in $(seq 1 "$ROUNDS"); do
+    sfx=""
+    [[ $round -gt 1 ]] && sfx="-r$round"
+    for hub in $HUBS; do
+        if wants idle15k; then run "$hub" "idle15k$sfx" idle -n "$N_IDLE" --ramp-rate 50000 --hold 10s; fi
+        if wants sat; then run "$hub" "sat$sfx" fanout -n "$N_SUBS" -c 10 --rate 0 --publishers 16 --size 256 --duration "$D_SAT"; fi
+        if wants rate20k; then run "$hub" "rate20k$sfx" fanout -n "$N_SUBS" -c 10 --rate "$RATE20K" --size 256 --duration "$D_FIX"; fi
+        # 100 msg/s over 100 channels of 100 subscribers = 10,000 deliveries/s.
+        if wants rate10k; then run "$hub" "rate10k$sfx" fanout -n "$N_SUBS" -c 100 --rate "$RATE10K" --size 256 --duration "$D_FIX"; fi
+        if wants slow; then run "$hub" "slow$sfx" slow -n "$N_SLOW" -c 10 --rate 100 --size 16384 --duration "$D_SLOW" --slow "$K_SLOW"; fi
+    done
 done
 if wants idlemax; then run crier idlemax idle -n "$N_MAX" --ramp-rate 50000 --hold 10s; fi
 
@@ -239,5 +256,20 @@ cell_ldr() { # hub: lost / duplicated / reordered over every run of that hub
     echo "| same: healthy p99, with ÷ without stuck clients (without → with) | $(cell_slow_p99 nchan) | $(cell_slow_p99 crier) |"
     echo "| same: how the stuck clients ended | $(cell_slow_end nchan) | $(cell_slow_end crier) |"
     echo "| lost / duplicated / reordered (healthy clients, all runs) | $(cell_ldr nchan) | $(cell_ldr crier) |"
+    # The moderate-load rows of the performance issue, every hub and every round.
+    if wants rate20k || wants rate10k; then
+        echo
+        echo "| hub | run | hub CPU per delivery | deliveries/s | p50 / p99 | machine busy |"
+        echo "|---|---|---|---|---|---|"
+        for name in rate20k rate10k; do
+            wants "$name" || continue
+            for hub in $HUBS; do
+                for f in "$OUT/$hub-$name".json "$OUT/$hub-$name"-r*.json; do
+                    [[ -s $f ]] || continue
+                    echo "| $hub | $(basename "$f" .json | sed "s/^$hub-//") | $(j "$f" '.result.hub_cpu_us_per_delivery | . * 10 | round / 10') µs | $(j "$f" '.result.deliveries_per_s | round') | $(j "$f" ".result.latency.p50_ms | $msf") / $(j "$f" ".result.latency.p99_ms | $msf") | $(j "$f" "$busy") |"
+                done
+            done
+        done
+    fi
 } | tee "$OUT/table.md"
 log "summaries, JSON and the exact commands: $OUT"
