@@ -207,6 +207,9 @@ pub async fn stats(State(state): State<AppState>) -> Json<StatsBody> {
         webhook_sent: stats.webhooks.sent.get(),
         webhook_failed: stats.webhooks.failed.get(),
         webhook_dropped: stats.webhooks.dropped.get(),
+        direct_writes: stats.direct.writes.get(),
+        direct_frames: stats.direct.frames.get(),
+        direct_handed_back: stats.direct.handed_back.get(),
     })
 }
 

@@ -30,6 +30,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::queue::Flushed;
+use super::stats::DirectStats;
 use super::{Client, Frame, Hub};
 
 /// Clients a flusher writes to before it lets other tasks run (a few hundred microseconds).
@@ -60,10 +62,10 @@ impl fmt::Debug for Direct {
 }
 
 /// One flusher: the clients handed to it since its last turn.
-#[derive(Default)]
 pub(crate) struct Flusher {
     handed: Mutex<Vec<Arc<Client>>>,
     wake: Notify,
+    stats: DirectStats,
 }
 
 /// The hub's flushers (`--ws-flushers`), each serving the connections assigned to it.
@@ -101,9 +103,15 @@ impl Flusher {
                 if turn.is_empty() {
                     break;
                 }
+                let mut done = Flushed::default();
                 for (i, client) in turn.drain(..).enumerate() {
                     if let Some(direct) = client.direct.get() {
-                        client.queue.flush(&*direct.sink);
+                        let flushed = client.queue.flush(&*direct.sink);
+                        done.writes += flushed.writes;
+                        done.frames += flushed.frames;
+                        self.stats
+                            .handed_back
+                            .inc_by(u64::from(flushed.handed_back));
                     }
                     // A turn can hold thousands of clients (a write each): let the
                     // connections' own tasks and the publishers run in between.
@@ -111,6 +119,8 @@ impl Flusher {
                         tokio::task::yield_now().await;
                     }
                 }
+                self.stats.writes.inc_by(done.writes);
+                self.stats.frames.inc_by(done.frames);
                 tokio::task::yield_now().await;
             }
         }
@@ -122,7 +132,15 @@ impl Hub {
     /// own tasks. Call once, before connections attach sinks.
     pub fn start_flushers(&self, count: usize, tracker: &TaskTracker) {
         let flushers = Flushers {
-            all: (0..count).map(|_| Arc::new(Flusher::default())).collect(),
+            all: (0..count)
+                .map(|_| {
+                    Arc::new(Flusher {
+                        handed: Mutex::default(),
+                        wake: Notify::new(),
+                        stats: self.inner.stats.direct.clone(),
+                    })
+                })
+                .collect(),
         };
         for flusher in &flushers.all {
             let flusher = flusher.clone();

@@ -33,6 +33,19 @@ pub struct Stats {
     pub webhooks: WebhookCounters,
     /// Cluster broker figures (zero with the in-memory broker).
     pub broker: BrokerStats,
+    /// What the flushers (`hub::direct`) wrote.
+    pub direct: DirectStats,
+}
+
+/// The flushers' work (`hub::direct`): frames per write is `frames / writes`.
+#[derive(Debug, Default, Clone)]
+pub struct DirectStats {
+    /// Non-blocking writes a flusher made to a parked connection's socket.
+    pub writes: Counter,
+    /// Frames those writes completed.
+    pub frames: Counter,
+    /// Connections handed back to their own task: the socket would not take everything.
+    pub handed_back: Counter,
 }
 
 /// What a cluster broker counts; the broker implementation keeps them up to date.
@@ -181,6 +194,22 @@ impl Default for Stats {
             "Outbound broker work dropped because its queue or concurrency limit was full",
             broker.dropped.clone(),
         );
+        let direct = DirectStats::default();
+        registry.register(
+            "direct_writes",
+            "Writes a flusher made straight to an idle WebSocket's socket",
+            direct.writes.clone(),
+        );
+        registry.register(
+            "direct_frames",
+            "Message frames written by flushers (frames per write = direct_frames / direct_writes)",
+            direct.frames.clone(),
+        );
+        registry.register(
+            "direct_handed_back",
+            "Connections a flusher handed back to their own task (the socket would not take everything)",
+            direct.handed_back.clone(),
+        );
         let transports = [TransportKind::WebSocket, TransportKind::LongPoll];
         let by_transport = |t: &TransportKind| [("transport", t.as_str())];
         Self {
@@ -202,6 +231,7 @@ impl Default for Stats {
             lagging,
             webhooks,
             broker,
+            direct,
         }
     }
 }

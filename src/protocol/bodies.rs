@@ -239,6 +239,11 @@ pub struct StatsBody {
     pub webhook_failed: u64,
     /// Webhook deliveries never attempted (queue full) or abandoned at shutdown.
     pub webhook_dropped: u64,
+    /// Writes the flushers made straight to idle WebSockets, the frames they carried, and
+    /// connections handed back to their own task.
+    pub direct_writes: u64,
+    pub direct_frames: u64,
+    pub direct_handed_back: u64,
 }
 
 /// `POST /api/users/{user}/disconnect`: how many connections ended, and with which reason.

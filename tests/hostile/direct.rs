@@ -60,6 +60,13 @@ async fn frames_cut_short_by_a_full_socket_arrive_whole_and_in_order() {
         bystanders.check(&server).await;
         // Caught up, the connection parks again and the next round starts from there.
     }
+    // The case this test is for happened: flushers wrote, and the socket refused part.
+    let direct = &server.hub.stats().direct;
+    assert!(direct.frames.get() > 0, "no flusher wrote");
+    assert!(
+        direct.handed_back.get() > 0,
+        "the socket never refused a flusher's write"
+    );
     // And a small message after all that comes through at once.
     let reply = server.publish("watch", &json!("last")).await;
     bystanders.published.push(reply["offset"].as_u64().unwrap());

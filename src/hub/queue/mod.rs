@@ -111,6 +111,16 @@ struct QueueState {
     cut: Option<(Frame, usize)>,
 }
 
+/// What one flusher turn did for one queue.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Flushed {
+    pub writes: u64,
+    /// Frames written whole.
+    pub frames: u64,
+    /// The consumer was unparked and woken to write the rest.
+    pub handed_back: bool,
+}
+
 /// What a fan-out push asks of the caller.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Pushed {
@@ -255,13 +265,13 @@ impl ClientQueue {
     /// `sink`, as far as the socket takes it without waiting. What the socket does not take
     /// (or a catch-up, which only the consumer reads) is handed back: the consumer is
     /// unparked and woken.
-    pub(crate) fn flush(&self, sink: &dyn super::direct::FrameSink) {
+    pub(crate) fn flush(&self, sink: &dyn super::direct::FrameSink) -> Flushed {
+        let mut done = Flushed::default();
         let mut state = lock(&self.state);
         state.dirty = false;
         if !state.parked || state.closed.is_some() {
-            return;
+            return done;
         }
-        let mut written_any = false;
         let hand_back = loop {
             let mut frames = state.entries.iter().map_while(|entry| match entry {
                 Entry::Frame(frame) => Some(frame),
@@ -273,7 +283,7 @@ impl ClientQueue {
                 // Would block, or failed: the consumer meets it on its own write.
                 Err(_) => break true,
             };
-            written_any = true;
+            done.writes += 1;
             while rest > 0 {
                 let Some(Entry::Frame(frame)) = state.entries.pop_front() else {
                     debug_assert!(false, "a sink wrote more than the frames it was given");
@@ -287,6 +297,7 @@ impl ClientQueue {
                     break;
                 }
                 rest -= wire;
+                done.frames += 1;
             }
             match state.entries.front() {
                 _ if state.cut.is_some() => break true,
@@ -295,7 +306,7 @@ impl ClientQueue {
                 Some(Entry::Frame(_)) => {}
             }
         };
-        if written_any {
+        if done.writes > 0 {
             state.last_progress = Some(Instant::now());
             state.stuck = false;
             self.recount(&mut state);
@@ -307,7 +318,9 @@ impl ClientQueue {
             state.parked = false;
             drop(state);
             self.notify.notify_one();
+            done.handed_back = true;
         }
+        done
     }
 
     /// Waits until a frame is queued or the queue is closed. Cancel-safe: it takes nothing.

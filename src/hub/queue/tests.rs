@@ -208,7 +208,14 @@ fn a_parked_queue_is_flushed_without_waking_its_consumer() {
         "handed to the flusher once per turn"
     );
     let sink = Sink::with_room(usize::MAX);
-    q.flush(&sink);
+    assert_eq!(
+        q.flush(&sink),
+        Flushed {
+            writes: 1,
+            frames: 2,
+            handed_back: false
+        }
+    );
     assert_eq!(sink.taken(), "|a|b");
     assert_eq!(q.len(), 0);
     // Still parked: the next publish goes to the flusher again, and the consumer was never
@@ -230,7 +237,14 @@ fn what_the_socket_does_not_take_is_handed_back_with_the_frame_cut_short() {
     }
     // "|one" and "|t" fit.
     let sink = Sink::with_room(6);
-    q.flush(&sink);
+    assert_eq!(
+        q.flush(&sink),
+        Flushed {
+            writes: 1,
+            frames: 1,
+            handed_back: true
+        }
+    );
     assert_eq!(sink.taken(), "|one|t");
     // The consumer is woken, finishes "two" from byte 2 of its wire form, then takes the rest.
     assert!(futures_util::FutureExt::now_or_never(q.ready()).is_some());
