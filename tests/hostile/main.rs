@@ -11,6 +11,7 @@ mod churn;
 mod edge;
 mod frames;
 mod limits;
+mod lp_edge;
 mod props;
 mod rates;
 mod rss;
