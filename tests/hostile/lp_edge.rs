@@ -317,3 +317,38 @@ async fn a_head_in_single_bytes_is_answered() {
     assert_eq!(status, 404, "{body}");
     assert!(body.contains("unknown_session"), "{body}");
 }
+
+/// Requests pipelined on the bare socket by a client that never reads: what it sends past
+/// 32 KiB stays in the kernel, the answers fill both sockets' buffers, the write stalls, and
+/// after `--write-timeout` the connection is dropped. The bystanders lose nothing.
+#[tokio::test(start_paused = true)]
+async fn answers_nobody_reads_are_dropped_after_the_write_timeout() {
+    let server = TestServer::with(&["--write-timeout", "2s", "--socket-send-buffer", "4096"]).await;
+    let mut bystanders = Bystanders::join(&server).await;
+    let base = server.sockets.open();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = within("connect", socket.connect(server.addr))
+        .await
+        .unwrap();
+    let requests = "POST /lp/close?session=nope HTTP/1.1\r\nHost: x\r\n\r\n".repeat(2000);
+    // The hub stops reading once its 32 KiB are full and the answers stall: the rest of the
+    // requests may never be taken, so the write is not waited for.
+    let writer = tokio::spawn(async move {
+        let _ = stream.write_all(requests.as_bytes()).await;
+        stream
+    });
+    wait_until("the connection to be accepted", || {
+        server.sockets.open() == base + 1
+    })
+    .await;
+    let start = Instant::now();
+    let_time_pass_until("the write timeout", start + Duration::from_secs(3)).await;
+    wait_until("the unread connection to be dropped", || {
+        server.sockets.open() == base
+    })
+    .await;
+    assert_eq!(bystanders.publish(&server, 1).await, 200);
+    bystanders.check(&server).await;
+    writer.abort();
+}
