@@ -15,10 +15,14 @@
 //! - [`server`] — accept loop: every accepted socket counts toward `--max-sockets`
 //!   ([`server::sockets`]; past it `503 over_capacity`); each new connection's first bytes
 //!   are read (not peeked) and decide its path: a valid
-//!   WebSocket upgrade of `/ws` is answered on the bare socket ([`transport::ws::direct`]),
-//!   everything else (bad upgrades included) goes to hyper (HTTP/1.1 with upgrades, the
-//!   sniffed bytes replayed, writes under `--write-timeout`) and the
-//!   axum router. Also the housekeeping task
+//!   WebSocket upgrade of `/ws` is answered on the bare socket ([`transport::ws::direct`]);
+//!   a connection that opens with an `/lp/*` request is served on the bare socket too,
+//!   request by request (`server::lp`: a strict HTTP/1.1 reader for exactly the long-poll
+//!   requests, polls answered by [`http::lp::poll_direct`], the other `/lp/*` requests by the
+//!   router, so no parked poll holds hyper's two 8 KiB buffers), until a request it does not
+//!   take hands the connection, bytes read included, to hyper; everything else (bad upgrades
+//!   included) goes to hyper (HTTP/1.1 with upgrades, the sniffed bytes replayed, writes
+//!   under `--write-timeout`) and the axum router. Also the housekeeping task
 //!   (history ageing, long-poll reaper) and graceful shutdown over a root
 //!   `CancellationToken` and a `TaskTracker` that holds every spawned task.
 //! - [`http`] — axum wiring only: router, publish/history/stats API, long-poll endpoints,
@@ -91,8 +95,9 @@
 //!   `subscribe`/`publish` against it (`forbidden`) before calling the hub, which itself
 //!   knows nothing of tokens. Expiry is one more reason: the housekeeping tick calls
 //!   `Hub::disconnect(id, TokenExpired)`.
-//! - The per-address limits need the peer: `server` tags each hyper request with it
-//!   (`ConnectInfo`); the direct WebSocket path reads it off the socket.
+//! - The per-address limits need the peer: `server` tags each hyper request (and each
+//!   `/lp/*` request it hands the router from the bare socket) with it (`ConnectInfo`); the
+//!   direct WebSocket path reads it off the socket.
 //! - Every ending goes through `Hub::disconnect(id, reason)`, exactly once. It closes the
 //!   client's queue with the reason, which is also the transport's cancellation signal.
 //! - Events: the hub tells one installed [`hub::EventSink`] each membership change

@@ -1,6 +1,7 @@
 //! `Server::run(listener, shutdown)`: builds the hub and transports, serves HTTP/1.1 with
-//! upgrades on every accepted connection, runs the housekeeping tasks, and drains
-//! everything on shutdown.
+//! upgrades on every accepted connection (WebSocket upgrades of `/ws` and connections that
+//! open with an `/lp/*` request on the bare socket: [`crate::transport::ws::direct`],
+//! [`lp`]), runs the housekeeping tasks, and drains everything on shutdown.
 //!
 //! Every accepted socket counts toward one ceiling ([`sockets`]); a connection hyper serves
 //! runs over [`io::EdgeIo`] (write timeout) and its request bodies must arrive within
@@ -34,6 +35,7 @@ use crate::transport::Limits;
 
 mod connection;
 mod io;
+mod lp;
 pub mod sockets;
 
 use connection::{refuse_over_capacity, serve_connection, Edge};
@@ -182,6 +184,11 @@ impl Server {
             shutdown: shutdown.clone(),
         };
         let send_buffer = state.config.socket_send_buffer;
+        let direct_long_poll = Arc::new(lp::DirectLongPoll {
+            state: state.clone(),
+            router: router.clone(),
+            edge: edge.clone(),
+        });
 
         tracker.spawn(housekeeping(state.clone(), shutdown.clone()));
         tracker.spawn(presence_flusher(state.clone(), shutdown.clone()));
@@ -235,6 +242,7 @@ impl Server {
             let router = router.clone();
             let edge = edge.clone();
             let websockets = state.websockets.clone();
+            let direct_long_poll = direct_long_poll.clone();
             tracker.spawn(async move {
                 let _slot: SocketSlot = slot;
                 match direct::sniff(&stream, edge.handshake_timeout, &edge.shutdown).await {
@@ -242,6 +250,16 @@ impl Server {
                         websockets.accept_direct(stream, read, head_len).await
                     }
                     Opening::Http { read } => {
+                        let read = if lp::may_be_long_poll(&read) {
+                            // Boxed, as below.
+                            let direct = Box::pin(direct_long_poll.serve(&stream, peer, read));
+                            match direct.await {
+                                lp::Served::Closed => return,
+                                lp::Served::Hyper(read) => read,
+                            }
+                        } else {
+                            read
+                        };
                         // Boxed: an HTTP connection's state should not enlarge the task of
                         // every WebSocket connection spawned from this same code.
                         let serve = Box::pin(serve_connection(stream, peer, read, router, edge));

@@ -119,7 +119,9 @@ pub struct Counters {
     pub protocol_errors: AtomicU64,
     /// Connections the hub ended (close frame, EOF or reset) that the tool did not end.
     pub hub_closes: AtomicU64,
+    /// Long-poll responses read (`200`s with a batch), and the frames they carried.
     pub lp_polls: AtomicU64,
+    pub lp_frames: AtomicU64,
     close_reasons: Mutex<BTreeMap<String, u64>>,
     errors: Mutex<BTreeMap<String, (ErrorClass, u64)>>,
 }

@@ -53,24 +53,34 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: &Cli) -> Result<ExitCode> {
-    let target = match (&cli.ws_template, &cli.publish_template) {
-        (Some(ws), Some(publish)) => target::Target::parse_generic(ws, publish, cli.source_addrs)?,
-        _ => target::Target::parse(&cli.url, cli.source_addrs)?,
+    let target = match &cli.publish_template {
+        Some(publish) => target::Target::parse_generic(
+            cli.ws_template.as_deref(),
+            cli.lp_template.as_deref(),
+            publish,
+            cli.source_addrs,
+        )?,
+        None => target::Target::parse(&cli.url, cli.source_addrs)?,
     };
     let target = match &cli.publish_node {
         Some(url) => target.with_publish_node(url)?,
         None => target,
     };
-    if target.is_generic() {
+    if let Some((ws, lp)) = target.generic_transports() {
+        let transport_ok = match cli.command.clients().transport {
+            client::Transport::Ws => ws,
+            client::Transport::Lp => lp,
+            client::Transport::Mix => ws && lp,
+        };
         let supported = matches!(
             cli.command,
             Command::Idle(_) | Command::Fanout(_) | Command::Slow(_)
-        ) && cli.command.clients().transport == client::Transport::Ws;
+        ) && transport_ok;
         if !supported {
             bail!(
-                "generic mode (--ws-template) runs idle, fanout and slow over WebSocket only: \
-                 storm, soak and smoke need crier's resume protocol, presence crier's presence \
-                 frames, long-poll is crier's own"
+                "generic mode runs idle, fanout and slow, over WebSocket with --ws-template \
+                 and long-poll with --lp-template (--transport lp): storm, soak and smoke need \
+                 crier's resume protocol, presence crier's presence frames"
             );
         }
     }

@@ -31,8 +31,10 @@ pub struct Target {
 /// `{channel}` placeholder. Frames are the published bodies as-is (no crier protocol).
 #[derive(Debug, Clone)]
 pub struct Templates {
-    /// `ws://HOST:PORT/…{channel}…`
-    pub ws: String,
+    /// `ws://HOST:PORT/…{channel}…`, for WebSocket subscribers.
+    pub ws: Option<String>,
+    /// `http://HOST:PORT/…{channel}…`, for long-poll subscribers (`GET` again and again).
+    pub lp: Option<String>,
     /// `http://HOST:PORT/…{channel}…`
     pub publish: String,
     /// Where the publish URL points (checked to be loopback).
@@ -104,46 +106,74 @@ impl Target {
         Ok(self)
     }
 
-    /// Generic mode: subscribers connect to `ws_template`, publishers POST to
-    /// `publish_template` (`{channel}` replaced in both); both must be loopback.
+    /// Generic mode: WebSocket subscribers connect to `ws_template`, long-poll subscribers
+    /// `GET` `lp_template`, publishers POST to `publish_template` (`{channel}` replaced in
+    /// each); at least one subscriber template, the two on one address, all loopback.
     pub fn parse_generic(
-        ws_template: &str,
+        ws_template: Option<&str>,
+        lp_template: Option<&str>,
         publish_template: &str,
         source_addrs: usize,
     ) -> Result<Self> {
-        for (flag, t) in [
-            ("--ws-template", ws_template),
-            ("--publish-template", publish_template),
-        ] {
+        let templates = [
+            ("--ws-template", ws_template, "ws"),
+            ("--lp-template", lp_template, "http"),
+            ("--publish-template", Some(publish_template), "http"),
+        ];
+        let mut addrs = Vec::new();
+        for (flag, template, scheme) in templates {
+            let Some(t) = template else { continue };
             if !t.contains(PLACEHOLDER) {
                 bail!("{flag} {t:?} has no {PLACEHOLDER} placeholder");
             }
+            let url = Url::parse(t).with_context(|| format!("{flag} {t:?} is not a URL"))?;
+            if url.scheme() != scheme {
+                bail!(
+                    "{flag} must be {scheme}://HOST:PORT/… (got scheme {:?})",
+                    url.scheme()
+                );
+            }
+            addrs.push(loopback_addr(flag, &url)?);
         }
-        let ws = Url::parse(ws_template)
-            .with_context(|| format!("--ws-template {ws_template:?} is not a URL"))?;
-        if ws.scheme() != "ws" {
-            bail!(
-                "--ws-template must be ws://HOST:PORT/… (got scheme {:?})",
-                ws.scheme()
-            );
-        }
-        let publish = Url::parse(publish_template)
-            .with_context(|| format!("--publish-template {publish_template:?} is not a URL"))?;
-        if publish.scheme() != "http" {
-            bail!(
-                "--publish-template must be http://HOST:PORT/… (got scheme {:?})",
-                publish.scheme()
-            );
-        }
-        let addr = loopback_addr("--ws-template", &ws)?;
-        let publish_addr = loopback_addr("--publish-template", &publish)?;
+        let publish_addr = addrs.pop().context("a publish template")?;
+        let addr = match addrs.as_slice() {
+            [] => bail!("generic mode needs --ws-template or --lp-template"),
+            [one] => *one,
+            [ws, lp] if ws == lp => *ws,
+            _ => bail!("--ws-template and --lp-template must name the same address"),
+        };
         let mut target = Self::parse(&format!("http://{addr}"), source_addrs)?;
         target.generic = Some(Templates {
-            ws: ws_template.to_owned(),
+            ws: ws_template.map(str::to_owned),
+            lp: lp_template.map(str::to_owned),
             publish: publish_template.to_owned(),
             publish_addr,
         });
         Ok(target)
+    }
+
+    /// Which transports generic mode can drive: the ones with a template.
+    pub fn generic_transports(&self) -> Option<(bool, bool)> {
+        self.generic
+            .as_ref()
+            .map(|t| (t.ws.is_some(), t.lp.is_some()))
+    }
+
+    /// Generic mode: the path and query a long-poll subscriber of `channel` requests.
+    pub fn lp_path(&self, channel: &str) -> String {
+        let url = self
+            .generic
+            .as_ref()
+            .and_then(|t| t.lp.as_deref())
+            .map(|t| t.replace(PLACEHOLDER, channel))
+            .and_then(|u| Url::parse(&u).ok());
+        match url {
+            Some(url) => match url.query() {
+                Some(q) => format!("{}?{q}", url.path()),
+                None => url.path().to_owned(),
+            },
+            None => format!("/lp/poll?channel={channel}"),
+        }
     }
 
     pub fn is_generic(&self) -> bool {
@@ -153,7 +183,11 @@ impl Target {
     /// The WebSocket URL a fresh subscriber of `channel` connects to.
     pub fn subscribe_url(&self, channel: &str) -> String {
         match &self.generic {
-            Some(t) => t.ws.replace(PLACEHOLDER, channel),
+            Some(t) => {
+                t.ws.as_deref()
+                    .unwrap_or_default()
+                    .replace(PLACEHOLDER, channel)
+            }
             None => self.ws_url(&format!("/ws?channel={channel}")),
         }
     }
@@ -296,11 +330,13 @@ mod tests {
     #[test]
     fn generic_templates() {
         let t = Target::parse_generic(
-            "ws://127.0.0.1:8081/sub/{channel}",
+            Some("ws://127.0.0.1:8081/sub/{channel}"),
+            Some("http://127.0.0.1:8081/lp/{channel}?x=1"),
             "http://127.0.0.1:8082/pub?id={channel}",
             2,
         )
         .unwrap();
+        assert_eq!(t.lp_path("c1"), "/lp/c1?x=1");
         assert!(t.is_generic());
         assert_eq!(t.addr, "127.0.0.1:8081".parse().unwrap());
         assert_eq!(t.subscribe_url("c1"), "ws://127.0.0.1:8081/sub/c1");
@@ -325,8 +361,26 @@ mod tests {
             ),
         ] {
             assert!(
-                Target::parse_generic(ws, publish, 1).is_err(),
+                Target::parse_generic(Some(ws), None, publish, 1).is_err(),
                 "{ws} {publish}"
+            );
+        }
+        let publish = "http://127.0.0.1:1/pub/{channel}";
+        let lp_only = Target::parse_generic(None, Some("http://127.0.0.1:2/{channel}"), publish, 1);
+        assert_eq!(lp_only.unwrap().addr, "127.0.0.1:2".parse().unwrap());
+        for (ws, lp) in [
+            (None, None),
+            (None, Some("ws://127.0.0.1:2/{channel}")),
+            (None, Some("http://127.0.0.1:2/sub")),
+            (None, Some("http://10.0.0.1:2/{channel}")),
+            (
+                Some("ws://127.0.0.1:2/{channel}"),
+                Some("http://127.0.0.1:3/{channel}"),
+            ),
+        ] {
+            assert!(
+                Target::parse_generic(ws, lp, publish, 1).is_err(),
+                "{ws:?} {lp:?}"
             );
         }
     }

@@ -3,7 +3,7 @@
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Query, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
@@ -75,6 +75,38 @@ pub async fn poll(
     let (id, ack, token) = session_id(query, &headers)?;
     let batch = state.long_poll.poll(id, ack, token.as_deref()).await?;
     Ok(([(header::CONTENT_TYPE, "application/json")], batch.0).into_response())
+}
+
+/// `GET /lp/poll` as the router would answer it (handler, origin check and layers), for a
+/// request served on the bare socket (`crate::server::lp`): the batch's JSON body, or the
+/// whole refusal. The request's head is dropped before the poll parks.
+pub async fn poll_direct(
+    state: &AppState,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Bytes, Response> {
+    state
+        .identity
+        .check_origin(&headers)
+        .map_err(|e| refusal(e.into()))?;
+    let (id, ack, token) = session_id(Query::try_from_uri(&uri), &headers).map_err(refusal)?;
+    drop((uri, headers));
+    let batch = state
+        .long_poll
+        .poll(id, ack, token.as_deref())
+        .await
+        .map_err(|e| refusal(e.into()))?;
+    Ok(batch.0)
+}
+
+/// An error answer to an `/lp/*` request, with the headers the router's long-poll layers add.
+pub fn refusal(error: ApiError) -> Response {
+    let mut response = error.into_response();
+    response.headers_mut().insert(
+        header::HeaderName::from_static("x-accel-buffering"),
+        HeaderValue::from_static("no"),
+    );
+    response
 }
 
 /// `POST /lp/send?session=ID` with one frame or an array of frames.

@@ -9,7 +9,7 @@ pub mod deadline;
 pub mod error;
 mod fallback;
 pub mod limits;
-mod lp;
+pub mod lp;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

@@ -24,8 +24,18 @@ use super::dispatch;
 use super::identity::{check_channels, Identity};
 use super::{Limits, TransportError};
 
-/// Most frames one poll response carries; the rest wait for the next poll.
-const MAX_FRAMES_PER_BATCH: usize = 512;
+/// Frames one poll response carries: everything queued, up to this many bytes of frames
+/// (always at least one frame) — the default `--queue-max-bytes`, so a full default queue
+/// goes out in one response. A backlog goes out in as few responses as it fits in (each costs
+/// a request, a wake-up and two system calls whatever it carries), while one body — built in
+/// one piece and kept until acknowledged — stays bounded however large the messages or a
+/// catch-up from history. Was 512 frames: 1,024 queued small frames took two responses, and
+/// 64 KiB messages made a 32 MiB body.
+pub const MAX_BATCH_BYTES: usize = 256 * 1024;
+
+/// Frames taken from the queue at a time while filling a batch: the batch ends at most this
+/// many frames past [`MAX_BATCH_BYTES`].
+const TAKE_CHUNK: usize = 16;
 
 #[derive(Clone, Debug)]
 pub struct LongPollConfig {
@@ -273,14 +283,27 @@ impl LongPoll {
             () = sleep(self.inner.config.hold) => {}
         }
         let mut frames = Vec::new();
-        if let Pop::Closed(reason) = self
-            .inner
-            .hub
-            .take(client, &mut frames, MAX_FRAMES_PER_BATCH)
-        {
-            // The hub ended this client: its last batch says why, then the session is gone.
-            frames.push(server::disconnect(reason));
-            self.inner.sessions.remove(&id);
+        let mut bytes = 0;
+        loop {
+            let before = frames.len();
+            match self.inner.hub.take(client, &mut frames, TAKE_CHUNK) {
+                Pop::Closed(reason) => {
+                    // The hub ended this client: its last batch says why, then the session
+                    // is gone.
+                    frames.push(server::disconnect(reason));
+                    self.inner.sessions.remove(&id);
+                    break;
+                }
+                Pop::Empty => break,
+                Pop::Frames => {}
+            }
+            bytes += frames[before..]
+                .iter()
+                .map(|f| f.as_bytes().len())
+                .sum::<usize>();
+            if bytes >= MAX_BATCH_BYTES {
+                break;
+            }
         }
         let mut state = session.lock();
         state.last_answered = Instant::now();

@@ -12,6 +12,7 @@ mod direct;
 mod edge;
 mod frames;
 mod limits;
+mod lp_edge;
 mod props;
 mod rates;
 mod rss;

@@ -69,19 +69,43 @@ async fn responses_carry_no_store_and_no_buffering_headers() {
     server.assert_no_clients().await;
 }
 
+/// A backlog arrives exactly once, in order, in as few responses as 256 KiB of frames each
+/// allows (every response but the last is full; at most 16 frames past the mark).
 #[tokio::test]
-async fn many_messages_arrive_exactly_once_in_order() {
-    let server = TestServer::with(&["--queue-capacity", "4096"]).await;
+async fn many_messages_arrive_exactly_once_in_order_in_full_batches() {
+    let server =
+        TestServer::with(&["--queue-capacity", "4096", "--queue-max-bytes", "4194304"]).await;
     let session = server.lp_connect("?channel=x", None).await;
     let mut ack = 0;
     server.lp_collect(&session, &mut ack, 1).await;
     const N: u64 = 600;
+    let padding = "p".repeat(1000);
     for i in 0..N {
-        server.publish("x", &json!(i)).await;
+        server.publish("x", &json!({"i": i, "p": padding})).await;
     }
-    let frames = server.lp_collect(&session, &mut ack, N as usize).await;
+    let mut frames = Vec::new();
+    let mut batches = Vec::new();
+    within("the backlog", async {
+        while frames.len() < N as usize {
+            let (status, reply) = server.lp_poll(&session, ack).await;
+            assert_eq!(status, 200, "poll: {reply}");
+            ack = reply["batch"].as_u64().unwrap();
+            let batch = reply["messages"].as_array().unwrap().clone();
+            let bytes: usize = batch.iter().map(|f| f.to_string().len()).sum();
+            batches.push((batch.len(), bytes));
+            frames.extend(batch);
+        }
+    })
+    .await;
     assert_eq!(offsets(&frames), (1..=N).collect::<Vec<_>>());
-    assert!(ack >= 2, "more than one batch was needed ({ack})");
+    const CAP: usize = 256 * 1024;
+    let (last, full) = batches.split_last().unwrap();
+    assert!(full.len() >= 2, "600 KiB of frames took {batches:?}");
+    for &(count, bytes) in full {
+        assert!((CAP..CAP + 16 * 1100).contains(&bytes), "{batches:?}");
+        assert!(count > 200, "{batches:?}");
+    }
+    assert!(last.1 <= CAP + 16 * 1100, "{batches:?}");
     server
         .post(&format!("/lp/close?session={session}"), "text/plain", "")
         .await;

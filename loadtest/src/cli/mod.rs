@@ -43,10 +43,17 @@ pub struct Cli {
     /// per-channel sequence number the publisher writes into each body.
     #[arg(long, global = true, value_name = "URL", requires = "publish_template")]
     pub ws_template: Option<String>,
+    /// Generic mode, long-poll (`--transport lp`): subscribers `GET` this URL, `{channel}`
+    /// replaced, again and again on one kept-alive connection; a `200` body is one published
+    /// message, `304`/`408` mean none arrived; each request carries the last answer's
+    /// `Last-Modified` and `Etag` as `If-Modified-Since` and `If-None-Match` (nchan's
+    /// long-poll). Needs --publish-template; may be given with --ws-template (same address).
+    #[arg(long, global = true, value_name = "URL", requires = "publish_template")]
+    pub lp_template: Option<String>,
     /// Generic mode: publishers POST each body to this URL, `{channel}` replaced; any 2xx reply
     /// counts as accepted. Publishes to one channel go one at a time, so its sequence numbers
-    /// reach the hub in order.
-    #[arg(long, global = true, value_name = "URL", requires = "ws_template")]
+    /// reach the hub in order. Needs --ws-template or --lp-template (checked at start).
+    #[arg(long, global = true, value_name = "URL")]
     pub publish_template: Option<String>,
     /// Print the machine-readable result (JSON) instead of the summary.
     #[arg(long, global = true)]

@@ -66,14 +66,26 @@ fn generic_mode_and_several_pids() {
     .unwrap();
     assert_eq!(cli.server_pid, vec![1, 2, 3]);
     assert!(cli.ws_template.is_some() && cli.publish_template.is_some());
-    // One template without the other is refused, as is a pid list next to a name.
-    assert!(Cli::try_parse_from([
+    // A subscriber template without the publish one is refused (the publish template without
+    // either is refused at start: `Target::parse_generic`), as is a pid list next to a name.
+    for flag in ["--ws-template", "--lp-template"] {
+        assert!(
+            Cli::try_parse_from(["crier-loadtest", "idle", flag, "ws://x/{channel}"]).is_err(),
+            "{flag} alone"
+        );
+    }
+    let lp = Cli::try_parse_from([
         "crier-loadtest",
-        "idle",
-        "--ws-template",
-        "ws://x/{channel}"
+        "fanout",
+        "--transport",
+        "lp",
+        "--lp-template",
+        "http://127.0.0.1:8081/sub/{channel}",
+        "--publish-template",
+        "http://127.0.0.1:8081/pub/{channel}",
     ])
-    .is_err());
+    .unwrap();
+    assert!(lp.lp_template.is_some() && lp.ws_template.is_none());
     assert!(Cli::try_parse_from([
         "crier-loadtest",
         "idle",

@@ -29,11 +29,13 @@ const MAX_HEAD: usize = 16 * 1024;
 /// by default) times the message size; this leaves room for 64 KiB messages.
 const MAX_BODY: usize = 64 * 1024 * 1024;
 
-/// A request to write: method, path with query, JSON body (empty for none).
+/// A request to write: method, path with query, JSON body (empty for none), and any other
+/// header fields (generic mode's `If-Modified-Since`, `If-None-Match`).
 pub struct Request<'a> {
     pub method: &'a str,
     pub path: &'a str,
     pub body: &'a [u8],
+    pub fields: &'a [(&'a str, &'a str)],
 }
 
 /// A response read in full.
@@ -41,6 +43,9 @@ pub struct Request<'a> {
 pub struct Response {
     pub status: u16,
     pub body: Vec<u8>,
+    /// `Last-Modified` and `Etag`: where a generic long-poll subscriber resumes (nchan).
+    pub last_modified: Option<String>,
+    pub etag: Option<String>,
 }
 
 pub struct Http1Conn {
@@ -77,14 +82,19 @@ impl Http1Conn {
     /// Reads the next response in full.
     pub async fn response(&mut self) -> Result<Response> {
         loop {
-            if let Some((head_len, status, body_len)) = parse_head(&self.buf)? {
-                let total = head_len + body_len;
+            if let Some(head) = parse_head(&self.buf)? {
+                let total = head.head_len + head.body_len;
                 while self.buf.len() < total {
                     self.read_more().await?;
                 }
-                let body = self.buf[head_len..total].to_vec();
+                let body = self.buf[head.head_len..total].to_vec();
                 self.buf.drain(..total);
-                return Ok(Response { status, body });
+                return Ok(Response {
+                    status: head.status,
+                    body,
+                    last_modified: head.last_modified,
+                    etag: head.etag,
+                });
             }
             if self.buf.len() > MAX_HEAD {
                 bail!("response head over {MAX_HEAD} bytes");
@@ -114,9 +124,13 @@ fn encode_request(out: &mut Vec<u8>, host: &str, r: &Request<'_>) {
     } else {
         "content-type: application/json\r\n".to_owned()
     };
+    let mut fields = String::new();
+    for (name, value) in r.fields {
+        fields.push_str(&format!("{name}: {value}\r\n"));
+    }
     out.extend_from_slice(
         format!(
-            "{} {} HTTP/1.1\r\nhost: {host}\r\n{content}content-length: {}\r\n\r\n",
+            "{} {} HTTP/1.1\r\nhost: {host}\r\n{content}{fields}content-length: {}\r\n\r\n",
             r.method,
             r.path,
             r.body.len()
@@ -126,9 +140,18 @@ fn encode_request(out: &mut Vec<u8>, host: &str, r: &Request<'_>) {
     out.extend_from_slice(r.body);
 }
 
-/// A complete response head in `buf`: (head length, status, body length); `None` while
-/// incomplete.
-fn parse_head(buf: &[u8]) -> Result<Option<(usize, u16, usize)>> {
+/// A response head.
+#[derive(Debug, PartialEq, Eq)]
+struct Head {
+    head_len: usize,
+    status: u16,
+    body_len: usize,
+    last_modified: Option<String>,
+    etag: Option<String>,
+}
+
+/// A complete response head in `buf`; `None` while incomplete.
+fn parse_head(buf: &[u8]) -> Result<Option<Head>> {
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut resp = httparse::Response::new(&mut headers);
     let head_len = match resp.parse(buf).context("bad response head")? {
@@ -137,7 +160,15 @@ fn parse_head(buf: &[u8]) -> Result<Option<(usize, u16, usize)>> {
     };
     let status = resp.code.context("response without status")?;
     let mut body_len = None;
+    let (mut last_modified, mut etag) = (None, None);
+    let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
     for h in resp.headers.iter() {
+        if h.name.eq_ignore_ascii_case("last-modified") {
+            last_modified = Some(text(h.value));
+        }
+        if h.name.eq_ignore_ascii_case("etag") {
+            etag = Some(text(h.value));
+        }
         if h.name.eq_ignore_ascii_case("transfer-encoding") {
             bail!("chunked response (not used by crier's long-poll endpoints)");
         }
@@ -150,7 +181,13 @@ fn parse_head(buf: &[u8]) -> Result<Option<(usize, u16, usize)>> {
     if body_len > MAX_BODY {
         bail!("response body of {body_len} bytes (over {MAX_BODY})");
     }
-    Ok(Some((head_len, status, body_len)))
+    Ok(Some(Head {
+        head_len,
+        status,
+        body_len,
+        last_modified,
+        etag,
+    }))
 }
 
 #[cfg(test)]
@@ -168,6 +205,7 @@ mod tests {
                 method: "POST",
                 path: "/lp/connect",
                 body,
+                fields: &[],
             },
         );
         encode_request(
@@ -177,6 +215,7 @@ mod tests {
                 method: "GET",
                 path: "/lp/poll?session=ab&ack=0",
                 body: b"",
+                fields: &[("if-none-match", "0")],
             },
         );
         let text = String::from_utf8(out).unwrap();
@@ -184,7 +223,8 @@ mod tests {
             text,
             "POST /lp/connect HTTP/1.1\r\nhost: 127.0.0.1:8080\r\ncontent-type: application/json\r\n\
              content-length: 18\r\n\r\n{\"channels\":[\"c\"]}\
-             GET /lp/poll?session=ab&ack=0 HTTP/1.1\r\nhost: 127.0.0.1:8080\r\ncontent-length: 0\r\n\r\n"
+             GET /lp/poll?session=ab&ack=0 HTTP/1.1\r\nhost: 127.0.0.1:8080\r\nif-none-match: 0\r\n\
+             content-length: 0\r\n\r\n"
         );
     }
 
@@ -193,8 +233,17 @@ mod tests {
         let full =
             b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
         assert_eq!(parse_head(&full[..20]).unwrap(), None);
-        let head_len = full.len() - 2;
-        assert_eq!(parse_head(full).unwrap(), Some((head_len, 200, 2)));
+        let head = parse_head(full).unwrap().unwrap();
+        assert_eq!(
+            (head.head_len, head.status, head.body_len),
+            (full.len() - 2, 200, 2)
+        );
+        let nchan = b"HTTP/1.1 200 OK\r\nLast-Modified: Wed, 02 Dec 2026 15:00:00 GMT\r\nEtag: 3\r\ncontent-length: 0\r\n\r\n";
+        let head = parse_head(nchan).unwrap().unwrap();
+        assert_eq!(
+            (head.last_modified.as_deref(), head.etag.as_deref()),
+            (Some("Wed, 02 Dec 2026 15:00:00 GMT"), Some("3"))
+        );
         assert!(parse_head(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n").is_err());
         assert!(parse_head(b"HTTP/1.1 200 OK\r\n\r\n").is_err());
     }

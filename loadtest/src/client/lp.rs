@@ -13,7 +13,7 @@ use super::subscriber::{Subscriber, Wake};
 use super::{Ending, SessionEnd};
 use crate::ctx::{error_kind, Counters, Ctx, ErrorClass, HTTP_TIMEOUT};
 use crate::frame::{
-    lp_connect_body, subscribe_frame, LpSession, PollBatch, LP_CONNECT_NO_CHANNELS,
+    lp_connect_body, subscribe_frame, LpSession, PollBatch, GENERIC_EPOCH, LP_CONNECT_NO_CHANNELS,
 };
 
 /// A poll waits up to the hub's hold time (25 s by default); allow that plus slack.
@@ -52,12 +52,14 @@ pub async fn connect(
             method: "POST",
             path,
             body: b"",
+            fields: &[],
         });
     }
     requests.push(Request {
         method: "POST",
         path: "/lp/connect",
         body: body.as_bytes(),
+        fields: &[],
     });
     let exchange = async {
         conn.send(&requests).await?;
@@ -81,6 +83,7 @@ pub async fn connect(
             method: "POST",
             path: &path,
             body: frame.as_bytes(),
+            fields: &[],
         });
         let resp = tokio::time::timeout(HTTP_TIMEOUT, send)
             .await
@@ -104,6 +107,7 @@ async fn close(ctx: &Ctx, source: IpAddr, conn: Option<Http1Conn>, session: &str
             method: "POST",
             path: &close_path(session),
             body: b"",
+            fields: &[],
         })
         .await?;
         Ok::<_, anyhow::Error>(())
@@ -115,6 +119,9 @@ async fn close(ctx: &Ctx, source: IpAddr, conn: Option<Http1Conn>, session: &str
 /// then poll until something ends it.
 pub async fn session(sub: &mut Subscriber<'_>) -> SessionEnd {
     let ctx = sub.ctx;
+    if ctx.target.is_generic() {
+        return generic_session(sub).await;
+    }
     let resume = sub.tracker.resume_point().map(|(e, o)| (e.to_owned(), o));
     let abandoned = sub.lp_abandoned.take();
     let connecting = connect(
@@ -173,6 +180,7 @@ async fn poll_loop(
                     method: "GET",
                     path: &path,
                     body: b"",
+                    fields: &[],
                 };
                 let resp = tokio::time::timeout(POLL_TIMEOUT, conn.request(request))
                     .await
@@ -230,6 +238,10 @@ async fn poll_loop(
         };
         // Every response is acknowledged by the next poll, so a batch arrives once; a hub that
         // re-sent one anyway shows up as duplicates in the tracker.
+        ctx.counters.lp_frames.fetch_add(
+            batch.messages.len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         for frame in &batch.messages {
             if let Some(end) = sub.frame(frame, now) {
                 return (end, idle);
@@ -237,4 +249,99 @@ async fn poll_loop(
         }
         ack = batch.batch;
     }
+}
+
+/// Generic mode (`--lp-template`, e.g. nchan's long-poll): `GET` the channel's URL again and
+/// again; a `200` body is one published message, `304` and `408` mean nothing arrived within
+/// the hub's hold. Each request carries the last response's `Last-Modified` and `Etag` as
+/// `If-Modified-Since` and `If-None-Match`, which is how such a hub knows where its
+/// subscriber stands (nchan's message id). Subscribed once the connection is open and the
+/// first request goes out; owed every sequence number accepted from then on, as a generic
+/// WebSocket subscriber is.
+async fn generic_session(sub: &mut Subscriber<'_>) -> SessionEnd {
+    let ctx = sub.ctx;
+    let source = sub.source;
+    let path = ctx.target.lp_path(&sub.spec.channel);
+    let conn = match sub.open("lp connect", Http1Conn::open(ctx, source)).await {
+        Ok(conn) => conn,
+        Err(end) => return end,
+    };
+    let start = ctx.ledger.last_offset(&sub.spec.channel);
+    sub.subscribed(Some((GENERIC_EPOCH, start)));
+    let mut idle = Some(conn);
+    let (mut last_modified, mut etag): (Option<String>, Option<String>) = (None, None);
+    let mut failures = 0u32;
+    let end = loop {
+        let wake = {
+            let mut fields = Vec::with_capacity(2);
+            if let Some(v) = &last_modified {
+                fields.push(("if-modified-since", v.as_str()));
+            }
+            if let Some(v) = &etag {
+                fields.push(("if-none-match", v.as_str()));
+            }
+            let poll = async {
+                let mut conn = match idle.take() {
+                    Some(c) => c,
+                    None => Http1Conn::open(ctx, source).await?,
+                };
+                let request = Request {
+                    method: "GET",
+                    path: &path,
+                    body: b"",
+                    fields: &fields,
+                };
+                let resp = tokio::time::timeout(POLL_TIMEOUT, conn.request(request))
+                    .await
+                    .context("lp poll timed out")??;
+                Ok::<_, anyhow::Error>((conn, resp))
+            };
+            tokio::pin!(poll);
+            loop {
+                match sub.next(poll.as_mut()).await {
+                    Wake::DrainChanged => continue,
+                    wake => break wake,
+                }
+            }
+        };
+        let resp = match wake {
+            Wake::Ready(Ok((conn, resp))) => {
+                idle = Some(conn);
+                resp
+            }
+            Wake::Ready(Err(e)) => {
+                failures += 1;
+                ctx.counters.error(&error_kind("lp poll", &e));
+                if failures >= MAX_POLL_FAILURES {
+                    let kind = "lp poll failed repeatedly".to_owned();
+                    break SessionEnd::Failed(ErrorClass::Client, kind);
+                }
+                continue;
+            }
+            Wake::End(end) => break end,
+            Wake::DrainChanged => continue,
+        };
+        Counters::inc(&ctx.counters.lp_polls);
+        match resp.status {
+            200 => {
+                failures = 0;
+                ctx.counters
+                    .lp_frames
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                super::ws::body(sub, &resp.body, ctx.clock.now_us());
+                last_modified = resp.last_modified.or(last_modified);
+                etag = resp.etag.or(etag);
+            }
+            304 | 408 => failures = 0,
+            other => {
+                failures += 1;
+                ctx.counters.error(&format!("lp poll: HTTP {other}"));
+                if failures >= MAX_POLL_FAILURES {
+                    break SessionEnd::Failed(ErrorClass::Client, format!("lp poll: HTTP {other}"));
+                }
+            }
+        }
+    };
+    sub.disconnected();
+    end
 }

@@ -143,7 +143,7 @@ async fn read_loop(
 }
 
 /// Generic mode: a frame is one published body, `{"t": µs, "s": sequence, "p": "…"}`.
-fn body(sub: &mut Subscriber<'_>, body: &[u8], now_us: u64) {
+pub(super) fn body(sub: &mut Subscriber<'_>, body: &[u8], now_us: u64) {
     match serde_json::from_slice::<Payload>(body) {
         Ok(p) => sub.delivered(p.s, p.t, now_us),
         Err(e) => sub.ctx.counters.protocol_error(&error_kind("bad body", &e)),

@@ -217,6 +217,9 @@ pub struct Outcome {
     pub hub_closes_during_run: u64,
     pub close_reasons: BTreeMap<String, u64>,
     pub reconnects: u64,
+    /// Long-poll responses with a batch over the whole run, and the frames they carried.
+    pub lp_responses: u64,
+    pub lp_frames: u64,
     pub errors: BTreeMap<String, u64>,
     /// Of `errors`, those no other figure shows (not connect or publish failures).
     #[serde(skip)]

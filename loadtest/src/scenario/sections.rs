@@ -134,6 +134,16 @@ pub fn delivery_section(o: &Outcome) -> Section {
             ),
         );
     }
+    if o.lp_responses > 0 {
+        s.row(
+            "long-poll responses (whole run)",
+            format!(
+                "{}, {:.2} frames each on average",
+                o.lp_responses,
+                o.lp_frames as f64 / o.lp_responses as f64
+            ),
+        );
+    }
     if let Some(cpu) = o.hub_cpu_seconds {
         s.row("hub CPU time", format!("{cpu:.2} s"));
     }

@@ -317,6 +317,8 @@ impl<'a> Run<'a> {
             hub_closes_during_run: measured.hub_closes,
             close_reasons: ctx.counters.close_reasons(),
             reconnects: Counters::get(&ctx.counters.reconnects),
+            lp_responses: Counters::get(&ctx.counters.lp_polls),
+            lp_frames: Counters::get(&ctx.counters.lp_frames),
             errors: ctx.counters.errors(),
             client_errors: ctx.counters.client_errors(),
             slow,
