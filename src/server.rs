@@ -233,10 +233,11 @@ impl Server {
             let edge = edge.clone();
             let websockets = state.websockets.clone();
             tracker.spawn(async move {
-                let _slot: SocketSlot = slot;
+                let slot: SocketSlot = slot;
                 match direct::sniff(&stream, edge.handshake_timeout, &edge.shutdown).await {
+                    // The WebSocket goes on in a task of its own, which keeps the slot.
                     Opening::WebSocket { read, head_len } => {
-                        websockets.accept_direct(stream, read, head_len).await
+                        websockets.accept_direct(stream, read, head_len, slot).await
                     }
                     Opening::Http { read } => {
                         // Boxed: an HTTP connection's state should not enlarge the task of
