@@ -30,6 +30,27 @@ static LARGE_BYTES: AtomicI64 = AtomicI64::new(0);
 
 thread_local! {
     static COUNTED: Cell<bool> = const { Cell::new(false) };
+    static TRACING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// `CENSUS_TRACE=<size>`: the call stack of one allocation of that size made while the
+/// connections are made, to tell which structure a size is.
+static TRACE_SIZE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static TRACE: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+fn trace(size: usize) {
+    if size == 0 || TRACE_SIZE.load(Ordering::Relaxed) != size {
+        return;
+    }
+    if TRACING.try_with(|t| t.replace(true)).unwrap_or(true) {
+        return;
+    }
+    if let Ok(mut slot) = TRACE.try_lock() {
+        if slot.is_none() {
+            *slot = Some(std::backtrace::Backtrace::force_capture().to_string());
+        }
+    }
+    let _ = TRACING.try_with(|t| t.set(false));
 }
 
 fn note(size: usize, delta: i64) {
@@ -37,6 +58,9 @@ fn note(size: usize, delta: i64) {
         LIVE[size.min(SIZES - 1)].fetch_add(delta, Ordering::Relaxed);
         if size >= SIZES - 1 {
             LARGE_BYTES.fetch_add(delta * size as i64, Ordering::Relaxed);
+        }
+        if delta > 0 {
+            trace(size);
         }
     }
 }
@@ -114,6 +138,12 @@ fn main() {
     drop(warm);
     std::thread::sleep(Duration::from_millis(500));
     let before = snapshot();
+    if let Some(size) = std::env::var("CENSUS_TRACE")
+        .ok()
+        .and_then(|size| size.parse().ok())
+    {
+        TRACE_SIZE.store(size, Ordering::Relaxed);
+    }
     let mut held = Vec::with_capacity(n);
     clients.block_on(async {
         for i in 0..n {
@@ -155,6 +185,10 @@ fn main() {
     }
     println!("per connection: {requested:.0} B requested, {rounded:.0} B in size classes");
     println!("growing maps and tables, amortised: {shared:.0} B per connection");
+    TRACE_SIZE.store(0, Ordering::Relaxed);
+    if let Some(trace) = TRACE.lock().unwrap().take() {
+        println!("one allocation of the traced size, made by:\n{trace}");
+    }
     drop(held);
 }
 
