@@ -34,7 +34,8 @@
 //! - [`transport`] — adapters that turn connections into hub calls: [`transport::dispatch`]
 //!   (what a client frame does, shared by both transports), [`transport::ws`] (the
 //!   [`handshake`](transport::ws::handshake) admits or refuses; then one
-//!   session task per socket: queue → socket as pre-encoded frames in one
+//!   session task per socket, spawned once the handshake is done, that holds no read
+//!   buffer while idle: queue → socket as pre-encoded frames in one
 //!   vectored write per batch, socket → hub, pings, idle and write timeouts; while it has
 //!   nothing to do it *parks* and lends its socket to the hub's flushers),
 //!   [`transport::long_poll`] (sessions, held polls, acked batches, reaper) and

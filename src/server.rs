@@ -244,10 +244,11 @@ impl Server {
             let websockets = state.websockets.clone();
             let direct_long_poll = direct_long_poll.clone();
             tracker.spawn(async move {
-                let _slot: SocketSlot = slot;
+                let slot: SocketSlot = slot;
                 match direct::sniff(&stream, edge.handshake_timeout, &edge.shutdown).await {
+                    // The WebSocket goes on in a task of its own, which keeps the slot.
                     Opening::WebSocket { read, head_len } => {
-                        websockets.accept_direct(stream, read, head_len).await
+                        websockets.accept_direct(stream, read, head_len, slot).await
                     }
                     Opening::Http { read } => {
                         let read = if lp::may_be_long_poll(&read) {

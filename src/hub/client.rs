@@ -125,6 +125,11 @@ impl Client {
         } else if subs.channels.len() >= max {
             AddSubscription::TooMany
         } else {
+            if subs.channels.is_empty() {
+                // Most clients hold one channel: room for exactly one (16 bytes), where a
+                // first `push` makes room for four.
+                subs.channels.reserve_exact(1);
+            }
             subs.channels.push(name.clone());
             AddSubscription::Added
         }

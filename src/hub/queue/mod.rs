@@ -7,7 +7,7 @@
 //!
 //! Why not a tokio mpsc: an idle connection should cost almost nothing, and an empty mpsc
 //! allocates its first block (~1.3 KiB) up front. A `VecDeque` allocates on first push and is
-//! released again when a burst has drained.
+//! released again whenever the consumer has taken everything.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,10 +17,6 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::protocol::{ChannelName, DisconnectReason, Epoch, Frame};
-
-/// Frames beyond this many slots of spare capacity are given back once the queue is empty,
-/// so a burst does not pin memory on an idle client.
-const RETAINED_CAPACITY: usize = 16;
 
 /// What [`crate::hub::Hub::take`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -310,7 +306,7 @@ impl ClientQueue {
             state.last_progress = Some(Instant::now());
             state.stuck = false;
             self.recount(&mut state);
-            if state.entries.is_empty() && state.entries.capacity() > RETAINED_CAPACITY {
+            if state.entries.is_empty() {
                 state.entries = VecDeque::new();
             }
         }
@@ -378,8 +374,10 @@ impl ClientQueue {
         state.last_progress = Some(Instant::now());
         state.stuck = false;
         self.recount(&mut state);
-        let after = state.entries.len();
-        if after == 0 && state.entries.capacity() > RETAINED_CAPACITY {
+        // Empty: give the memory back. Even the smallest allocation kept (4 slots, 128 bytes,
+        // what one `subscribed` frame leaves) was an idle connection's fourth-largest; a
+        // busy queue pays one allocation per batch taken, not per frame.
+        if state.entries.is_empty() {
             state.entries = VecDeque::new();
         }
         match replay {

@@ -324,3 +324,22 @@ fn a_frame_cut_short_survives_the_queue_closing() {
     let (cut, written) = q.unpark().expect("kept for the close frame to follow");
     assert_eq!((cut.as_bytes(), written), (&b"abcdef"[..], 3));
 }
+
+/// An idle client's queue holds no allocation: taking the last frame gives it back, a
+/// partial take keeps it.
+#[test]
+fn a_drained_queue_holds_no_allocation() {
+    let q = ClientQueue::new(8, usize::MAX, LagCounter::default());
+    assert_eq!(lock(&q.state).entries.capacity(), 0);
+    q.try_push(frame("a")).unwrap();
+    q.try_push(frame("b")).unwrap();
+    let mut out = Vec::new();
+    assert_eq!(q.try_take(&mut out, 1), Taken::Frames);
+    assert!(
+        lock(&q.state).entries.capacity() > 0,
+        "one frame still queued"
+    );
+    assert_eq!(q.try_take(&mut out, 8), Taken::Frames);
+    assert_eq!(out.len(), 2);
+    assert_eq!(lock(&q.state).entries.capacity(), 0);
+}

@@ -22,6 +22,7 @@ use crate::protocol::{query, server};
 
 use super::super::admission::SourceSlot;
 use super::super::identity::{check_channels, token_of};
+use super::lazy_read::LazyRead;
 use super::shared::{SharedTcp, SocketSink};
 use super::upgrade::{
     accept_key, httparse_headers, switching_protocols, validate_upgrade, MAX_HEADERS,
@@ -65,16 +66,24 @@ impl WebSockets {
 
     /// Serves a connection whose opening [`super::direct::sniff`] found to be a valid upgrade
     /// of `/ws`: `read` holds the bytes the sniffer took off the socket, the first `head_len`
-    /// of them the head. Answers it on the bare socket, then runs the connection. Refusals get
-    /// the same HTTP status and JSON body as on the hyper path.
-    pub async fn accept_direct(&self, stream: TcpStream, read: Vec<u8>, head_len: usize) {
+    /// of them the head. Answers it on the bare socket, then spawns the connection's task,
+    /// which keeps `held` (the socket's place in the server's count) until the connection
+    /// ends. Refusals get the same HTTP status and JSON body as on the hyper path.
+    pub async fn accept_direct<H: Send + 'static>(
+        &self,
+        stream: TcpStream,
+        read: Vec<u8>,
+        head_len: usize,
+        held: H,
+    ) {
         // Boxed: the handshake's state is only needed for a moment.
-        let Some((ws, (client, _slot), direct)) =
+        let Some((ws, (client, slot), direct)) =
             Box::pin(self.handshake_direct(stream, read, head_len)).await
         else {
             return;
         };
-        self.run(ws, client, direct).await;
+        self.tracker
+            .spawn(self.session(ws, client, (slot, held), direct));
     }
 
     /// The direct handshake. We answer it ourselves rather than through tungstenite's
@@ -88,7 +97,7 @@ impl WebSockets {
         mut stream: TcpStream,
         mut head: Vec<u8>,
         head_len: usize,
-    ) -> Option<(Box<WebSocketStream<SharedTcp>>, Admitted, bool)> {
+    ) -> Option<(Box<WebSocketStream<LazyRead<SharedTcp>>>, Admitted, bool)> {
         let limit = self.config.handshake_timeout;
         let peer = stream.peer_addr().ok().map(|addr| addr.ip());
         // As on hyper's path (`server::serve_connection`): without it, a write that follows
@@ -130,18 +139,12 @@ impl WebSockets {
         }
         // Shared with a flusher, which writes published frames while the session is parked.
         let sink = Arc::new(SocketSink(stream));
-        let stream = SharedTcp(sink.clone());
-        let ws = if early.is_empty() {
-            WebSocketStream::from_raw_socket(stream, Role::Server, Some(self.ws_config())).await
-        } else {
-            WebSocketStream::from_partially_read(
-                stream,
-                early,
-                Role::Server,
-                Some(self.ws_config()),
-            )
-            .await
-        };
+        let ws = WebSocketStream::from_raw_socket(
+            LazyRead::new(SharedTcp(sink.clone()), early),
+            Role::Server,
+            Some(self.ws_config()),
+        )
+        .await;
         self.subscribe_at_connect(&client, &channels).await;
         let direct = self.hub.attach_sink(&client, sink);
         Some((Box::new(ws), (client, slot), direct))
@@ -223,7 +226,7 @@ impl WebSockets {
                 }
             };
             let ws = WebSocketStream::from_raw_socket(
-                TokioIo::new(upgraded),
+                LazyRead::new(TokioIo::new(upgraded), Vec::new()),
                 Role::Server,
                 Some(this.ws_config()),
             )
@@ -231,7 +234,7 @@ impl WebSockets {
             this.subscribe_at_connect(&client, &channels).await;
             // hyper's upgraded stream cannot be shared with a flusher: this session writes
             // everything itself.
-            this.run(Box::new(ws), client, false).await;
+            this.session(Box::new(ws), client, (), false).await;
         });
         Response::builder()
             .status(StatusCode::SWITCHING_PROTOCOLS)

@@ -12,6 +12,7 @@
 //! - `frame_writer` — pre-encoded frames straight to the socket.
 //! - `shared` — a direct connection's socket shared with the hub's flushers
 //!   (`hub::direct`), which write published frames while the session is parked.
+//! - `lazy_read` — the socket under tungstenite: a read buffer only while read bytes wait.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,15 +28,16 @@ use super::{Limits, TransportError};
 pub mod direct;
 mod frame_writer;
 pub mod handshake;
+mod lazy_read;
 mod session;
 mod shared;
 pub mod upgrade;
 
-/// Read buffer per connection. Client frames are small control frames, and the buffer is held
-/// for the connection's whole life: tungstenite's default (128 KiB), or even 4 KiB, would
-/// dominate an idle connection's memory. Larger frames still arrive whole (the buffer grows
-/// to the frame's length, up to the maximum message size).
-const READ_BUFFER_SIZE: usize = 512;
+/// tungstenite's read buffer: none up front. It would be held for the connection's whole life
+/// (tungstenite's default is 128 KiB; 512 bytes here were still an idle connection's largest
+/// allocation). tungstenite then allocates only what the frame being read needs, and reads
+/// through `lazy_read::LazyRead`, which takes what has arrived off the socket in one syscall.
+const READ_BUFFER_SIZE: usize = 0;
 
 #[derive(Clone, Debug)]
 pub struct WsConfig {

@@ -41,49 +41,63 @@ const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 type Step = ControlFlow<DisconnectReason>;
 
 impl WebSockets {
-    /// Serves an accepted connection until it ends, then closes it with the reason.
+    /// The task that serves an accepted connection until it ends, then closes it with the
+    /// reason; `held` (a socket's place in a count) is kept until then.
     ///
-    /// The stream comes boxed: held by value, an async fn's argument takes two slots in its
-    /// state (the argument and the moved-in local), 300 bytes each, in every connection.
+    /// A task of its own, spawned once the handshake is done: the task is each idle
+    /// connection's largest allocation, sized by the largest state of its future, so it
+    /// carries only what the session needs (three handles, not the whole transport; not the
+    /// sniffing, handshake or HTTP states of the task that accepted the socket).
     ///
     /// `direct`: the hub's flushers may write published frames to this socket while the
     /// session is parked (`hub::direct`); the session parks whenever it waits.
-    pub(super) async fn run<S>(
+    pub(super) fn session<S, H>(
         &self,
         ws: Box<WebSocketStream<S>>,
         client: Arc<Client>,
+        held: H,
         direct: bool,
-    ) where
-        S: AsyncRead + AsyncWrite + Unpin,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        H: Send + 'static,
     {
         let now = Instant::now();
+        // Built here and moved into the task whole: passed to an async fn instead, each
+        // argument would take a slot of its own in the task beside its moved-in copy.
         let mut session = Session {
-            hub: &self.hub,
-            limits: &self.limits.frames,
-            config: &self.config,
-            client: &client,
+            next_ping: now + self.config.ping_interval,
+            hub: self.hub.clone(),
+            limits: self.limits.frames.clone(),
+            config: self.config.clone(),
+            client,
             ws,
             writer: FrameWriter::default(),
             batch: Vec::new(),
             direct,
             last_seen: now,
-            next_ping: now + self.config.ping_interval,
         };
-        let ended = session.drive().await;
-        self.hub.disconnect(client.id, ended);
-        // If someone else ended the client first (a publisher evicting it as slow, shutdown),
-        // their reason is the one the client hears.
-        let reason = client.disconnect_reason().unwrap_or(ended);
-        Box::pin(session.close(reason)).await;
-        tracing::debug!(client_id = %client.id, transport = "websocket", %reason, "connection ended");
+        async move {
+            let ended = session.drive().await;
+            let client = &session.client;
+            session.hub.disconnect(client.id, ended);
+            // If someone else ended the client first (a publisher evicting it as slow,
+            // shutdown), their reason is the one the client hears.
+            let reason = client.disconnect_reason().unwrap_or(ended);
+            let id = client.id;
+            Box::pin(session.close(reason)).await;
+            tracing::debug!(client_id = %id, transport = "websocket", %reason, "connection ended");
+            drop(held);
+        }
     }
 }
 
-struct Session<'a, S> {
-    hub: &'a Hub,
-    limits: &'a FrameLimits,
-    config: &'a WsConfig,
-    client: &'a Arc<Client>,
+struct Session<S> {
+    hub: Hub,
+    limits: FrameLimits,
+    config: Arc<WsConfig>,
+    client: Arc<Client>,
+    /// Boxed: inline, its 320 bytes would be part of the task's every state.
     ws: Box<WebSocketStream<S>>,
     writer: FrameWriter,
     /// Frames taken from the queue for the next write (empty between writes).
@@ -95,7 +109,7 @@ struct Session<'a, S> {
     next_ping: Instant,
 }
 
-impl<S> Session<'_, S>
+impl<S> Session<S>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -171,7 +185,7 @@ where
         let written = Box::pin(write_batch(
             &mut self.writer,
             self.ws.get_mut(),
-            self.client,
+            &self.client,
             self.config.write_timeout,
         ))
         .await;
@@ -182,7 +196,7 @@ where
     }
 
     fn take_queued(&mut self, max: usize) -> Step {
-        match self.hub.take(self.client, &mut self.batch, max) {
+        match self.hub.take(&self.client, &mut self.batch, max) {
             Pop::Closed(reason) => ControlFlow::Break(reason),
             Pop::Frames | Pop::Empty => ControlFlow::Continue(()),
         }
@@ -198,9 +212,9 @@ where
         self.last_seen = Instant::now();
         match message {
             Message::Text(text) => {
-                dispatch::handle_text(self.hub, self.limits, self.client, text.as_str())
+                dispatch::handle_text(&self.hub, &self.limits, &self.client, text.as_str())
             }
-            Message::Binary(_) => dispatch::handle_binary(self.hub, self.limits, self.client),
+            Message::Binary(_) => dispatch::handle_binary(&self.hub, &self.limits, &self.client),
             Message::Close(frame) => return ControlFlow::Break(close_reason(frame.as_ref())),
             // tungstenite queued the pong; send it now, so our own frame writes never have to
             // check for it.
@@ -364,13 +378,20 @@ fn reason_for(error: &WsError) -> DisconnectReason {
 #[cfg(test)]
 mod task_size {
     use super::super::direct;
+    use super::super::lazy_read::LazyRead;
+    use super::super::shared::{SharedTcp, SocketSink};
     use super::*;
+    use crate::hub::TransportKind;
+    use crate::transport::admission::SourceSlot;
+    use tokio_tungstenite::tungstenite::protocol::Role;
     use tokio_util::task::TaskTracker;
 
     /// Every idle WebSocket connection is one task whose size is the largest state of this
     /// future. Held-across-await buffers, large error types or unboxed one-off steps inflate
     /// it for every connection (this guard caught 1.6 KiB of such waste). Structural, not a
-    /// timing: sizes depend only on the code.
+    /// timing: sizes depend only on the code. 640 bytes keeps tokio's task cell (the future
+    /// plus ~100 bytes, in multiples of 128) in jemalloc's 768-byte class; one more step of
+    /// 128 costs every idle connection 128 bytes.
     #[tokio::test]
     async fn a_connection_task_stays_small() {
         let hub = Hub::new(
@@ -401,12 +422,24 @@ mod task_size {
             second,
             &tokio_util::sync::CancellationToken::new(),
         ));
-        let connection = std::mem::size_of_val(&websockets.accept_direct(stream, Vec::new(), 0));
-        eprintln!("sniff: {sniff} bytes, connection: {connection} bytes");
-        assert!(sniff <= 256, "sniff future is {sniff} bytes");
-        assert!(
-            connection <= 1024,
-            "connection future is {connection} bytes"
+        let client = websockets.hub.register(TransportKind::WebSocket).unwrap();
+        let ws = Box::new(
+            WebSocketStream::from_raw_socket(
+                LazyRead::new(SharedTcp(Arc::new(SocketSink(stream))), Vec::new()),
+                Role::Server,
+                Some(websockets.ws_config()),
+            )
+            .await,
         );
+        let stream_box = std::mem::size_of_val(&*ws);
+        // What the direct path's task holds besides: the client's place in its address's count
+        // and the socket's in the server's (an `Arc` like this one).
+        let held = (None::<SourceSlot>, Arc::new(()));
+        let session = std::mem::size_of_val(&websockets.session(ws, client, held, true));
+        eprintln!(
+            "sniff: {sniff} bytes, session: {session} bytes, boxed stream: {stream_box} bytes"
+        );
+        assert!(sniff <= 256, "sniff future is {sniff} bytes");
+        assert!(session <= 640, "session future is {session} bytes");
     }
 }
