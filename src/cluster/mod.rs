@@ -1,8 +1,8 @@
 //! Scale-out over Redis: the [`ClusterBroker`] that lets several crier nodes share channels.
 //!
 //! What Redis holds per channel (see `docs/SCALING.md`): a hash `crier:meta:{name}` (epoch,
-//! last offset) and a list `crier:hist:{name}` (the `data` of the last `--history-size`
-//! messages); messages travel on the pub/sub channel `crier:msg:{name}`. One Lua script
+//! last offset) and a list `crier:hist:{name}` (the last `--history-size` messages, each its
+//! `data` or, stamped, its `from` and `data`: `crate::hub::stored`); messages travel on the pub/sub channel `crier:msg:{name}`. One Lua script
 //! (`scripts::PUBLISH`) assigns the offset, appends to history and publishes, in one round
 //! trip, so every node sees the same positions in the same order.
 //!
@@ -208,7 +208,7 @@ impl ClusterBroker for RedisBroker {
     fn publish<'a>(
         &'a self,
         channel: &'a ChannelName,
-        data: &'a str,
+        entry: &'a str,
     ) -> BoxFuture<'a, Result<Stored, HubError>> {
         Box::pin(async move {
             let shared = &self.shared;
@@ -218,7 +218,7 @@ impl ClusterBroker for RedisBroker {
             invocation
                 .key(history_key(channel))
                 .arg(Epoch::random().as_str())
-                .arg(data)
+                .arg(entry)
                 .arg(history.size)
                 .arg(history.ttl.as_millis().max(1) as u64)
                 .arg(META_TTL.as_millis() as u64)

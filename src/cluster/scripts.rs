@@ -1,11 +1,12 @@
 //! The Lua run inside Redis: each script is one round trip and atomic, so a position, its
 //! place in history and its fan-out can never disagree between nodes.
 
-/// KEYS: meta hash, history list. ARGV: epoch candidate, data, history size, history TTL
-/// (ms), meta TTL (ms), pub/sub channel.
+/// KEYS: meta hash, history list. ARGV: epoch candidate, entry (`data`, or `from` and
+/// `data`: `crate::hub::stored`), history size, history TTL (ms), meta TTL (ms), pub/sub
+/// channel.
 ///
 /// Takes the channel's epoch (or makes the candidate it), increments its offset, appends
-/// `data` to the history list trimmed to its size, and PUBLISHes `epoch \n offset \n data`:
+/// the entry to the history list trimmed to its size, and PUBLISHes `epoch \n offset \n entry`:
 /// Redis runs a script alone, so the order of PUBLISHes on a channel is the order of its
 /// offsets, on every node.
 pub const PUBLISH: &str = r"

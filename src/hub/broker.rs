@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use futures_util::future::BoxFuture;
 
-use crate::protocol::{ChannelName, Epoch, Published, Since, Subscribed};
+use crate::protocol::{ChannelName, Epoch, Payload, Published, Since, Subscribed};
 
 use super::channel::Live;
 use super::registry::TooManyChannels;
@@ -40,8 +40,8 @@ pub struct Stored {
     pub offset: u64,
 }
 
-/// A channel as the broker holds it: its generation, its last offset, and the `data` of the
-/// messages its history still holds, oldest first (consecutive offsets ending at
+/// A channel as the broker holds it: its generation, its last offset, and the entries
+/// ([`super::stored`]) of the messages its history still holds, oldest first (consecutive offsets ending at
 /// `last_offset`).
 #[derive(Debug, Clone)]
 pub struct Snapshot {
@@ -54,11 +54,12 @@ pub struct Snapshot {
 /// timeout and answers `HubError::BrokerUnavailable` when the broker cannot be reached.
 pub trait ClusterBroker: Send + Sync + 'static {
     /// Assigns the next position, stores the message in the channel's history and fans it out
-    /// to every node, in one step; resolves once it is stored.
+    /// to every node, in one step; resolves once it is stored. `entry` is the message as
+    /// [`super::stored::encode`] wrote it (its `data`, and `from` where stamped).
     fn publish<'a>(
         &'a self,
         channel: &'a ChannelName,
-        data: &'a str,
+        entry: &'a str,
     ) -> BoxFuture<'a, Result<Stored, HubError>>;
 
     /// Pins `channel`: while pinned, the node keeps following it even with no local
@@ -111,12 +112,23 @@ impl Hub {
         channel: &ChannelName,
         data: &str,
     ) -> Result<Published, HubError> {
+        self.publish_payload_stored(channel, &Payload::data(data))
+            .await
+    }
+
+    async fn publish_payload_stored(
+        &self,
+        channel: &ChannelName,
+        payload: &Payload<'_>,
+    ) -> Result<Published, HubError> {
         let Some(broker) = self.cluster() else {
-            return self.publish(channel, data);
+            return self.publish_payload(channel, payload);
         };
-        self.check_data(data)?;
+        self.check_data(payload.data)?;
         let _permit = broker.admit()?;
-        let stored = broker.publish(channel, data).await?;
+        let stored = broker
+            .publish(channel, &super::stored::encode(payload))
+            .await?;
         self.inner.stats.published.inc();
         Ok(Published {
             channel: channel.clone(),
@@ -126,16 +138,20 @@ impl Hub {
         })
     }
 
-    /// A client's `publish` through the broker ([`Hub::client_publish`] in memory).
+    /// A client's `publish` through the broker ([`Hub::client_publish`] in memory): `from`,
+    /// where the channel's namespace stamps, travels with `data` into the broker's history
+    /// and to every node.
     pub async fn client_publish_stored(
         &self,
         channel: &ChannelName,
         data: &str,
+        from: Option<&str>,
     ) -> Result<Published, HubError> {
-        // (Through a cluster the message carries no `from`: the broker stores `data` only.)
         self.client_may_publish(channel)?;
         self.check_load()?;
-        self.publish_stored(channel, data).await
+        let from = from.filter(|_| self.inner.config.stamps(channel));
+        self.publish_payload_stored(channel, &Payload { data, from })
+            .await
     }
 
     /// Subscribes through the broker: [`Hub::subscribe`] in memory; with a cluster broker,
@@ -327,7 +343,7 @@ fn page_of(
             channel,
             &snapshot.epoch,
             offset,
-            &crate::protocol::Payload::data(data),
+            &super::stored::decode(data),
         );
         if frames.len() == limit || (!frames.is_empty() && bytes + frame.len() > max_bytes) {
             next = Some(offset - 1);

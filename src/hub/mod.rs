@@ -19,6 +19,8 @@
 //!   `--max-json-depth`; the sweep of aged history and idle channels.
 //! - [`broker`] — the seam to where offsets, history and cross-node fan-out come from:
 //!   in memory (the default, `flow`'s `publish`) or a cluster broker the channels mirror.
+//! - [`stored`] — how a cluster broker carries a message (its `data`, and `from` where
+//!   stamped), live and in its history.
 //! - [`config`] — the limits the hub enforces; which channels clients may publish to.
 //! - [`error`] — `HubError`, each with its wire code.
 //! - [`events`] — the event seam: `HubEvent`s (connect/disconnect, join/leave, channel
@@ -37,6 +39,7 @@ pub mod events;
 pub mod queue;
 mod registry;
 pub mod stats;
+pub mod stored;
 
 mod budget;
 mod flow;

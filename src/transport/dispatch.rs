@@ -215,9 +215,11 @@ fn through_broker<'a>(
         ClientFrame::Publish { channel, data, id } => {
             let id = id.map(ToOwned::to_owned);
             let data = data.get().to_owned();
+            let from = publisher(&client);
             tokio::spawn(async move {
                 let id = id.as_deref();
-                let reply = match hub.client_publish_stored(&channel, &data).await {
+                let published = hub.client_publish_stored(&channel, &data, Some(&from));
+                let reply = match published.await {
                     Ok(published) => server::published(&published, id),
                     Err(e) => hub_error(&e, id),
                 };
