@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::hub::{ChannelName, Hub, HubError, Live};
 
+use super::control::{self, CONTROL_CHANNEL};
 use super::{message_key, unavailable, Command, Shared, MESSAGE_PREFIX};
 
 /// First and largest pause between reconnection attempts (doubled each time, with jitter so
@@ -128,6 +129,12 @@ impl Listener {
     /// from history (what was published while nobody listened), telling subscribers
     /// `missed` where history no longer reaches back.
     async fn refollow(&mut self, sink: &mut PubSubSink, hub: &Hub) -> Result<(), Lost> {
+        // Control commands published while this node was not listening are not replayed
+        // (pub/sub stores nothing): the API's `nodes` count told their caller.
+        self.shared
+            .bounded("subscribing in Redis", sink.subscribe(CONTROL_CHANNEL))
+            .await
+            .map_err(|_| Lost)?;
         let channels: Vec<ChannelName> = self.followed.iter().cloned().collect();
         for channel in &channels {
             self.shared
@@ -229,6 +236,10 @@ impl Listener {
     }
 
     async fn on_message(&mut self, hub: &Hub, message: &redis::Msg) -> Result<(), Lost> {
+        if message.get_channel_name() == CONTROL_CHANNEL {
+            self.on_control(hub, message.get_payload_bytes());
+            return Ok(());
+        }
         let Some(channel) = message
             .get_channel_name()
             .strip_prefix(MESSAGE_PREFIX)
@@ -246,6 +257,18 @@ impl Listener {
                 self.recover(hub, &channel).await
             }
             _ => Ok(()),
+        }
+    }
+
+    /// A control command another node published: applied here, never awaited.
+    fn on_control(&self, hub: &Hub, payload: &[u8]) {
+        match control::decode(payload) {
+            Some((node, _)) if node == self.shared.node => {}
+            Some((node, command)) => {
+                let acted = hub.apply_control(&command);
+                tracing::info!(from_node = %node, ?command, acted, "applied a control command");
+            }
+            None => tracing::warn!("ignored a malformed control command from Redis"),
         }
     }
 

@@ -13,10 +13,14 @@
 //! only writer of this node's channel copies, so a join (subscribe, then load history), a
 //! gap's recovery and live messages never interleave.
 //!
+//! Backend control commands (`/api/users/…`, `/api/channels/…/disconnect`) travel on one more
+//! pub/sub channel, `crier:control`, which every listener follows (`control`).
+//!
 //! Every Redis call has a timeout (`--redis-timeout`); calls in flight are bounded by a
 //! semaphore and listener commands by a bounded queue; what does not fit is refused
 //! (`broker_unavailable`) or dropped, and counted.
 
+mod control;
 mod listener;
 mod scripts;
 
@@ -30,7 +34,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::hub::broker::{ClusterBroker, Permit, Snapshot, Stored};
 use crate::hub::stats::BrokerStats;
-use crate::hub::{ChannelName, Epoch, HistoryLimits, HubError};
+use crate::hub::{ChannelName, ControlCommand, Epoch, HistoryLimits, HubError};
 
 pub use listener::Listener;
 
@@ -64,6 +68,9 @@ pub struct RedisBroker {
 }
 
 struct Shared {
+    /// This node's name in the cluster (random per start): how it knows its own control
+    /// commands when they come back from Redis.
+    node: String,
     commands: ConnectionManager,
     publish: redis::Script,
     snapshot: redis::Script,
@@ -132,6 +139,7 @@ impl RedisBroker {
         };
         let (listener_tx, listener_rx) = mpsc::channel(LISTENER_QUEUE);
         let shared = Arc::new(Shared {
+            node: Epoch::random().as_str().to_owned(),
             commands,
             publish: redis::Script::new(scripts::PUBLISH),
             snapshot: redis::Script::new(scripts::SNAPSHOT),
@@ -291,6 +299,26 @@ impl ClusterBroker for RedisBroker {
         channel: &'a ChannelName,
     ) -> BoxFuture<'a, Result<Option<Snapshot>, HubError>> {
         Box::pin(self.shared.snapshot(channel, false))
+    }
+
+    fn broadcast<'a>(
+        &'a self,
+        command: &'a ControlCommand,
+    ) -> BoxFuture<'a, Result<usize, HubError>> {
+        Box::pin(async move {
+            let shared = &self.shared;
+            let mut conn = shared.commands.clone();
+            let mut publish = redis::cmd("PUBLISH");
+            publish
+                .arg(control::CONTROL_CHANNEL)
+                .arg(control::encode(&shared.node, command));
+            shared
+                .bounded(
+                    "sending a control command through Redis",
+                    publish.query_async(&mut conn),
+                )
+                .await
+        })
     }
 
     fn admit(&self) -> Result<Permit, HubError> {

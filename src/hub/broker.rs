@@ -21,7 +21,7 @@ use crate::protocol::{ChannelName, Epoch, Payload, Published, Since, Subscribed}
 
 use super::channel::Live;
 use super::registry::TooManyChannels;
-use super::{Client, Frame, HistoryPage, Hub, HubError};
+use super::{Client, ControlCommand, Frame, HistoryPage, Hub, HubError};
 
 /// Where a hub's channels get their positions.
 #[derive(Clone, Default)]
@@ -86,6 +86,13 @@ pub trait ClusterBroker: Send + Sync + 'static {
     /// Reserves room for one call; refused (and counted) when too many are in flight, so
     /// outbound work stays bounded whatever clients send.
     fn admit(&self) -> Result<Permit, HubError>;
+
+    /// Carries a backend's control command to every other node (each applies it with
+    /// [`Hub::apply_control`]); resolves with how many nodes received it.
+    fn broadcast<'a>(
+        &'a self,
+        command: &'a ControlCommand,
+    ) -> BoxFuture<'a, Result<usize, HubError>>;
 }
 
 /// Room for one call to the broker, held until the call ends.

@@ -11,7 +11,30 @@ use std::sync::Arc;
 use crate::protocol::{server, ChannelName, DisconnectReason};
 
 use super::client::{Client, ClientId, TransportKind};
-use super::Hub;
+use super::{Hub, HubError};
+
+/// A backend command that acts on users' connections or a channel's subscribers. On a
+/// cluster node it acts on every node ([`Hub::control`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ControlCommand {
+    /// End every connection of `user` (4006 `reconnect_by_backend` with `reconnect`, else
+    /// 4005 `disconnected_by_backend`).
+    DisconnectUser { user: String, reconnect: bool },
+    /// Take every connection of `user` off `channel`.
+    UnsubscribeUser { user: String, channel: ChannelName },
+    /// Take every subscriber off `channel`.
+    EmptyChannel { channel: ChannelName },
+}
+
+/// What a control command did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ControlOutcome {
+    /// Connections this node acted on.
+    pub local: usize,
+    /// On a cluster node, how many nodes received the command from the broker (this one
+    /// included while it listens); `None` on a single node.
+    pub nodes: Option<usize>,
+}
 
 /// One connection of a user, for `GET /api/users/{user}`.
 #[derive(Debug, Clone)]
@@ -24,6 +47,42 @@ pub struct Connection {
 }
 
 impl Hub {
+    /// Runs `command` here and, on a cluster node, on every other node: the broker carries it
+    /// first, so a broker that cannot be reached refuses it (`broker_unavailable`) before this
+    /// node acts — the caller retries the whole command (each one is idempotent).
+    pub async fn control(&self, command: &ControlCommand) -> Result<ControlOutcome, HubError> {
+        let nodes = match self.cluster() {
+            None => None,
+            Some(broker) => {
+                let _permit = broker.admit()?;
+                Some(broker.broadcast(command).await?)
+            }
+        };
+        Ok(ControlOutcome {
+            local: self.apply_control(command),
+            nodes,
+        })
+    }
+
+    /// Runs `command` on this node only (what a cluster node does with one it received);
+    /// returns how many connections it acted on.
+    pub fn apply_control(&self, command: &ControlCommand) -> usize {
+        match command {
+            ControlCommand::DisconnectUser { user, reconnect } => {
+                let reason = if *reconnect {
+                    DisconnectReason::ReconnectByBackend
+                } else {
+                    DisconnectReason::DisconnectedByBackend
+                };
+                self.disconnect_user(user, reason)
+            }
+            ControlCommand::UnsubscribeUser { user, channel } => {
+                self.unsubscribe_user(user, channel)
+            }
+            ControlCommand::EmptyChannel { channel } => self.unsubscribe_all(channel),
+        }
+    }
+
     /// Every connected client of `user` (clients with a token whose `sub` is `user`).
     pub fn user_clients(&self, user: &str) -> Vec<(Arc<Client>, u64)> {
         self.inner

@@ -25,15 +25,16 @@
 //! - [`error`] — `HubError`, each with its wire code.
 //! - [`events`] — the event seam: `HubEvent`s (connect/disconnect, join/leave, channel
 //!   occupied/vacated) told to one installed `EventSink`; the user → clients index.
-//! - `control` — what a backend may do to users and channels: disconnect a user's
-//!   connections, take a user or a whole channel's subscribers off a channel.
+//! - [`control`] — what a backend may do to users and channels: disconnect a user's
+//!   connections, take a user or a whole channel's subscribers off a channel; on a cluster
+//!   node, on every node (`ControlCommand`, carried by the broker).
 //! - [`stats`] — counters, exported as Prometheus text and JSON.
 
 pub mod broker;
 pub mod channel;
 pub mod client;
 pub mod config;
-mod control;
+pub mod control;
 pub mod error;
 pub mod events;
 pub mod queue;
@@ -60,6 +61,7 @@ pub use broker::Broker;
 pub use channel::{HistoryLimits, HistoryPage, Live};
 pub use client::{Client, ClientId, TransportKind};
 pub use config::{HubConfig, Namespace, PublishPolicy, PublishRule, SubscribeRule};
+pub use control::{ControlCommand, ControlOutcome};
 pub use error::HubError;
 pub use events::{EventSink, HubEvent};
 pub use queue::Pop;

@@ -242,11 +242,15 @@ pub struct StatsBody {
 }
 
 /// `POST /api/users/{user}/disconnect`: how many connections ended, and with which reason.
+/// On a scale-out node, `disconnected` counts the connections on the node that answered and
+/// `nodes` how many nodes received the command (absent on a single node).
 #[derive(Debug, Serialize)]
 pub struct UserDisconnected<'a> {
     pub user: &'a str,
     pub disconnected: usize,
     pub reason: super::DisconnectReason,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<usize>,
 }
 
 /// `POST /api/users/{user}/unsubscribe` and `POST /api/channels/{channel}/disconnect`: how
@@ -256,7 +260,10 @@ pub struct Unsubscribed<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<&'a str>,
     pub channel: &'a ChannelName,
+    /// On a scale-out node, on the node that answered (see [`UserDisconnected`]).
     pub unsubscribed: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<usize>,
 }
 
 /// `GET /api/users/{user}`: the user's connections now (none when offline).

@@ -5,6 +5,7 @@ mod api;
 mod auth;
 mod bad_input;
 mod cluster;
+mod cluster_control;
 mod cluster_stamp;
 mod common;
 mod contract;

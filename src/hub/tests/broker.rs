@@ -35,6 +35,12 @@ impl ClusterBroker for FakeBroker {
     fn admit(&self) -> Result<Permit, HubError> {
         Ok(self.0.clone().try_acquire_owned().unwrap())
     }
+    fn broadcast<'a>(
+        &'a self,
+        _: &'a crate::hub::ControlCommand,
+    ) -> BoxFuture<'a, Result<usize, HubError>> {
+        Box::pin(async { Err(HubError::BrokerUnavailable("fake".into())) })
+    }
 }
 
 fn node() -> Hub {
