@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::hub::{ChannelName, Hub, HubError, Live};
 
-use super::control::{self, CONTROL_CHANNEL};
+use super::control::{self, Received, CONTROL_CHANNEL};
 use super::{message_key, unavailable, Command, Shared, MESSAGE_PREFIX};
 
 /// First and largest pause between reconnection attempts (doubled each time, with jitter so
@@ -34,6 +34,8 @@ pub struct Listener {
     commands: mpsc::Receiver<Command>,
     /// Channels this node listens to (and whose copies are mirrored).
     followed: HashSet<ChannelName>,
+    /// Where the other nodes answer this node's questions.
+    replies: String,
 }
 
 /// The subscription connection failed: reconnect.
@@ -47,6 +49,7 @@ impl Listener {
     ) -> Self {
         Self {
             client,
+            replies: control::reply_channel(&shared.node),
             shared,
             commands,
             followed: HashSet::new(),
@@ -131,10 +134,12 @@ impl Listener {
     async fn refollow(&mut self, sink: &mut PubSubSink, hub: &Hub) -> Result<(), Lost> {
         // Control commands published while this node was not listening are not replayed
         // (pub/sub stores nothing): the API's `nodes` count told their caller.
-        self.shared
-            .bounded("subscribing in Redis", sink.subscribe(CONTROL_CHANNEL))
-            .await
-            .map_err(|_| Lost)?;
+        for control in [CONTROL_CHANNEL, self.replies.as_str()] {
+            self.shared
+                .bounded("subscribing in Redis", sink.subscribe(control))
+                .await
+                .map_err(|_| Lost)?;
+        }
         let channels: Vec<ChannelName> = self.followed.iter().cloned().collect();
         for channel in &channels {
             self.shared
@@ -236,8 +241,16 @@ impl Listener {
     }
 
     async fn on_message(&mut self, hub: &Hub, message: &redis::Msg) -> Result<(), Lost> {
-        if message.get_channel_name() == CONTROL_CHANNEL {
+        let name = message.get_channel_name();
+        if name == CONTROL_CHANNEL {
             self.on_control(hub, message.get_payload_bytes());
+            return Ok(());
+        }
+        if name == self.replies {
+            match serde_json::from_slice(message.get_payload_bytes()) {
+                Ok(answer) => self.shared.pending.deliver(answer),
+                Err(error) => tracing::warn!(%error, "ignored a malformed answer from Redis"),
+            }
             return Ok(());
         }
         let Some(channel) = message
@@ -264,9 +277,12 @@ impl Listener {
     fn on_control(&self, hub: &Hub, payload: &[u8]) {
         match control::decode(payload) {
             Some((node, _)) if node == self.shared.node => {}
-            Some((node, command)) => {
+            Some((node, Received::Command(command))) => {
                 let acted = hub.apply_control(&command);
                 tracing::info!(from_node = %node, ?command, acted, "applied a control command");
+            }
+            Some((node, Received::ListUser { user, request })) => {
+                self.shared.answer(hub, &node, &user, request);
             }
             None => tracing::warn!("ignored a malformed control command from Redis"),
         }

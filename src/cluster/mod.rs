@@ -14,13 +14,15 @@
 //! gap's recovery and live messages never interleave.
 //!
 //! Backend control commands (`/api/users/…`, `/api/channels/…/disconnect`) travel on one more
-//! pub/sub channel, `crier:control`, which every listener follows (`control`).
+//! pub/sub channel, `crier:control`, which every listener follows (`control`); a user lookup's
+//! answers come back on the asking node's `crier:reply:{node}` (`gather`).
 //!
 //! Every Redis call has a timeout (`--redis-timeout`); calls in flight are bounded by a
 //! semaphore and listener commands by a bounded queue; what does not fit is refused
 //! (`broker_unavailable`) or dropped, and counted.
 
 mod control;
+mod gather;
 mod listener;
 mod scripts;
 
@@ -33,6 +35,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::hub::broker::{ClusterBroker, Permit, Snapshot, Stored};
+use crate::hub::control::Gathered;
 use crate::hub::stats::BrokerStats;
 use crate::hub::{ChannelName, ControlCommand, Epoch, HistoryLimits, HubError};
 
@@ -71,6 +74,8 @@ struct Shared {
     /// This node's name in the cluster (random per start): how it knows its own control
     /// commands when they come back from Redis.
     node: String,
+    /// `GET /api/users/{user}` questions waiting for the other nodes' answers.
+    pending: gather::Pending,
     commands: ConnectionManager,
     publish: redis::Script,
     snapshot: redis::Script,
@@ -140,6 +145,7 @@ impl RedisBroker {
         let (listener_tx, listener_rx) = mpsc::channel(LISTENER_QUEUE);
         let shared = Arc::new(Shared {
             node: Epoch::random().as_str().to_owned(),
+            pending: gather::Pending::default(),
             commands,
             publish: redis::Script::new(scripts::PUBLISH),
             snapshot: redis::Script::new(scripts::SNAPSHOT),
@@ -319,6 +325,14 @@ impl ClusterBroker for RedisBroker {
                 )
                 .await
         })
+    }
+
+    fn gather_user<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Result<Gathered, HubError>> {
+        Box::pin(self.shared.gather_user(user))
+    }
+
+    fn node(&self) -> &str {
+        &self.shared.node
     }
 
     fn admit(&self) -> Result<Permit, HubError> {

@@ -6,7 +6,7 @@
 //! On a scale-out node the three commands act on every node (`Hub::control`): the reply
 //! counts this node's connections and says how many nodes received the command; Redis out of
 //! reach is `503 broker_unavailable` and this node does nothing. `GET /api/users/{user}`
-//! lists the connections on the node that answers.
+//! asks every node and lists what the nodes that answered in time hold.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -16,8 +16,7 @@ use axum::Json;
 
 use crate::hub::{ControlCommand, DisconnectReason};
 use crate::protocol::bodies::{
-    Unsubscribed, UserBody, UserConnection, UserDisconnectRequest, UserDisconnected,
-    UserUnsubscribeRequest,
+    Unsubscribed, UserBody, UserDisconnectRequest, UserDisconnected, UserUnsubscribeRequest,
 };
 use crate::protocol::ErrorCode;
 
@@ -41,23 +40,18 @@ fn json_body<T: serde::de::DeserializeOwned>(
 }
 
 /// `GET /api/users/{user}`
-pub async fn user(State(state): State<AppState>, Path(user): Path<String>) -> Response {
-    let connections = state
-        .hub
-        .user_connections(&user)
-        .into_iter()
-        .map(|c| UserConnection {
-            client: c.client.to_string(),
-            transport: c.transport.as_str(),
-            channels: c.channels,
-            connected_at_ms: c.connected_at_ms,
-        })
-        .collect();
-    Json(UserBody {
+pub async fn user(
+    State(state): State<AppState>,
+    Path(user): Path<String>,
+) -> Result<Response, ApiError> {
+    let found = state.hub.user_connections_everywhere(&user).await?;
+    Ok(Json(UserBody {
         user: &user,
-        connections,
+        connections: found.connections,
+        nodes: found.nodes,
+        answered: found.answered,
     })
-    .into_response()
+    .into_response())
 }
 
 /// `POST /api/users/{user}/disconnect` with an optional `{"reason", "reconnect"}`.

@@ -20,6 +20,7 @@ use futures_util::future::BoxFuture;
 use crate::protocol::{ChannelName, Epoch, Payload, Published, Since, Subscribed};
 
 use super::channel::Live;
+use super::control::Gathered;
 use super::registry::TooManyChannels;
 use super::{Client, ControlCommand, Frame, HistoryPage, Hub, HubError};
 
@@ -93,6 +94,14 @@ pub trait ClusterBroker: Send + Sync + 'static {
         &'a self,
         command: &'a ControlCommand,
     ) -> BoxFuture<'a, Result<usize, HubError>>;
+
+    /// Asks every other node for `user`'s connections (each answers from
+    /// [`Hub::user_connections`]); resolves within the broker's timeout with how many nodes
+    /// were asked and the answers that came back by then.
+    fn gather_user<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Result<Gathered, HubError>>;
+
+    /// This node's name in the cluster.
+    fn node(&self) -> &str;
 }
 
 /// Room for one call to the broker, held until the call ends.
@@ -228,7 +237,9 @@ impl Hub {
         let Some(snapshot) = broker.snapshot(channel).await? else {
             return Ok(None);
         };
-        Ok(Some(page_of(channel, &snapshot, since, limit, max_bytes)))
+        Ok(Some(super::stored::page_of(
+            channel, &snapshot, since, limit, max_bytes,
+        )))
     }
 
     /// A message the broker fanned out, at `offset` of generation `epoch`. A `Gap` asks the
@@ -327,42 +338,5 @@ impl Hub {
         if self.inner.registry.history_bytes() > self.inner.config.history_budget {
             self.shed_history();
         }
-    }
-}
-
-/// A history page read from a broker snapshot, shaped like the local one.
-fn page_of(
-    channel: &ChannelName,
-    snapshot: &Snapshot,
-    since: u64,
-    limit: usize,
-    max_bytes: usize,
-) -> HistoryPage {
-    let first = snapshot.first_available();
-    let mut frames = Vec::new();
-    let mut bytes = 0;
-    let mut next = None;
-    for (offset, data) in (first..).zip(&snapshot.data) {
-        if offset <= since {
-            continue;
-        }
-        let frame = crate::protocol::server::message(
-            channel,
-            &snapshot.epoch,
-            offset,
-            &super::stored::decode(data),
-        );
-        if frames.len() == limit || (!frames.is_empty() && bytes + frame.len() > max_bytes) {
-            next = Some(offset - 1);
-            break;
-        }
-        bytes += frame.len();
-        frames.push(frame);
-    }
-    HistoryPage {
-        epoch: snapshot.epoch.clone(),
-        last_offset: snapshot.last_offset,
-        frames,
-        next,
     }
 }

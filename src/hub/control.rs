@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use crate::protocol::bodies::UserConnection;
 use crate::protocol::{server, ChannelName, DisconnectReason};
 
 use super::client::{Client, ClientId, TransportKind};
@@ -24,6 +25,24 @@ pub enum ControlCommand {
     UnsubscribeUser { user: String, channel: ChannelName },
     /// Take every subscriber off `channel`.
     EmptyChannel { channel: ChannelName },
+}
+
+/// What other nodes answered about a user ([`super::broker::ClusterBroker::gather_user`]).
+#[derive(Debug, Default)]
+pub struct Gathered {
+    /// Nodes the question reached (this one included while it listens).
+    pub nodes: usize,
+    /// One answer per node that answered in time: its connections of the user.
+    pub answers: Vec<Vec<UserConnection>>,
+}
+
+/// A user's connections as `GET /api/users/{user}` lists them; `nodes` and `answered` on a
+/// cluster node only.
+#[derive(Debug)]
+pub struct UserConnections {
+    pub connections: Vec<UserConnection>,
+    pub nodes: Option<usize>,
+    pub answered: Option<usize>,
 }
 
 /// What a control command did.
@@ -44,6 +63,19 @@ pub struct Connection {
     pub channels: Vec<ChannelName>,
     /// Unix ms when it was admitted.
     pub connected_at_ms: u64,
+}
+
+impl Connection {
+    /// As `GET /api/users/{user}` lists it; `node` on a cluster node.
+    pub fn to_body(&self, node: Option<&str>) -> UserConnection {
+        UserConnection {
+            client: self.client.to_string(),
+            transport: self.transport.as_str().to_owned(),
+            channels: self.channels.clone(),
+            connected_at_ms: self.connected_at_ms,
+            node: node.map(str::to_owned),
+        }
+    }
 }
 
 impl Hub {
@@ -81,6 +113,40 @@ impl Hub {
             }
             ControlCommand::EmptyChannel { channel } => self.unsubscribe_all(channel),
         }
+    }
+
+    /// The connections of `user` on every node that answers: this node's at once, the
+    /// others' within the broker's timeout (oldest first, then by node and client).
+    pub async fn user_connections_everywhere(
+        &self,
+        user: &str,
+    ) -> Result<UserConnections, HubError> {
+        let here = |node: Option<&str>| -> Vec<UserConnection> {
+            self.user_connections(user)
+                .iter()
+                .map(|c| c.to_body(node))
+                .collect()
+        };
+        let Some(broker) = self.cluster() else {
+            return Ok(UserConnections {
+                connections: here(None),
+                nodes: None,
+                answered: None,
+            });
+        };
+        let _permit = broker.admit()?;
+        let gathered = broker.gather_user(user).await?;
+        let answered = gathered.answers.len() + 1;
+        let mut connections = here(Some(broker.node()));
+        connections.extend(gathered.answers.into_iter().flatten());
+        connections.sort_by(|a, b| {
+            (a.connected_at_ms, &a.node, &a.client).cmp(&(b.connected_at_ms, &b.node, &b.client))
+        });
+        Ok(UserConnections {
+            connections,
+            nodes: Some(gathered.nodes.max(answered)),
+            answered: Some(answered),
+        })
     }
 
     /// Every connected client of `user` (clients with a token whose `sub` is `user`).

@@ -7,10 +7,15 @@
 //! broker). A stamped one is `@<from length>:<from><data>`: `data` is valid JSON text, which
 //! never begins with `@`, so the two cannot be confused; the length (rather than a separator)
 //! because `from` holds the token's `info` verbatim and may contain any character.
+//!
+//! Also here: a history page read from a broker snapshot (the history API on a cluster node).
 
 use std::borrow::Cow;
 
-use crate::protocol::Payload;
+use crate::protocol::{server, ChannelName, Payload};
+
+use super::broker::Snapshot;
+use super::HistoryPage;
 
 const STAMPED: char = '@';
 
@@ -43,6 +48,38 @@ fn split_stamped(entry: &str) -> Option<Payload<'_>> {
         data,
         from: Some(from),
     })
+}
+
+/// A history page read from a broker snapshot, shaped like the local one.
+pub(super) fn page_of(
+    channel: &ChannelName,
+    snapshot: &Snapshot,
+    since: u64,
+    limit: usize,
+    max_bytes: usize,
+) -> HistoryPage {
+    let first = snapshot.first_available();
+    let mut frames = Vec::new();
+    let mut bytes = 0;
+    let mut next = None;
+    for (offset, data) in (first..).zip(&snapshot.data) {
+        if offset <= since {
+            continue;
+        }
+        let frame = server::message(channel, &snapshot.epoch, offset, &decode(data));
+        if frames.len() == limit || (!frames.is_empty() && bytes + frame.len() > max_bytes) {
+            next = Some(offset - 1);
+            break;
+        }
+        bytes += frame.len();
+        frames.push(frame);
+    }
+    HistoryPage {
+        epoch: snapshot.epoch.clone(),
+        last_offset: snapshot.last_offset,
+        frames,
+        next,
+    }
 }
 
 #[cfg(test)]

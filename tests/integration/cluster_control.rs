@@ -182,6 +182,12 @@ async fn cluster_control_with_redis_down_is_refused_and_changes_nothing() {
             "{path}: {reply}"
         );
     }
+    let (status, reply) = a.get_json("/api/users/eve").await;
+    assert_eq!(
+        (status, reply["error"]["code"].as_str()),
+        (503, Some("broker_unavailable")),
+        "{reply}"
+    );
     // Nothing happened to eve's connection on the node the calls hit.
     eve_a.send(json!({"type": "ping", "id": 1})).await;
     let pong = eve_a.recv().await;
@@ -191,7 +197,7 @@ async fn cluster_control_with_redis_down_is_refused_and_changes_nothing() {
         "{pong}"
     );
     wait_until("a refusal to be counted", || {
-        a.hub.stats().broker.unavailable.get() >= 3
+        a.hub.stats().broker.unavailable.get() >= 4
     })
     .await;
     eve_a.close().await;
@@ -221,4 +227,55 @@ async fn cluster_node_follows_control_commands_again_after_its_subscription_is_c
     assert_eq!((status, reply["nodes"].as_u64()), (200, Some(3)), "{reply}");
     assert_eq!(eve_b.recv_close().await.0, 4005);
     b.assert_no_clients().await;
+}
+
+#[tokio::test]
+async fn cluster_user_lookup_lists_the_users_connections_on_every_node() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let [a, b, c] = three_nodes(&redis, &[]).await;
+    let eve_b = ws_of(&b, "eve", &["room"]).await;
+    let eve_c1 = ws_of(&c, "eve", &[]).await;
+    let eve_c2 = ws_of(&c, "eve", &["room", "other"]).await;
+    let bob_a = ws_of(&a, "bob", &["room"]).await;
+    let (status, reply) = a.get_json("/api/users/eve").await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(
+        (reply["nodes"].as_u64(), reply["answered"].as_u64()),
+        (Some(3), Some(3))
+    );
+    let connections = reply["connections"].as_array().unwrap();
+    let seen: Vec<(String, Value)> = connections
+        .iter()
+        .map(|c| {
+            let mut channels: Vec<String> = serde_json::from_value(c["channels"].clone()).unwrap();
+            channels.sort();
+            (c["node"].as_str().unwrap().to_owned(), json!(channels))
+        })
+        .collect();
+    assert_eq!(seen.len(), 3, "{reply}");
+    // Two nodes hold eve's connections: B's one (on `room`), C's two.
+    let node_of = |channels: Value| {
+        seen.iter()
+            .find(|(_, c)| *c == channels)
+            .map(|(n, _)| n.clone())
+            .unwrap()
+    };
+    let (on_b, on_c) = (node_of(json!(["room"])), node_of(json!([])));
+    assert_ne!(on_b, on_c);
+    assert_eq!(node_of(json!(["other", "room"])), on_c);
+    assert!(connections.iter().all(|c| c["transport"] == "websocket"));
+    // Asked on B, the same three; a user nowhere has none.
+    let (_, from_b) = b.get_json("/api/users/eve").await;
+    assert_eq!(from_b["connections"].as_array().unwrap().len(), 3);
+    let (_, nobody) = c.get_json("/api/users/nobody").await;
+    assert_eq!(nobody["connections"], json!([]));
+    assert_eq!(nobody["answered"], 3);
+    for ws in [eve_b, eve_c1, eve_c2, bob_a] {
+        ws.close().await;
+    }
+    for node in [&a, &b, &c] {
+        node.assert_no_clients().await;
+    }
 }

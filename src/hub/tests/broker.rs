@@ -41,6 +41,15 @@ impl ClusterBroker for FakeBroker {
     ) -> BoxFuture<'a, Result<usize, HubError>> {
         Box::pin(async { Err(HubError::BrokerUnavailable("fake".into())) })
     }
+    fn gather_user<'a>(
+        &'a self,
+        _: &'a str,
+    ) -> BoxFuture<'a, Result<crate::hub::control::Gathered, HubError>> {
+        Box::pin(async { Err(HubError::BrokerUnavailable("fake".into())) })
+    }
+    fn node(&self) -> &str {
+        "fake"
+    }
 }
 
 fn node() -> Hub {
