@@ -148,3 +148,48 @@ impl Shared {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(request: u64) -> Answer {
+        Answer {
+            request,
+            connections: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn questions_in_flight_are_bounded_and_freed_when_they_end() {
+        let pending = Pending::default();
+        let mut open: Vec<_> = (0..MAX_QUESTIONS)
+            .map(|_| pending.open().unwrap())
+            .collect();
+        assert!(pending.open().is_none(), "past MAX_QUESTIONS");
+        let (request, _) = open.pop().unwrap();
+        drop(Closing(&pending, request));
+        assert!(
+            pending.open().is_some(),
+            "a closed question frees its place"
+        );
+    }
+
+    #[test]
+    fn answers_are_bounded_per_question_and_late_ones_dropped() {
+        let pending = Pending::default();
+        let (request, mut answers) = pending.open().unwrap();
+        for _ in 0..MAX_ANSWERS + 10 {
+            pending.deliver(answer(request));
+        }
+        pending.deliver(answer(request + 1)); // no such question
+        let mut kept = 0;
+        while answers.try_recv().is_ok() {
+            kept += 1;
+        }
+        assert_eq!(kept, MAX_ANSWERS);
+        pending.close(request);
+        pending.deliver(answer(request)); // after the wait ended
+        assert!(answers.try_recv().is_err());
+    }
+}
