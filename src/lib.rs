@@ -57,7 +57,9 @@
 //!   that publishes through one Lua script (offset, history, fan-out in one round trip), and
 //!   the listener task that owns the pub/sub connection, keeps each followed channel's local
 //!   copy in sequence (catching up from Redis history after a gap) and reconnects; backend
-//!   control commands reach every node on one more pub/sub channel (`cluster::control`).
+//!   control commands reach every node on one more pub/sub channel (`cluster::control`); a
+//!   presence writer beside the listener keeps this node's members and heartbeat in Redis
+//!   and removes dead nodes' members (`cluster::presence`).
 //! - [`protocol`] — the wire contract as types, at the bottom so every layer speaks it:
 //!   channel names and positions, [`protocol::ErrorCode`] (wire string + HTTP status per
 //!   code), [`protocol::DisconnectReason`] (close codes), every server frame

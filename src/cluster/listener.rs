@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::hub::{ChannelName, Hub, HubError, Live};
 
 use super::control::{self, Received, CONTROL_CHANNEL};
+use super::presence::PresenceWriter;
 use super::{message_key, unavailable, Command, Shared, MESSAGE_PREFIX};
 
 /// First and largest pause between reconnection attempts (doubled each time, with jitter so
@@ -36,6 +37,8 @@ pub struct Listener {
     followed: HashSet<ChannelName>,
     /// Where the other nodes answer this node's questions.
     replies: String,
+    /// Runs beside the listener (`run`).
+    presence: Option<PresenceWriter>,
 }
 
 /// The subscription connection failed: reconnect.
@@ -46,8 +49,10 @@ impl Listener {
         client: redis::Client,
         shared: Arc<Shared>,
         commands: mpsc::Receiver<Command>,
+        presence: PresenceWriter,
     ) -> Self {
         Self {
+            presence: Some(presence),
             client,
             replies: control::reply_channel(&shared.node),
             shared,
@@ -56,8 +61,18 @@ impl Listener {
         }
     }
 
-    /// Runs until `shutdown`.
+    /// Runs until `shutdown`, with the presence writer beside it.
     pub async fn run(mut self, hub: Hub, shutdown: CancellationToken) {
+        let writer = self.presence.take();
+        let presence = async {
+            if let Some(writer) = writer {
+                writer.run(hub.clone(), shutdown.clone()).await;
+            }
+        };
+        tokio::join!(self.listen(hub.clone(), shutdown.clone()), presence);
+    }
+
+    async fn listen(mut self, hub: Hub, shutdown: CancellationToken) {
         let mut failures = 0u32;
         loop {
             if failures > 0 {

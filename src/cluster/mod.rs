@@ -24,6 +24,8 @@
 mod control;
 mod gather;
 mod listener;
+mod presence;
+mod presence_read;
 mod scripts;
 
 use std::collections::HashMap;
@@ -76,6 +78,8 @@ struct Shared {
     node: String,
     /// `GET /api/users/{user}` questions waiting for the other nodes' answers.
     pending: gather::Pending,
+    /// Presence changes waiting for the writer.
+    presence: presence::PresenceQueue,
     commands: ConnectionManager,
     publish: redis::Script,
     snapshot: redis::Script,
@@ -143,9 +147,11 @@ impl RedisBroker {
             }
         };
         let (listener_tx, listener_rx) = mpsc::channel(LISTENER_QUEUE);
+        let (presence, changes) = presence::PresenceQueue::new();
         let shared = Arc::new(Shared {
             node: Epoch::random().as_str().to_owned(),
             pending: gather::Pending::default(),
+            presence,
             commands,
             publish: redis::Script::new(scripts::PUBLISH),
             snapshot: redis::Script::new(scripts::SNAPSHOT),
@@ -155,7 +161,8 @@ impl RedisBroker {
             config,
             stats,
         });
-        let listener = Listener::new(client, shared.clone(), listener_rx);
+        let writer = presence::PresenceWriter::new(shared.clone(), changes);
+        let listener = Listener::new(client, shared.clone(), listener_rx, writer);
         Ok((Self { shared }, listener))
     }
 }

@@ -45,3 +45,67 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 local last = redis.call('HGET', KEYS[1], 'last') or '0'
 return {epoch, last, redis.call('LRANGE', KEYS[2], 0, -1)}
 ";
+
+/// ARGV: node, then per change five values: `+` or `-`, channel, client, user (empty
+/// without tokens), member JSON (empty for `-`).
+///
+/// Applies one batch of a node's presence changes. A channel's members live in
+/// `crier:pres:{ch}` (field `node:client` → member JSON), its distinct users in
+/// `crier:pusers:{ch}` (user → connections), and each node's members in
+/// `crier:node:{node}:members` (field `ch \n client` → user), which makes removing a dead
+/// node's members cost what that node had. Idempotent: a member added twice counts once, a
+/// removal of what is not there changes nothing. Keys are built here, so this needs a single
+/// Redis (not Redis Cluster, which crier does not support yet).
+pub const PRESENCE_BATCH: &str = r"
+local node = ARGV[1]
+local mine = 'crier:node:' .. node .. ':members'
+for i = 2, #ARGV - 4, 5 do
+  local ch, client, user = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local members = 'crier:pres:' .. ch
+  local users = 'crier:pusers:' .. ch
+  local field = node .. ':' .. client
+  if ARGV[i] == '+' then
+    if redis.call('HSET', members, field, ARGV[i + 4]) == 1 then
+      if user ~= '' then redis.call('HINCRBY', users, user, 1) end
+      redis.call('HSET', mine, ch .. '\n' .. client, user)
+    end
+  elseif redis.call('HDEL', members, field) == 1 then
+    if user ~= '' and redis.call('HINCRBY', users, user, -1) <= 0 then
+      redis.call('HDEL', users, user)
+    end
+    redis.call('HDEL', mine, ch .. '\n' .. client)
+  end
+end
+return 0
+";
+
+/// ARGV: node, most members to remove, the node's heartbeat key (or empty).
+///
+/// Removes up to that many of a node's members (a dead node's, or this node's own before it
+/// states them again); returns how many it still has — or -1, touching nothing, when the
+/// heartbeat key given exists (the node came back: it states its own members again). Bounded per call so Redis, which runs
+/// a script alone, is never held long: the caller repeats it.
+pub const PRESENCE_REMOVE_NODE: &str = r"
+local node = ARGV[1]
+if ARGV[3] ~= '' and redis.call('EXISTS', ARGV[3]) == 1 then
+  return -1
+end
+local mine = 'crier:node:' .. node .. ':members'
+local scan = redis.call('HSCAN', mine, 0, 'COUNT', ARGV[2])
+local found = scan[2]
+for i = 1, #found, 2 do
+  local link, user = found[i], found[i + 1]
+  local cut = string.find(link, '\n', 1, true)
+  if cut then
+    local ch, client = string.sub(link, 1, cut - 1), string.sub(link, cut + 1)
+    local users = 'crier:pusers:' .. ch
+    if redis.call('HDEL', 'crier:pres:' .. ch, node .. ':' .. client) == 1 and user ~= '' then
+      if redis.call('HINCRBY', users, user, -1) <= 0 then
+        redis.call('HDEL', users, user)
+      end
+    end
+  end
+  redis.call('HDEL', mine, link)
+end
+return redis.call('HLEN', mine)
+";

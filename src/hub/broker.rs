@@ -20,6 +20,7 @@ use futures_util::future::BoxFuture;
 use crate::protocol::{ChannelName, Epoch, Payload, Published, Since, Subscribed};
 
 use super::channel::Live;
+use super::cluster_presence::ClusterPresence;
 use super::control::Gathered;
 use super::registry::TooManyChannels;
 use super::{Client, ControlCommand, Frame, HistoryPage, Hub, HubError};
@@ -53,7 +54,7 @@ pub struct Snapshot {
 
 /// What a cluster broker does for the hub. Every call is bounded by the broker's own
 /// timeout and answers `HubError::BrokerUnavailable` when the broker cannot be reached.
-pub trait ClusterBroker: Send + Sync + 'static {
+pub trait ClusterBroker: ClusterPresence + Send + Sync + 'static {
     /// Assigns the next position, stores the message in the channel's history and fans it out
     /// to every node, in one step; resolves once it is stored. `entry` is the message as
     /// [`super::stored::encode`] wrote it (its `data`, and `from` where stamped).

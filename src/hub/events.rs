@@ -5,7 +5,8 @@
 //! block, await or call back into the hub: push into a bounded queue and return.
 //!
 //! Cost: with no sink installed, each connect, disconnect, subscribe and unsubscribe pays one
-//! atomic load (`OnceLock::get`); the publish path emits nothing.
+//! atomic load (`OnceLock::get`); the publish path emits nothing. A cluster node also tells
+//! its broker of joins and leaves in channels with presence (`cluster_presence`).
 //!
 //! Also here: the user → clients index ([`UserIndex`]) the backend control API reads, kept
 //! in step with the same two moments as `Connected`/`Disconnected` (see [`Hub::admitted`]).
@@ -161,6 +162,7 @@ impl Hub {
     /// Under `channel`'s lock, after `client` joined it: `ChannelOccupied` if it was the
     /// first, then `MemberAdded`.
     pub(super) fn joined(&self, channel: &ChannelName, client: &Client, first: bool) {
+        self.tell_cluster(channel, client, true);
         let Some(sink) = self.sink() else { return };
         if first {
             sink.emit(HubEvent::ChannelOccupied {
@@ -177,6 +179,7 @@ impl Hub {
     /// Under `channel`'s lock, after `client` left it: `MemberRemoved`, then
     /// `ChannelVacated` if it was the last.
     pub(super) fn left(&self, channel: &ChannelName, client: &Client, last: bool) {
+        self.tell_cluster(channel, client, false);
         let Some(sink) = self.sink() else { return };
         sink.emit(HubEvent::MemberRemoved {
             channel: channel.clone(),

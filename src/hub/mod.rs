@@ -19,15 +19,14 @@
 //!   `--max-json-depth`; the sweep of aged history and idle channels.
 //! - [`broker`] — the seam to where offsets, history and cross-node fan-out come from:
 //!   in memory (the default, `flow`'s `publish`) or a cluster broker the channels mirror.
-//! - [`stored`] — how a cluster broker carries a message (its `data`, and `from` where
-//!   stamped), live and in its history.
+//! - [`stored`], [`cluster_presence`] — what a cluster broker carries: messages (`data`,
+//!   `from` where stamped) and members (joins/leaves queued to it; pages, stats read back).
 //! - [`config`] — the limits the hub enforces; which channels clients may publish to.
 //! - [`error`] — `HubError`, each with its wire code.
 //! - [`events`] — the event seam: `HubEvent`s (connect/disconnect, join/leave, channel
 //!   occupied/vacated) told to one installed `EventSink`; the user → clients index.
 //! - [`control`] — what a backend may do to users and channels: disconnect a user's
-//!   connections, take a user or a whole channel's subscribers off a channel; on a cluster
-//!   node, on every node (`ControlCommand`, carried by the broker).
+//!   connections, take a user or a channel's subscribers off a channel — on every node.
 //! - [`stats`] — counters, exported as Prometheus text and JSON.
 
 pub mod broker;
@@ -43,6 +42,7 @@ pub mod stats;
 pub mod stored;
 
 mod budget;
+pub mod cluster_presence;
 mod flow;
 mod presence;
 mod pressure;

@@ -8,15 +8,18 @@ use std::sync::Arc;
 use crate::auth::Principal;
 use crate::protocol::{presence, ChannelName, Frame, Member, PresenceStats};
 
+use super::cluster_presence::StoredMember;
 use super::{Client, Hub, HubError};
 
 /// Most members one `presence` page lists.
 pub const PRESENCE_PAGE: usize = 200;
 
-/// A page of members, holding what their frame borrows.
+/// A page of members, holding what their frame borrows: this node's clients, or on a
+/// cluster node the members every node stored in the broker.
 pub struct Members {
     pub channel: ChannelName,
     clients: Vec<(String, Option<Arc<Principal>>)>,
+    stored: Vec<StoredMember>,
     pub next: Option<u64>,
 }
 
@@ -25,6 +28,20 @@ impl Members {
         Self {
             channel: channel.clone(),
             clients: clients.iter().map(member_of).collect(),
+            stored: Vec::new(),
+            next,
+        }
+    }
+
+    pub(super) fn stored(
+        channel: &ChannelName,
+        stored: Vec<StoredMember>,
+        next: Option<u64>,
+    ) -> Self {
+        Self {
+            channel: channel.clone(),
+            clients: Vec::new(),
+            stored,
             next,
         }
     }
@@ -33,7 +50,10 @@ impl Members {
     pub fn page(&self) -> crate::protocol::PresencePage<'_> {
         crate::protocol::PresencePage {
             channel: &self.channel,
-            members: members(&self.clients),
+            members: members(&self.clients)
+                .into_iter()
+                .chain(self.stored.iter().map(StoredMember::member))
+                .collect(),
             next: self.next,
         }
     }
@@ -51,6 +71,7 @@ fn members(clients: &[(String, Option<Arc<Principal>>)]) -> Vec<Member<'_>> {
         .iter()
         .map(|(client, principal)| Member {
             client: client.clone(),
+            node: None,
             user: principal.as_ref().map(|p| &*p.user),
             info: principal.as_ref().and_then(|p| p.info.as_deref()),
         })

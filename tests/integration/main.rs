@@ -6,6 +6,7 @@ mod auth;
 mod bad_input;
 mod cluster;
 mod cluster_control;
+mod cluster_presence;
 mod cluster_stamp;
 mod common;
 mod contract;

@@ -52,6 +52,29 @@ impl ClusterBroker for FakeBroker {
     }
 }
 
+impl crate::hub::cluster_presence::ClusterPresence for FakeBroker {
+    fn member_changed(
+        &self,
+        _: &ChannelName,
+        _: ClientId,
+        _: crate::hub::cluster_presence::MemberChange,
+    ) {
+    }
+    fn presence_page<'a>(
+        &'a self,
+        _: &'a ChannelName,
+        _: u64,
+    ) -> BoxFuture<'a, Result<crate::hub::cluster_presence::StoredPage, HubError>> {
+        Box::pin(async { Err(HubError::BrokerUnavailable("fake".into())) })
+    }
+    fn presence_stats<'a>(
+        &'a self,
+        _: &'a ChannelName,
+    ) -> BoxFuture<'a, Result<crate::protocol::PresenceStats, HubError>> {
+        Box::pin(async { Err(HubError::BrokerUnavailable("fake".into())) })
+    }
+}
+
 fn node() -> Hub {
     Hub::with_broker(
         HubConfig::default(),
