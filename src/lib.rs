@@ -58,8 +58,8 @@
 //!   the listener task that owns the pub/sub connection, keeps each followed channel's local
 //!   copy in sequence (catching up from Redis history after a gap) and reconnects; backend
 //!   control commands reach every node on one more pub/sub channel (`cluster::control`); a
-//!   presence writer beside the listener keeps this node's members and heartbeat in Redis
-//!   and removes dead nodes' members (`cluster::presence`).
+//!   presence writer beside the listener keeps this node's members and heartbeat in Redis,
+//!   fans its joins and leaves out, and removes dead nodes' members (`cluster::presence`).
 //! - [`protocol`] — the wire contract as types, at the bottom so every layer speaks it:
 //!   channel names and positions, [`protocol::ErrorCode`] (wire string + HTTP status per
 //!   code), [`protocol::DisconnectReason`] (close codes), every server frame

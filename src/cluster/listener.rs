@@ -275,6 +275,14 @@ impl Listener {
         else {
             return Ok(());
         };
+        if let Some(diff) = super::presence_read::parse_diff(message.get_payload_bytes()) {
+            match diff {
+                Some((node, _)) if node == self.shared.node => {}
+                Some((_, diff)) => hub.remote_presence_diff(&channel, diff.joins, diff.leaves),
+                None => tracing::warn!(%channel, "ignored a malformed presence diff from Redis"),
+            }
+            return Ok(());
+        }
         let Some((epoch, offset, data)) = parse_payload(message.get_payload_bytes()) else {
             tracing::warn!(%channel, "ignored a malformed message from Redis");
             return Ok(());

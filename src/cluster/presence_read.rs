@@ -6,7 +6,9 @@
 
 use futures_util::future::BoxFuture;
 
-use crate::hub::cluster_presence::{ClusterPresence, MemberChange, StoredPage, PRESENCE_PAGE};
+use crate::hub::cluster_presence::{
+    ClusterPresence, MemberChange, StoredMember, StoredPage, PRESENCE_PAGE,
+};
 use crate::hub::{ChannelName, ClientId, HubError};
 use crate::protocol::PresenceStats;
 
@@ -14,6 +16,26 @@ use super::RedisBroker;
 
 fn presence_key(channel: &ChannelName) -> String {
     format!("crier:pres:{channel}")
+}
+
+/// The joins and leaves of one batch of another node, as the presence scripts publish them.
+#[derive(serde::Deserialize)]
+pub struct Diff {
+    pub joins: Vec<StoredMember>,
+    pub leaves: Vec<StoredMember>,
+}
+
+/// A presence diff on a channel's message channel: `P \n node \n {"joins", "leaves"}`;
+/// `None` for a message (`epoch \n offset \n entry`: an epoch is never `P`).
+pub fn parse_diff(payload: &[u8]) -> Option<Option<(&str, Diff)>> {
+    let rest = payload.strip_prefix(b"P\n")?;
+    let parsed = (|| {
+        let cut = rest.iter().position(|b| *b == b'\n')?;
+        let node = std::str::from_utf8(&rest[..cut]).ok()?;
+        let diff = serde_json::from_slice(&rest[cut + 1..]).ok()?;
+        Some((node, diff))
+    })();
+    Some(parsed)
 }
 
 impl ClusterPresence for RedisBroker {
@@ -60,5 +82,24 @@ impl ClusterPresence for RedisBroker {
                 .await?;
             Ok(PresenceStats { clients, users })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diffs_are_told_apart_from_messages() {
+        let diff = br#"P
+n1
+{"joins":[{"client":"c1","node":"n1","user":"ada"}],"leaves":[]}"#;
+        let (node, parsed) = parse_diff(diff).unwrap().unwrap();
+        assert_eq!(
+            (node, parsed.joins.len(), parsed.leaves.len()),
+            ("n1", 1, 0)
+        );
+        assert!(parse_diff(b"P\nn1\nnot json").unwrap().is_none());
+        assert!(parse_diff(b"0123456789ab\n7\n\"P\"").is_none(), "a message");
     }
 }

@@ -46,6 +46,32 @@ local last = redis.call('HGET', KEYS[1], 'last') or '0'
 return {epoch, last, redis.call('LRANGE', KEYS[2], 0, -1)}
 ";
 
+/// The Lua both presence scripts share: collect what changed per channel, then PUBLISH one
+/// diff per channel on its message channel. The `P` line can never be an epoch (12 hex
+/// digits), so a node's gap logic never takes a diff for a message.
+macro_rules! diffs {
+    () => {
+        r#"
+local function diff(diffs, order, ch)
+  local d = diffs[ch]
+  if not d then
+    d = {joins = {}, leaves = {}}
+    diffs[ch] = d
+    order[#order + 1] = ch
+  end
+  return d
+end
+local function publish_diffs(node, diffs, order)
+  for _, ch in ipairs(order) do
+    local d = diffs[ch]
+    redis.call('PUBLISH', 'crier:msg:' .. ch, 'P\n' .. node .. '\n{"joins":[' ..
+      table.concat(d.joins, ',') .. '],"leaves":[' .. table.concat(d.leaves, ',') .. ']}')
+  end
+end
+"#
+    };
+}
+
 /// ARGV: node, then per change five values: `+` or `-`, channel, client, user (empty
 /// without tokens), member JSON (empty for `-`).
 ///
@@ -56,9 +82,15 @@ return {epoch, last, redis.call('LRANGE', KEYS[2], 0, -1)}
 /// node's members cost what that node had. Idempotent: a member added twice counts once, a
 /// removal of what is not there changes nothing. Keys are built here, so this needs a single
 /// Redis (not Redis Cluster, which crier does not support yet).
-pub const PRESENCE_BATCH: &str = r"
+///
+/// What changed is then PUBLISHed on each channel's `crier:msg:{ch}`, one diff per channel:
+/// `P \n node \n {"joins":[member…],"leaves":[member…]}` (see `diffs!`).
+pub const PRESENCE_BATCH: &str = concat!(
+    diffs!(),
+    r"
 local node = ARGV[1]
 local mine = 'crier:node:' .. node .. ':members'
+local diffs, order = {}, {}
 for i = 2, #ARGV - 4, 5 do
   local ch, client, user = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local members = 'crier:pres:' .. ch
@@ -68,24 +100,36 @@ for i = 2, #ARGV - 4, 5 do
     if redis.call('HSET', members, field, ARGV[i + 4]) == 1 then
       if user ~= '' then redis.call('HINCRBY', users, user, 1) end
       redis.call('HSET', mine, ch .. '\n' .. client, user)
+      local d = diff(diffs, order, ch)
+      d.joins[#d.joins + 1] = ARGV[i + 4]
     end
-  elseif redis.call('HDEL', members, field) == 1 then
-    if user ~= '' and redis.call('HINCRBY', users, user, -1) <= 0 then
-      redis.call('HDEL', users, user)
+  else
+    local member = redis.call('HGET', members, field)
+    if member then
+      redis.call('HDEL', members, field)
+      if user ~= '' and redis.call('HINCRBY', users, user, -1) <= 0 then
+        redis.call('HDEL', users, user)
+      end
+      redis.call('HDEL', mine, ch .. '\n' .. client)
+      local d = diff(diffs, order, ch)
+      d.leaves[#d.leaves + 1] = member
     end
-    redis.call('HDEL', mine, ch .. '\n' .. client)
   end
 end
+publish_diffs(node, diffs, order)
 return 0
-";
+"
+);
 
 /// ARGV: node, most members to remove, the node's heartbeat key (or empty).
 ///
 /// Removes up to that many of a node's members (a dead node's, or this node's own before it
-/// states them again); returns how many it still has — or -1, touching nothing, when the
+/// states them again), publishing them as leaves; returns how many it still has — or -1, touching nothing, when the
 /// heartbeat key given exists (the node came back: it states its own members again). Bounded per call so Redis, which runs
 /// a script alone, is never held long: the caller repeats it.
-pub const PRESENCE_REMOVE_NODE: &str = r"
+pub const PRESENCE_REMOVE_NODE: &str = concat!(
+    diffs!(),
+    r"
 local node = ARGV[1]
 if ARGV[3] ~= '' and redis.call('EXISTS', ARGV[3]) == 1 then
   return -1
@@ -93,19 +137,27 @@ end
 local mine = 'crier:node:' .. node .. ':members'
 local scan = redis.call('HSCAN', mine, 0, 'COUNT', ARGV[2])
 local found = scan[2]
+local diffs, order = {}, {}
 for i = 1, #found, 2 do
   local link, user = found[i], found[i + 1]
   local cut = string.find(link, '\n', 1, true)
   if cut then
     local ch, client = string.sub(link, 1, cut - 1), string.sub(link, cut + 1)
+    local members = 'crier:pres:' .. ch
     local users = 'crier:pusers:' .. ch
-    if redis.call('HDEL', 'crier:pres:' .. ch, node .. ':' .. client) == 1 and user ~= '' then
-      if redis.call('HINCRBY', users, user, -1) <= 0 then
+    local member = redis.call('HGET', members, node .. ':' .. client)
+    if member then
+      redis.call('HDEL', members, node .. ':' .. client)
+      if user ~= '' and redis.call('HINCRBY', users, user, -1) <= 0 then
         redis.call('HDEL', users, user)
       end
+      local d = diff(diffs, order, ch)
+      d.leaves[#d.leaves + 1] = member
     end
   end
   redis.call('HDEL', mine, link)
 end
+publish_diffs(node, diffs, order)
 return redis.call('HLEN', mine)
-";
+"
+);

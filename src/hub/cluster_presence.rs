@@ -1,7 +1,7 @@
 //! Presence across a cluster: each node tells its broker who joins and leaves its channels
 //! with presence (never waiting: `ClusterPresence::member_changed` only queues), and the
-//! `presence` and `presence_stats` reads ask the broker, which holds every node's members.
-//! `presence_diff` frames stay per node (see `docs/SCALING.md`).
+//! `presence` and `presence_stats` reads ask the broker, which holds every node's members;
+//! other nodes' joins and leaves come back as diffs for the next `presence_diff` flush.
 
 use std::sync::Arc;
 
@@ -62,6 +62,11 @@ pub struct StoredMember {
 }
 
 impl StoredMember {
+    /// `node:client`: unique across the cluster.
+    pub(super) fn key(&self) -> String {
+        format!("{}:{}", self.node, self.client)
+    }
+
     pub(super) fn member(&self) -> Member<'_> {
         Member {
             client: self.client.clone(),
@@ -131,6 +136,27 @@ impl Hub {
             }
         }
         out
+    }
+
+    /// Another node's joins and leaves on `channel` (a diff its broker fanned out): kept for
+    /// this node's next presence flush, for the members here that listen.
+    pub fn remote_presence_diff(
+        &self,
+        channel: &ChannelName,
+        joins: Vec<StoredMember>,
+        leaves: Vec<StoredMember>,
+    ) {
+        let Some(ch) = self.inner.registry.channel(channel) else {
+            return;
+        };
+        let (dirty, dropped) = ch.lock().remote_presence(joins, leaves);
+        if dropped > 0 {
+            self.inner.stats.broker.dropped.inc_by(dropped as u64);
+            tracing::warn!(%channel, dropped, "too many remote joins and leaves for one presence flush");
+        }
+        if dirty {
+            self.presence_changed(channel);
+        }
     }
 
     /// [`Hub::presence`], across every node on a cluster node.

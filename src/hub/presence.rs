@@ -67,11 +67,18 @@ fn member_of(client: &Arc<Client>) -> (String, Option<Arc<Principal>>) {
 }
 
 fn members(clients: &[(String, Option<Arc<Principal>>)]) -> Vec<Member<'_>> {
+    members_at(clients, None)
+}
+
+fn members_at<'a>(
+    clients: &'a [(String, Option<Arc<Principal>>)],
+    node: Option<&'a str>,
+) -> Vec<Member<'a>> {
     clients
         .iter()
         .map(|(client, principal)| Member {
             client: client.clone(),
-            node: None,
+            node,
             user: principal.as_ref().map(|p| &*p.user),
             info: principal.as_ref().and_then(|p| p.info.as_deref()),
         })
@@ -140,12 +147,26 @@ impl Hub {
                 continue;
             };
             let diff = ch.lock().take_presence_diff();
-            if diff.listeners.is_empty() || (diff.joins.is_empty() && diff.leaves.is_empty()) {
+            let news = diff.joins.len()
+                + diff.leaves.len()
+                + diff.remote_joins.len()
+                + diff.remote_leaves.len();
+            if diff.listeners.is_empty() || news == 0 {
                 continue;
             }
+            // On a cluster node every member names its node (client ids are per node).
+            let node = self.cluster().map(|broker| broker.node());
             let joins: Vec<_> = diff.joins.iter().map(member_of).collect();
             let leaves: Vec<_> = diff.leaves.iter().map(member_of).collect();
-            let frame: Frame = presence::presence_diff(&name, &members(&joins), &members(&leaves));
+            let joins: Vec<Member<'_>> = members_at(&joins, node)
+                .into_iter()
+                .chain(diff.remote_joins.iter().map(StoredMember::member))
+                .collect();
+            let leaves: Vec<Member<'_>> = members_at(&leaves, node)
+                .into_iter()
+                .chain(diff.remote_leaves.iter().map(StoredMember::member))
+                .collect();
+            let frame: Frame = presence::presence_diff(&name, &joins, &leaves);
             for client in &diff.listeners {
                 self.send(client, frame.clone());
                 sent += 1;

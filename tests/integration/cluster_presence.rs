@@ -41,6 +41,29 @@ async fn stats_reach(node: &TestServer, clients: u64, users: u64) {
     .await;
 }
 
+/// A connection of `user` on `node` subscribed to ROOM with `join_leave`, its own join read.
+async fn listener(node: &TestServer, user: &str) -> Ws {
+    let mut ws = node
+        .ws(&format!("/ws?token={}", crate::control::token(user)))
+        .await;
+    ws.send(json!({"type": "subscribe", "channel": ROOM, "join_leave": true}))
+        .await;
+    ws.recv_type("subscribed").await;
+    let own = ws.recv_type("presence_diff").await;
+    assert_eq!(users_of(&own["joins"]), [user]);
+    ws
+}
+
+/// Reads `presence_diff` frames until one whose `field` lists `user`.
+async fn diff_naming(ws: &mut Ws, field: &str, user: &str) -> Value {
+    loop {
+        let diff = ws.recv_type("presence_diff").await;
+        if users_of(&diff[field]).iter().any(|u| u == user) {
+            return diff;
+        }
+    }
+}
+
 fn users_of(members: &Value) -> Vec<String> {
     let mut users: Vec<String> = members
         .as_array()
@@ -117,7 +140,7 @@ async fn cluster_presence_of_a_node_killed_with_sigkill_is_removed_by_a_survivor
     let url = redis.url();
     let nodes = nodes(&redis, 1).await;
     let a = &nodes[0];
-    let ada = ws_of(a, "ada", &[ROOM]).await;
+    let mut ada = listener(a, "ada").await;
     // A real process, beating every 500 ms (its --redis-timeout).
     let args = [
         "--redis-url",
@@ -143,6 +166,8 @@ async fn cluster_presence_of_a_node_killed_with_sigkill_is_removed_by_a_survivor
     stats_reach(a, 1, 1).await;
     let (_, page) = a.get_json(&format!("/api/channels/{ROOM}/presence")).await;
     assert_eq!(users_of(&page["members"]), ["ada"]);
+    // A join_leave listener was told of eve's join, then of her leave when she was removed.
+    diff_naming(&mut ada, "leaves", "eve").await;
     ada.close().await;
     a.assert_no_clients().await;
 }
@@ -248,4 +273,36 @@ async fn cluster_presence_pages_follow_the_cursor_through_a_large_channel() {
     }
     assert_eq!(seen.len(), 1200);
     assert!(pages > 1, "a channel this large takes several pages");
+}
+
+#[tokio::test]
+async fn cluster_presence_diff_tells_joins_and_leaves_of_every_node() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let nodes = nodes(&redis, 2).await;
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let mut ada = listener(a, "ada").await;
+    let bob = ws_of(b, "bob", &[ROOM]).await;
+    let joined = diff_naming(&mut ada, "joins", "bob").await;
+    let bob_node = joined["joins"][0]["node"].clone();
+    assert!(bob_node.is_string(), "{joined}");
+    // A listener that joins later asks `presence` for who is there; from then on it hears
+    // the joins and leaves of either node.
+    let mut cy = listener(b, "cy").await;
+    let dan = ws_of(a, "dan", &[ROOM]).await;
+    for ws in [&mut ada, &mut cy] {
+        diff_naming(ws, "joins", "dan").await;
+    }
+    bob.close().await;
+    let left = diff_naming(&mut ada, "leaves", "bob").await;
+    assert_eq!(left["leaves"][0]["node"], bob_node);
+    dan.close().await;
+    diff_naming(&mut cy, "leaves", "dan").await;
+    for ws in [ada, cy] {
+        ws.close().await;
+    }
+    for node in &nodes {
+        node.assert_no_clients().await;
+    }
 }
