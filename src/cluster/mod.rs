@@ -27,6 +27,7 @@ mod listener;
 mod presence;
 mod presence_read;
 mod scripts;
+mod users;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

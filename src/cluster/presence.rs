@@ -200,7 +200,7 @@ impl PresenceWriter {
                 return;
             }
         }
-        if let Err(error) = self.bury_dead_nodes().await {
+        if let Err(error) = self.bury_dead_nodes(hub).await {
             tracing::debug!(%error, "could not check the other nodes");
         }
     }
@@ -230,6 +230,7 @@ impl PresenceWriter {
         for batch in changes.chunks(BATCH) {
             self.write(batch).await?;
         }
+        self.shared.restate_users(hub).await?;
         tracing::info!(members = count, "stated this node's presence in Redis");
         Ok(())
     }
@@ -260,7 +261,7 @@ impl PresenceWriter {
         Ok(left)
     }
 
-    async fn bury_dead_nodes(&self) -> Result<(), HubError> {
+    async fn bury_dead_nodes(&self, hub: &Hub) -> Result<(), HubError> {
         let shared = &self.shared;
         let mut conn = shared.commands.clone();
         let mut register = redis::cmd("SADD");
@@ -274,16 +275,16 @@ impl PresenceWriter {
             .bounded("listing nodes", list.query_async(&mut conn))
             .await?;
         for node in nodes.iter().filter(|n| **n != shared.node) {
-            let mut alive = redis::cmd("EXISTS");
-            alive.arg(heartbeat_key(node));
-            let alive: i64 = shared
-                .bounded("checking a node", alive.query_async(&mut conn))
-                .await?;
-            if alive == 1 {
+            if shared.is_alive(node).await? {
                 continue;
             }
             let left = self.remove_members(node, true).await?;
-            if left == 0 {
+            // Rechecked: the node may have come back while its members were removed.
+            if left < 0 || shared.is_alive(node).await? {
+                continue;
+            }
+            let users_left = shared.bury_users(hub, node).await?;
+            if left == 0 && users_left == 0 {
                 let mut forget = redis::cmd("SREM");
                 forget.arg(NODES).arg(node);
                 let _: i64 = shared
@@ -312,5 +313,17 @@ impl PresenceWriter {
             .shared
             .bounded("leaving the cluster", pipe.query_async(&mut conn))
             .await;
+    }
+}
+
+impl Shared {
+    async fn is_alive(&self, node: &str) -> Result<bool, HubError> {
+        let mut conn = self.commands.clone();
+        let mut exists = redis::cmd("EXISTS");
+        exists.arg(heartbeat_key(node));
+        let alive: i64 = self
+            .bounded("checking a node", exists.query_async(&mut conn))
+            .await?;
+        Ok(alive == 1)
     }
 }

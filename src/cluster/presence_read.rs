@@ -7,7 +7,7 @@
 use futures_util::future::BoxFuture;
 
 use crate::hub::cluster_presence::{
-    ClusterPresence, MemberChange, StoredMember, StoredPage, PRESENCE_PAGE,
+    ClusterPresence, MemberChange, OfflineCheck, StoredMember, StoredPage, PRESENCE_PAGE,
 };
 use crate::hub::{ChannelName, ClientId, HubError};
 use crate::protocol::PresenceStats;
@@ -39,6 +39,22 @@ pub fn parse_diff(payload: &[u8]) -> Option<Option<(&str, Diff)>> {
 }
 
 impl ClusterPresence for RedisBroker {
+    fn user_up<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Result<bool, HubError>> {
+        Box::pin(self.shared.user_up(&self.shared.node, user))
+    }
+
+    fn user_down<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Result<bool, HubError>> {
+        Box::pin(self.shared.user_down(&self.shared.node, user))
+    }
+
+    fn user_offline<'a>(
+        &'a self,
+        user: &'a str,
+        grace: std::time::Duration,
+    ) -> BoxFuture<'a, Result<OfflineCheck, HubError>> {
+        Box::pin(self.shared.user_offline(user, grace))
+    }
+
     fn member_changed(&self, channel: &ChannelName, client: ClientId, change: MemberChange) {
         let shared = &self.shared;
         shared.presence.push(&shared.stats, channel, client, change);

@@ -161,3 +161,60 @@ publish_diffs(node, diffs, order)
 return redis.call('HLEN', mine)
 "
 );
+
+/// A user's connections across the cluster, for `user_online`/`user_offline` once per
+/// cluster: `crier:user:{user}` holds one field per node with a connection of the user, plus
+/// `~on` (announced online) and `~zero` (Unix ms when its last node let go); each node's users
+/// are in `crier:node:{node}:users`. The key is deleted once `user_offline` is decided, so
+/// Redis holds nothing for offline users.
+///
+/// ARGV: node, user. Returns 1 when the user is online anew (this node announces it).
+pub const USER_UP: &str = r"
+local key = 'crier:user:' .. ARGV[2]
+redis.call('HSET', key, ARGV[1], '1')
+redis.call('HDEL', key, '~zero')
+redis.call('SADD', 'crier:node:' .. ARGV[1] .. ':users', ARGV[2])
+return redis.call('HSETNX', key, '~on', '1')
+";
+
+/// ARGV: node, user. The node let go of the user's last connection it held. Returns 1 when
+/// no node holds one any more (the caller checks again after the grace: [`USER_OFFLINE`]).
+pub const USER_DOWN: &str = r"
+local key = 'crier:user:' .. ARGV[2]
+redis.call('SREM', 'crier:node:' .. ARGV[1] .. ':users', ARGV[2])
+if redis.call('HDEL', key, ARGV[1]) == 0 then
+  return 0
+end
+for _, field in ipairs(redis.call('HKEYS', key)) do
+  if string.sub(field, 1, 1) ~= '~' then
+    return 0
+  end
+end
+local now = redis.call('TIME')
+redis.call('HSET', key, '~zero', now[1] * 1000 + math.floor(now[2] / 1000))
+return 1
+";
+
+/// ARGV: user, grace (ms). Decides `user_offline`, once: returns `{0, zero}` when no node has
+/// held a connection of the user for the grace (the key is deleted: exactly one caller gets
+/// this), `{1, ms}` to ask again in that many ms, `{2, 0}` when there is nothing to decide
+/// (the user came back, or another node decided).
+pub const USER_OFFLINE: &str = r"
+local key = 'crier:user:' .. ARGV[1]
+local zero = redis.call('HGET', key, '~zero')
+if not zero then
+  return {2, 0}
+end
+for _, field in ipairs(redis.call('HKEYS', key)) do
+  if string.sub(field, 1, 1) ~= '~' then
+    return {2, 0}
+  end
+end
+local now = redis.call('TIME')
+local wait = tonumber(zero) + tonumber(ARGV[2]) - (now[1] * 1000 + math.floor(now[2] / 1000))
+if wait > 0 then
+  return {1, wait}
+end
+redis.call('DEL', key)
+return {0, tonumber(zero)}
+";

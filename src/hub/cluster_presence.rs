@@ -48,6 +48,32 @@ pub trait ClusterPresence {
         &'a self,
         channel: &'a ChannelName,
     ) -> BoxFuture<'a, Result<PresenceStats, HubError>>;
+
+    /// This node holds a connection of `user` again (its first here): `true` when the user
+    /// is online anew across the cluster (this node announces it, and no other).
+    fn user_up<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Result<bool, HubError>>;
+
+    /// This node let go of `user`'s last connection here: `true` when no node holds one (ask
+    /// [`ClusterPresence::user_offline`] after the grace).
+    fn user_down<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Result<bool, HubError>>;
+
+    /// Decides `user_offline` for `user` after `grace`, for exactly one caller.
+    fn user_offline<'a>(
+        &'a self,
+        user: &'a str,
+        grace: std::time::Duration,
+    ) -> BoxFuture<'a, Result<OfflineCheck, HubError>>;
+}
+
+/// What [`ClusterPresence::user_offline`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OfflineCheck {
+    /// Offline: announce it (Unix ms when the last connection ended). Only one caller gets it.
+    Offline { at_ms: u64 },
+    /// Not yet: ask again after this long.
+    Wait(std::time::Duration),
+    /// Nothing to announce (back online, or decided elsewhere).
+    Nothing,
 }
 
 /// A member as the broker stores it: the `presence` member plus the node holding it.

@@ -53,6 +53,10 @@ pub enum HubEvent {
         client: ClientId,
         user: Option<Arc<str>>,
     },
+    /// Cluster only, from the broker rather than a client: `online`, the user is online anew
+    /// (this node re-stated it after Redis lost track); else a node that stopped beating held
+    /// the user's last connection in the cluster (check `user_offline` after the grace).
+    ClusterUser { user: Arc<str>, online: bool },
 }
 
 /// Receives the hub's events. Called synchronously, possibly under a channel lock: must
@@ -104,6 +108,11 @@ impl UserIndex {
 
     pub fn user_count(&self) -> usize {
         self.users.len()
+    }
+
+    /// Every user with a connection here.
+    pub fn users(&self) -> Vec<Arc<str>> {
+        self.users.iter().map(|e| e.key().clone()).collect()
     }
 }
 
@@ -157,6 +166,18 @@ impl Hub {
                 last_of_user,
             });
         }
+    }
+
+    /// A cluster broker's news about a user ([`HubEvent::ClusterUser`]).
+    pub fn cluster_user(&self, user: Arc<str>, online: bool) {
+        if let Some(sink) = self.sink() {
+            sink.emit(HubEvent::ClusterUser { user, online });
+        }
+    }
+
+    /// Users with a connection on this node (what a cluster broker re-states).
+    pub fn local_users(&self) -> Vec<Arc<str>> {
+        self.inner.users.users()
     }
 
     /// Under `channel`'s lock, after `client` joined it: `ChannelOccupied` if it was the

@@ -8,6 +8,7 @@ mod cluster;
 mod cluster_control;
 mod cluster_presence;
 mod cluster_stamp;
+mod cluster_webhooks;
 mod common;
 mod contract;
 mod control;

@@ -73,6 +73,19 @@ impl crate::hub::cluster_presence::ClusterPresence for FakeBroker {
     ) -> BoxFuture<'a, Result<crate::protocol::PresenceStats, HubError>> {
         Box::pin(async { Err(HubError::BrokerUnavailable("fake".into())) })
     }
+    fn user_up<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<bool, HubError>> {
+        Box::pin(async { Err(HubError::BrokerUnavailable("fake".into())) })
+    }
+    fn user_down<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<bool, HubError>> {
+        Box::pin(async { Err(HubError::BrokerUnavailable("fake".into())) })
+    }
+    fn user_offline<'a>(
+        &'a self,
+        _: &'a str,
+        _: Duration,
+    ) -> BoxFuture<'a, Result<crate::hub::cluster_presence::OfflineCheck, HubError>> {
+        Box::pin(async { Err(HubError::BrokerUnavailable("fake".into())) })
+    }
 }
 
 fn node() -> Hub {
