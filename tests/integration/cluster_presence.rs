@@ -306,3 +306,56 @@ async fn cluster_presence_diff_tells_joins_and_leaves_of_every_node() {
         node.assert_no_clients().await;
     }
 }
+
+#[tokio::test]
+async fn cluster_presence_churn_converges_and_a_bystander_loses_nothing() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let nodes = nodes(&redis, 2).await;
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let mut bystander = ws_of(b, "bystander", &["news"]).await;
+    let mut listener = listener(b, "watcher").await;
+    // 100 connections join and leave the room on A, two at a time, while news is published.
+    for round in 0..50u64 {
+        let one = ws_of(a, &format!("churn{round}"), &[ROOM]).await;
+        let two = ws_of(a, &format!("churn{round}b"), &[ROOM]).await;
+        a.publish("news", &json!(round)).await;
+        one.close().await;
+        two.close().await;
+    }
+    let frames = crate::cluster::messages(&mut bystander, 50).await;
+    let data: Vec<u64> = frames
+        .iter()
+        .filter(|f| f["type"] == "message")
+        .map(|f| f["data"].as_u64().unwrap())
+        .collect();
+    assert_eq!(data, (0..50).collect::<Vec<u64>>());
+    // Redis ends with the one member left: the watcher on B.
+    stats_reach(a, 1, 1).await;
+    let (_, page) = a.get_json(&format!("/api/channels/{ROOM}/presence")).await;
+    assert_eq!(users_of(&page["members"]), ["watcher"]);
+    // The watcher heard the churn in coalesced diffs (a join and leave within one window
+    // cancel out); applied in order, up to a last member who stays, they leave exactly her.
+    let last = ws_of(a, "last", &[ROOM]).await;
+    let mut view = std::collections::BTreeSet::new();
+    loop {
+        let diff = listener.recv_type("presence_diff").await;
+        for user in users_of(&diff["joins"]) {
+            assert!(view.insert(user.clone()), "joined twice: {user}");
+        }
+        for user in users_of(&diff["leaves"]) {
+            assert!(view.remove(&user), "left without joining: {user}");
+        }
+        if users_of(&diff["joins"]).iter().any(|u| u == "last") {
+            break;
+        }
+    }
+    assert_eq!(view.into_iter().collect::<Vec<_>>(), ["last"]);
+    for ws in [bystander, listener, last] {
+        ws.close().await;
+    }
+    for node in &nodes {
+        node.assert_no_clients().await;
+    }
+}
