@@ -64,7 +64,12 @@
 //! - [`cluster`] — scale-out over Redis (`--redis-url`): the [`hub::broker::ClusterBroker`]
 //!   that publishes through one Lua script (offset, history, fan-out in one round trip), and
 //!   the listener task that owns the pub/sub connection, keeps each followed channel's local
-//!   copy in sequence (catching up from Redis history after a gap) and reconnects.
+//!   copy in sequence (catching up from Redis history after a gap) and reconnects; backend
+//!   control commands reach every node on one more pub/sub channel (`cluster::control`); a
+//!   presence writer beside the listener keeps this node's members and heartbeat in Redis,
+//!   fans its joins and leaves out, and removes dead nodes' members (`cluster::presence`);
+//!   on a cluster node the webhook dispatcher asks Redis before it announces a user online
+//!   or offline (`cluster::users`), so exactly one node does.
 //! - [`protocol`] — the wire contract as types, at the bottom so every layer speaks it:
 //!   channel names and positions, [`protocol::ErrorCode`] (wire string + HTTP status per
 //!   code), [`protocol::DisconnectReason`] (close codes), every server frame

@@ -199,20 +199,23 @@ function renderOnline() {
   list.dataset.count = String(names.length);
 }
 
+// Client ids are per node: on a scale-out hub a member is its node and client.
+const memberKey = (member) => `${member.node ?? ''}/${member.client}`;
+
 client.on('presence', ({ channel, members }) => {
   if (channel !== chatChannel) return;
   online.clear();
-  for (const member of members) online.set(member.client, member);
+  for (const member of members) online.set(memberKey(member), member);
   renderOnline();
 });
 client.on('join', ({ channel, member }) => {
   if (channel !== chatChannel) return;
-  online.set(member.client, member);
+  online.set(memberKey(member), member);
   renderOnline();
 });
 client.on('leave', ({ channel, member }) => {
   if (channel !== chatChannel) return;
-  online.delete(member.client);
+  online.delete(memberKey(member));
   renderOnline();
 });
 

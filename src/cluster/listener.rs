@@ -15,6 +15,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::hub::{ChannelName, Hub, HubError, Live};
 
+use super::control::{self, Received, CONTROL_CHANNEL};
+use super::presence::PresenceWriter;
 use super::{message_key, unavailable, Command, Shared, MESSAGE_PREFIX};
 
 /// First and largest pause between reconnection attempts (doubled each time, with jitter so
@@ -33,6 +35,10 @@ pub struct Listener {
     commands: mpsc::Receiver<Command>,
     /// Channels this node listens to (and whose copies are mirrored).
     followed: HashSet<ChannelName>,
+    /// Where the other nodes answer this node's questions.
+    replies: String,
+    /// Runs beside the listener (`run`).
+    presence: Option<PresenceWriter>,
 }
 
 /// The subscription connection failed: reconnect.
@@ -43,17 +49,30 @@ impl Listener {
         client: redis::Client,
         shared: Arc<Shared>,
         commands: mpsc::Receiver<Command>,
+        presence: PresenceWriter,
     ) -> Self {
         Self {
+            presence: Some(presence),
             client,
+            replies: control::reply_channel(&shared.node),
             shared,
             commands,
             followed: HashSet::new(),
         }
     }
 
-    /// Runs until `shutdown`.
+    /// Runs until `shutdown`, with the presence writer beside it.
     pub async fn run(mut self, hub: Hub, shutdown: CancellationToken) {
+        let writer = self.presence.take();
+        let presence = async {
+            if let Some(writer) = writer {
+                writer.run(hub.clone(), shutdown.clone()).await;
+            }
+        };
+        tokio::join!(self.listen(hub.clone(), shutdown.clone()), presence);
+    }
+
+    async fn listen(mut self, hub: Hub, shutdown: CancellationToken) {
         let mut failures = 0u32;
         loop {
             if failures > 0 {
@@ -128,6 +147,14 @@ impl Listener {
     /// from history (what was published while nobody listened), telling subscribers
     /// `missed` where history no longer reaches back.
     async fn refollow(&mut self, sink: &mut PubSubSink, hub: &Hub) -> Result<(), Lost> {
+        // Control commands published while this node was not listening are not replayed
+        // (pub/sub stores nothing): the API's `nodes` count told their caller.
+        for control in [CONTROL_CHANNEL, self.replies.as_str()] {
+            self.shared
+                .bounded("subscribing in Redis", sink.subscribe(control))
+                .await
+                .map_err(|_| Lost)?;
+        }
         let channels: Vec<ChannelName> = self.followed.iter().cloned().collect();
         for channel in &channels {
             self.shared
@@ -229,6 +256,18 @@ impl Listener {
     }
 
     async fn on_message(&mut self, hub: &Hub, message: &redis::Msg) -> Result<(), Lost> {
+        let name = message.get_channel_name();
+        if name == CONTROL_CHANNEL {
+            self.on_control(hub, message.get_payload_bytes());
+            return Ok(());
+        }
+        if name == self.replies {
+            match serde_json::from_slice(message.get_payload_bytes()) {
+                Ok(answer) => self.shared.pending.deliver(answer),
+                Err(error) => tracing::warn!(%error, "ignored a malformed answer from Redis"),
+            }
+            return Ok(());
+        }
         let Some(channel) = message
             .get_channel_name()
             .strip_prefix(MESSAGE_PREFIX)
@@ -236,6 +275,14 @@ impl Listener {
         else {
             return Ok(());
         };
+        if let Some(diff) = super::presence_read::parse_diff(message.get_payload_bytes()) {
+            match diff {
+                Some((node, _)) if node == self.shared.node => {}
+                Some((_, diff)) => hub.remote_presence_diff(&channel, diff.joins, diff.leaves),
+                None => tracing::warn!(%channel, "ignored a malformed presence diff from Redis"),
+            }
+            return Ok(());
+        }
         let Some((epoch, offset, data)) = parse_payload(message.get_payload_bytes()) else {
             tracing::warn!(%channel, "ignored a malformed message from Redis");
             return Ok(());
@@ -246,6 +293,21 @@ impl Listener {
                 self.recover(hub, &channel).await
             }
             _ => Ok(()),
+        }
+    }
+
+    /// A control command another node published: applied here, never awaited.
+    fn on_control(&self, hub: &Hub, payload: &[u8]) {
+        match control::decode(payload) {
+            Some((node, _)) if node == self.shared.node => {}
+            Some((node, Received::Command(command))) => {
+                let acted = hub.apply_control(&command);
+                tracing::info!(from_node = %node, ?command, acted, "applied a control command");
+            }
+            Some((node, Received::ListUser { user, request })) => {
+                self.shared.answer(hub, &node, &user, request);
+            }
+            None => tracing::warn!("ignored a malformed control command from Redis"),
         }
     }
 

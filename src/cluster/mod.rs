@@ -1,8 +1,8 @@
 //! Scale-out over Redis: the [`ClusterBroker`] that lets several crier nodes share channels.
 //!
 //! What Redis holds per channel (see `docs/SCALING.md`): a hash `crier:meta:{name}` (epoch,
-//! last offset) and a list `crier:hist:{name}` (the `data` of the last `--history-size`
-//! messages); messages travel on the pub/sub channel `crier:msg:{name}`. One Lua script
+//! last offset) and a list `crier:hist:{name}` (the last `--history-size` messages, each its
+//! `data` or, stamped, its `from` and `data`: `crate::hub::stored`); messages travel on the pub/sub channel `crier:msg:{name}`. One Lua script
 //! (`scripts::PUBLISH`) assigns the offset, appends to history and publishes, in one round
 //! trip, so every node sees the same positions in the same order.
 //!
@@ -13,12 +13,21 @@
 //! only writer of this node's channel copies, so a join (subscribe, then load history), a
 //! gap's recovery and live messages never interleave.
 //!
+//! Backend control commands (`/api/users/…`, `/api/channels/…/disconnect`) travel on one more
+//! pub/sub channel, `crier:control`, which every listener follows (`control`); a user lookup's
+//! answers come back on the asking node's `crier:reply:{node}` (`gather`).
+//!
 //! Every Redis call has a timeout (`--redis-timeout`); calls in flight are bounded by a
 //! semaphore and listener commands by a bounded queue; what does not fit is refused
 //! (`broker_unavailable`) or dropped, and counted.
 
+mod control;
+mod gather;
 mod listener;
+mod presence;
+mod presence_read;
 mod scripts;
+mod users;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -29,8 +38,9 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::hub::broker::{ClusterBroker, Permit, Snapshot, Stored};
+use crate::hub::control::Gathered;
 use crate::hub::stats::BrokerStats;
-use crate::hub::{ChannelName, Epoch, HistoryLimits, HubError};
+use crate::hub::{ChannelName, ControlCommand, Epoch, HistoryLimits, HubError};
 
 pub use listener::Listener;
 
@@ -64,6 +74,13 @@ pub struct RedisBroker {
 }
 
 struct Shared {
+    /// This node's name in the cluster (random per start): how it knows its own control
+    /// commands when they come back from Redis.
+    node: String,
+    /// `GET /api/users/{user}` questions waiting for the other nodes' answers.
+    pending: gather::Pending,
+    /// Presence changes waiting for the writer.
+    presence: presence::PresenceQueue,
     commands: ConnectionManager,
     publish: redis::Script,
     snapshot: redis::Script,
@@ -131,7 +148,11 @@ impl RedisBroker {
             }
         };
         let (listener_tx, listener_rx) = mpsc::channel(LISTENER_QUEUE);
+        let (presence, changes) = presence::PresenceQueue::new();
         let shared = Arc::new(Shared {
+            node: Epoch::random().as_str().to_owned(),
+            pending: gather::Pending::default(),
+            presence,
             commands,
             publish: redis::Script::new(scripts::PUBLISH),
             snapshot: redis::Script::new(scripts::SNAPSHOT),
@@ -141,7 +162,8 @@ impl RedisBroker {
             config,
             stats,
         });
-        let listener = Listener::new(client, shared.clone(), listener_rx);
+        let writer = presence::PresenceWriter::new(shared.clone(), changes);
+        let listener = Listener::new(client, shared.clone(), listener_rx, writer);
         Ok((Self { shared }, listener))
     }
 }
@@ -208,7 +230,7 @@ impl ClusterBroker for RedisBroker {
     fn publish<'a>(
         &'a self,
         channel: &'a ChannelName,
-        data: &'a str,
+        entry: &'a str,
     ) -> BoxFuture<'a, Result<Stored, HubError>> {
         Box::pin(async move {
             let shared = &self.shared;
@@ -218,7 +240,7 @@ impl ClusterBroker for RedisBroker {
             invocation
                 .key(history_key(channel))
                 .arg(Epoch::random().as_str())
-                .arg(data)
+                .arg(entry)
                 .arg(history.size)
                 .arg(history.ttl.as_millis().max(1) as u64)
                 .arg(META_TTL.as_millis() as u64)
@@ -291,6 +313,34 @@ impl ClusterBroker for RedisBroker {
         channel: &'a ChannelName,
     ) -> BoxFuture<'a, Result<Option<Snapshot>, HubError>> {
         Box::pin(self.shared.snapshot(channel, false))
+    }
+
+    fn broadcast<'a>(
+        &'a self,
+        command: &'a ControlCommand,
+    ) -> BoxFuture<'a, Result<usize, HubError>> {
+        Box::pin(async move {
+            let shared = &self.shared;
+            let mut conn = shared.commands.clone();
+            let mut publish = redis::cmd("PUBLISH");
+            publish
+                .arg(control::CONTROL_CHANNEL)
+                .arg(control::encode(&shared.node, command));
+            shared
+                .bounded(
+                    "sending a control command through Redis",
+                    publish.query_async(&mut conn),
+                )
+                .await
+        })
+    }
+
+    fn gather_user<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Result<Gathered, HubError>> {
+        Box::pin(self.shared.gather_user(user))
+    }
+
+    fn node(&self) -> &str {
+        &self.shared.node
     }
 
     fn admit(&self) -> Result<Permit, HubError> {

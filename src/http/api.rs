@@ -162,7 +162,7 @@ pub async fn presence(
 ) -> Result<Response, ApiError> {
     let channel = channel_name(&channel)?;
     let Query(query) = query.map_err(|e| ApiError::from_query_rejection(&e))?;
-    let members = state.hub.presence(&channel, query.cursor)?;
+    let members = state.hub.presence_stored(&channel, query.cursor).await?;
     Ok(Json(members.page()).into_response())
 }
 
@@ -172,7 +172,7 @@ pub async fn presence_stats(
     Path(channel): Path<String>,
 ) -> Result<Json<PresenceStats>, ApiError> {
     let channel = channel_name(&channel)?;
-    Ok(Json(state.hub.presence_stats(&channel)?))
+    Ok(Json(state.hub.presence_stats_stored(&channel).await?))
 }
 
 /// `GET /api/stats`: live figures as flat JSON numbers (plus disconnects by reason).

@@ -2,6 +2,11 @@
 //! (`POST /api/users/{user}/disconnect`), taking a user off a channel
 //! (`POST /api/users/{user}/unsubscribe`) and emptying a channel
 //! (`POST /api/channels/{channel}/disconnect`). Behind the API key like all of `/api/*`.
+//!
+//! On a scale-out node the three commands act on every node (`Hub::control`): the reply
+//! counts this node's connections and says how many nodes received the command; Redis out of
+//! reach is `503 broker_unavailable` and this node does nothing. `GET /api/users/{user}`
+//! asks every node and lists what the nodes that answered in time hold.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -9,10 +14,9 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use crate::hub::DisconnectReason;
+use crate::hub::{ControlCommand, DisconnectReason};
 use crate::protocol::bodies::{
-    Unsubscribed, UserBody, UserConnection, UserDisconnectRequest, UserDisconnected,
-    UserUnsubscribeRequest,
+    Unsubscribed, UserBody, UserDisconnectRequest, UserDisconnected, UserUnsubscribeRequest,
 };
 use crate::protocol::ErrorCode;
 
@@ -36,23 +40,18 @@ fn json_body<T: serde::de::DeserializeOwned>(
 }
 
 /// `GET /api/users/{user}`
-pub async fn user(State(state): State<AppState>, Path(user): Path<String>) -> Response {
-    let connections = state
-        .hub
-        .user_connections(&user)
-        .into_iter()
-        .map(|c| UserConnection {
-            client: c.client.to_string(),
-            transport: c.transport.as_str(),
-            channels: c.channels,
-            connected_at_ms: c.connected_at_ms,
-        })
-        .collect();
-    Json(UserBody {
+pub async fn user(
+    State(state): State<AppState>,
+    Path(user): Path<String>,
+) -> Result<Response, ApiError> {
+    let found = state.hub.user_connections_everywhere(&user).await?;
+    Ok(Json(UserBody {
         user: &user,
-        connections,
+        connections: found.connections,
+        nodes: found.nodes,
+        answered: found.answered,
     })
-    .into_response()
+    .into_response())
 }
 
 /// `POST /api/users/{user}/disconnect` with an optional `{"reason", "reconnect"}`.
@@ -67,13 +66,20 @@ pub async fn disconnect_user(
     } else {
         DisconnectReason::DisconnectedByBackend
     };
-    let disconnected = state.hub.disconnect_user(&user, reason);
-    tracing::info!(%user, disconnected, %reason, note = request.reason.as_deref().unwrap_or(""),
-        "backend disconnected a user");
+    let outcome = state
+        .hub
+        .control(&ControlCommand::DisconnectUser {
+            user: user.clone(),
+            reconnect: request.reconnect,
+        })
+        .await?;
+    tracing::info!(%user, disconnected = outcome.local, nodes = outcome.nodes, %reason,
+        note = request.reason.as_deref().unwrap_or(""), "backend disconnected a user");
     Ok(Json(UserDisconnected {
         user: &user,
-        disconnected,
+        disconnected: outcome.local,
         reason,
+        nodes: outcome.nodes,
     })
     .into_response())
 }
@@ -87,11 +93,18 @@ pub async fn unsubscribe_user(
     let request: UserUnsubscribeRequest = json_body(&state, body)?
         .ok_or_else(|| ApiError::new(ErrorCode::BadRequest, "missing body `{\"channel\": …}`"))?;
     let channel = channel_name(&request.channel)?;
-    let unsubscribed = state.hub.unsubscribe_user(&user, &channel);
+    let outcome = state
+        .hub
+        .control(&ControlCommand::UnsubscribeUser {
+            user: user.clone(),
+            channel: channel.clone(),
+        })
+        .await?;
     Ok(Json(Unsubscribed {
         user: Some(&user),
         channel: &channel,
-        unsubscribed,
+        unsubscribed: outcome.local,
+        nodes: outcome.nodes,
     })
     .into_response())
 }
@@ -102,11 +115,17 @@ pub async fn disconnect_channel(
     Path(channel): Path<String>,
 ) -> Result<Response, ApiError> {
     let channel = channel_name(&channel)?;
-    let unsubscribed = state.hub.unsubscribe_all(&channel);
+    let outcome = state
+        .hub
+        .control(&ControlCommand::EmptyChannel {
+            channel: channel.clone(),
+        })
+        .await?;
     Ok(Json(Unsubscribed {
         user: None,
         channel: &channel,
-        unsubscribed,
+        unsubscribed: outcome.local,
+        nodes: outcome.nodes,
     })
     .into_response())
 }

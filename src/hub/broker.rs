@@ -17,11 +17,13 @@ use std::time::Instant;
 
 use futures_util::future::BoxFuture;
 
-use crate::protocol::{ChannelName, Epoch, Published, Since, Subscribed};
+use crate::protocol::{ChannelName, Epoch, Payload, Published, Since, Subscribed};
 
 use super::channel::Live;
+use super::cluster_presence::ClusterPresence;
+use super::control::Gathered;
 use super::registry::TooManyChannels;
-use super::{Client, Frame, HistoryPage, Hub, HubError};
+use super::{Client, ControlCommand, Frame, HistoryPage, Hub, HubError};
 
 /// Where a hub's channels get their positions.
 #[derive(Clone, Default)]
@@ -40,8 +42,8 @@ pub struct Stored {
     pub offset: u64,
 }
 
-/// A channel as the broker holds it: its generation, its last offset, and the `data` of the
-/// messages its history still holds, oldest first (consecutive offsets ending at
+/// A channel as the broker holds it: its generation, its last offset, and the entries
+/// ([`super::stored`]) of the messages its history still holds, oldest first (consecutive offsets ending at
 /// `last_offset`).
 #[derive(Debug, Clone)]
 pub struct Snapshot {
@@ -52,13 +54,14 @@ pub struct Snapshot {
 
 /// What a cluster broker does for the hub. Every call is bounded by the broker's own
 /// timeout and answers `HubError::BrokerUnavailable` when the broker cannot be reached.
-pub trait ClusterBroker: Send + Sync + 'static {
+pub trait ClusterBroker: ClusterPresence + Send + Sync + 'static {
     /// Assigns the next position, stores the message in the channel's history and fans it out
-    /// to every node, in one step; resolves once it is stored.
+    /// to every node, in one step; resolves once it is stored. `entry` is the message as
+    /// [`super::stored::encode`] wrote it (its `data`, and `from` where stamped).
     fn publish<'a>(
         &'a self,
         channel: &'a ChannelName,
-        data: &'a str,
+        entry: &'a str,
     ) -> BoxFuture<'a, Result<Stored, HubError>>;
 
     /// Pins `channel`: while pinned, the node keeps following it even with no local
@@ -85,6 +88,21 @@ pub trait ClusterBroker: Send + Sync + 'static {
     /// Reserves room for one call; refused (and counted) when too many are in flight, so
     /// outbound work stays bounded whatever clients send.
     fn admit(&self) -> Result<Permit, HubError>;
+
+    /// Carries a backend's control command to every other node (each applies it with
+    /// [`Hub::apply_control`]); resolves with how many nodes received it.
+    fn broadcast<'a>(
+        &'a self,
+        command: &'a ControlCommand,
+    ) -> BoxFuture<'a, Result<usize, HubError>>;
+
+    /// Asks every other node for `user`'s connections (each answers from
+    /// [`Hub::user_connections`]); resolves within the broker's timeout with how many nodes
+    /// were asked and the answers that came back by then.
+    fn gather_user<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Result<Gathered, HubError>>;
+
+    /// This node's name in the cluster.
+    fn node(&self) -> &str;
 }
 
 /// Room for one call to the broker, held until the call ends.
@@ -111,12 +129,23 @@ impl Hub {
         channel: &ChannelName,
         data: &str,
     ) -> Result<Published, HubError> {
+        self.publish_payload_stored(channel, &Payload::data(data))
+            .await
+    }
+
+    async fn publish_payload_stored(
+        &self,
+        channel: &ChannelName,
+        payload: &Payload<'_>,
+    ) -> Result<Published, HubError> {
         let Some(broker) = self.cluster() else {
-            return self.publish(channel, data);
+            return self.publish_payload(channel, payload);
         };
-        self.check_data(data)?;
+        self.check_data(payload.data)?;
         let _permit = broker.admit()?;
-        let stored = broker.publish(channel, data).await?;
+        let stored = broker
+            .publish(channel, &super::stored::encode(payload))
+            .await?;
         self.inner.stats.published.inc();
         Ok(Published {
             channel: channel.clone(),
@@ -126,16 +155,20 @@ impl Hub {
         })
     }
 
-    /// A client's `publish` through the broker ([`Hub::client_publish`] in memory).
+    /// A client's `publish` through the broker ([`Hub::client_publish`] in memory): `from`,
+    /// where the channel's namespace stamps, travels with `data` into the broker's history
+    /// and to every node.
     pub async fn client_publish_stored(
         &self,
         channel: &ChannelName,
         data: &str,
+        from: Option<&str>,
     ) -> Result<Published, HubError> {
-        // (Through a cluster the message carries no `from`: the broker stores `data` only.)
         self.client_may_publish(channel)?;
         self.check_load()?;
-        self.publish_stored(channel, data).await
+        let from = from.filter(|_| self.inner.config.stamps(channel));
+        self.publish_payload_stored(channel, &Payload { data, from })
+            .await
     }
 
     /// Subscribes through the broker: [`Hub::subscribe`] in memory; with a cluster broker,
@@ -205,7 +238,9 @@ impl Hub {
         let Some(snapshot) = broker.snapshot(channel).await? else {
             return Ok(None);
         };
-        Ok(Some(page_of(channel, &snapshot, since, limit, max_bytes)))
+        Ok(Some(super::stored::page_of(
+            channel, &snapshot, since, limit, max_bytes,
+        )))
     }
 
     /// A message the broker fanned out, at `offset` of generation `epoch`. A `Gap` asks the
@@ -304,42 +339,5 @@ impl Hub {
         if self.inner.registry.history_bytes() > self.inner.config.history_budget {
             self.shed_history();
         }
-    }
-}
-
-/// A history page read from a broker snapshot, shaped like the local one.
-fn page_of(
-    channel: &ChannelName,
-    snapshot: &Snapshot,
-    since: u64,
-    limit: usize,
-    max_bytes: usize,
-) -> HistoryPage {
-    let first = snapshot.first_available();
-    let mut frames = Vec::new();
-    let mut bytes = 0;
-    let mut next = None;
-    for (offset, data) in (first..).zip(&snapshot.data) {
-        if offset <= since {
-            continue;
-        }
-        let frame = crate::protocol::server::message(
-            channel,
-            &snapshot.epoch,
-            offset,
-            &crate::protocol::Payload::data(data),
-        );
-        if frames.len() == limit || (!frames.is_empty() && bytes + frame.len() > max_bytes) {
-            next = Some(offset - 1);
-            break;
-        }
-        bytes += frame.len();
-        frames.push(frame);
-    }
-    HistoryPage {
-        epoch: snapshot.epoch.clone(),
-        last_offset: snapshot.last_offset,
-        frames,
-        next,
     }
 }

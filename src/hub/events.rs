@@ -5,7 +5,8 @@
 //! block, await or call back into the hub: push into a bounded queue and return.
 //!
 //! Cost: with no sink installed, each connect, disconnect, subscribe and unsubscribe pays one
-//! atomic load (`OnceLock::get`); the publish path emits nothing.
+//! atomic load (`OnceLock::get`); the publish path emits nothing. A cluster node also tells
+//! its broker of joins and leaves in channels with presence (`cluster_presence`).
 //!
 //! Also here: the user → clients index ([`UserIndex`]) the backend control API reads, kept
 //! in step with the same two moments as `Connected`/`Disconnected` (see [`Hub::admitted`]).
@@ -52,6 +53,10 @@ pub enum HubEvent {
         client: ClientId,
         user: Option<Arc<str>>,
     },
+    /// Cluster only, from the broker rather than a client: `online`, the user is online anew
+    /// (this node re-stated it after Redis lost track); else a node that stopped beating held
+    /// the user's last connection in the cluster (check `user_offline` after the grace).
+    ClusterUser { user: Arc<str>, online: bool },
 }
 
 /// Receives the hub's events. Called synchronously, possibly under a channel lock: must
@@ -103,6 +108,11 @@ impl UserIndex {
 
     pub fn user_count(&self) -> usize {
         self.users.len()
+    }
+
+    /// Every user with a connection here.
+    pub fn users(&self) -> Vec<Arc<str>> {
+        self.users.iter().map(|e| e.key().clone()).collect()
     }
 }
 
@@ -158,9 +168,22 @@ impl Hub {
         }
     }
 
+    /// A cluster broker's news about a user ([`HubEvent::ClusterUser`]).
+    pub fn cluster_user(&self, user: Arc<str>, online: bool) {
+        if let Some(sink) = self.sink() {
+            sink.emit(HubEvent::ClusterUser { user, online });
+        }
+    }
+
+    /// Users with a connection on this node (what a cluster broker re-states).
+    pub fn local_users(&self) -> Vec<Arc<str>> {
+        self.inner.users.users()
+    }
+
     /// Under `channel`'s lock, after `client` joined it: `ChannelOccupied` if it was the
     /// first, then `MemberAdded`.
     pub(super) fn joined(&self, channel: &ChannelName, client: &Client, first: bool) {
+        self.tell_cluster(channel, client, true);
         let Some(sink) = self.sink() else { return };
         if first {
             sink.emit(HubEvent::ChannelOccupied {
@@ -177,6 +200,7 @@ impl Hub {
     /// Under `channel`'s lock, after `client` left it: `MemberRemoved`, then
     /// `ChannelVacated` if it was the last.
     pub(super) fn left(&self, channel: &ChannelName, client: &Client, last: bool) {
+        self.tell_cluster(channel, client, false);
         let Some(sink) = self.sink() else { return };
         sink.emit(HubEvent::MemberRemoved {
             channel: channel.clone(),

@@ -18,7 +18,7 @@ impl Hub {
         self.publish_payload(channel, &Payload::data(data))
     }
 
-    fn publish_payload(
+    pub(super) fn publish_payload(
         &self,
         channel: &ChannelName,
         payload: &Payload<'_>,

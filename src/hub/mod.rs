@@ -21,27 +21,31 @@
 //!   `--max-json-depth`; the sweep of aged history and idle channels.
 //! - [`broker`] — the seam to where offsets, history and cross-node fan-out come from:
 //!   in memory (the default, `flow`'s `publish`) or a cluster broker the channels mirror.
+//! - [`stored`], [`cluster_presence`] — what a cluster broker carries: messages (`data`,
+//!   `from` where stamped) and members (joins/leaves queued to it; pages, stats read back).
 //! - [`config`] — the limits the hub enforces; which channels clients may publish to.
 //! - [`error`] — `HubError`, each with its wire code.
 //! - [`events`] — the event seam: `HubEvent`s (connect/disconnect, join/leave, channel
 //!   occupied/vacated) told to one installed `EventSink`; the user → clients index.
-//! - `control` — what a backend may do to users and channels: disconnect a user's
-//!   connections, take a user or a whole channel's subscribers off a channel.
+//! - [`control`] — what a backend may do to users and channels: disconnect a user's
+//!   connections, take a user or a channel's subscribers off a channel — on every node.
 //! - [`stats`] — counters, exported as Prometheus text and JSON.
 
 pub mod broker;
 pub mod channel;
 pub mod client;
 pub mod config;
-mod control;
+pub mod control;
 pub mod direct;
 pub mod error;
 pub mod events;
 pub mod queue;
 mod registry;
 pub mod stats;
+pub mod stored;
 
 mod budget;
+pub mod cluster_presence;
 mod flow;
 mod presence;
 mod pressure;
@@ -60,6 +64,7 @@ pub use broker::Broker;
 pub use channel::{HistoryLimits, HistoryPage, Live};
 pub use client::{Client, ClientId, TransportKind};
 pub use config::{HubConfig, Namespace, PublishPolicy, PublishRule, SubscribeRule};
+pub use control::{ControlCommand, ControlOutcome};
 pub use error::HubError;
 pub use events::{EventSink, HubEvent};
 pub use queue::Pop;

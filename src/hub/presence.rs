@@ -8,15 +8,18 @@ use std::sync::Arc;
 use crate::auth::Principal;
 use crate::protocol::{presence, ChannelName, Frame, Member, PresenceStats};
 
+use super::cluster_presence::StoredMember;
 use super::{Client, Hub, HubError};
 
 /// Most members one `presence` page lists.
 pub const PRESENCE_PAGE: usize = 200;
 
-/// A page of members, holding what their frame borrows.
+/// A page of members, holding what their frame borrows: this node's clients, or on a
+/// cluster node the members every node stored in the broker.
 pub struct Members {
     pub channel: ChannelName,
     clients: Vec<(String, Option<Arc<Principal>>)>,
+    stored: Vec<StoredMember>,
     pub next: Option<u64>,
 }
 
@@ -25,6 +28,20 @@ impl Members {
         Self {
             channel: channel.clone(),
             clients: clients.iter().map(member_of).collect(),
+            stored: Vec::new(),
+            next,
+        }
+    }
+
+    pub(super) fn stored(
+        channel: &ChannelName,
+        stored: Vec<StoredMember>,
+        next: Option<u64>,
+    ) -> Self {
+        Self {
+            channel: channel.clone(),
+            clients: Vec::new(),
+            stored,
             next,
         }
     }
@@ -33,7 +50,10 @@ impl Members {
     pub fn page(&self) -> crate::protocol::PresencePage<'_> {
         crate::protocol::PresencePage {
             channel: &self.channel,
-            members: members(&self.clients),
+            members: members(&self.clients)
+                .into_iter()
+                .chain(self.stored.iter().map(StoredMember::member))
+                .collect(),
             next: self.next,
         }
     }
@@ -47,10 +67,18 @@ fn member_of(client: &Arc<Client>) -> (String, Option<Arc<Principal>>) {
 }
 
 fn members(clients: &[(String, Option<Arc<Principal>>)]) -> Vec<Member<'_>> {
+    members_at(clients, None)
+}
+
+fn members_at<'a>(
+    clients: &'a [(String, Option<Arc<Principal>>)],
+    node: Option<&'a str>,
+) -> Vec<Member<'a>> {
     clients
         .iter()
         .map(|(client, principal)| Member {
             client: client.clone(),
+            node,
             user: principal.as_ref().map(|p| &*p.user),
             info: principal.as_ref().and_then(|p| p.info.as_deref()),
         })
@@ -119,12 +147,26 @@ impl Hub {
                 continue;
             };
             let diff = ch.lock().take_presence_diff();
-            if diff.listeners.is_empty() || (diff.joins.is_empty() && diff.leaves.is_empty()) {
+            let news = diff.joins.len()
+                + diff.leaves.len()
+                + diff.remote_joins.len()
+                + diff.remote_leaves.len();
+            if diff.listeners.is_empty() || news == 0 {
                 continue;
             }
+            // On a cluster node every member names its node (client ids are per node).
+            let node = self.cluster().map(|broker| broker.node());
             let joins: Vec<_> = diff.joins.iter().map(member_of).collect();
             let leaves: Vec<_> = diff.leaves.iter().map(member_of).collect();
-            let frame: Frame = presence::presence_diff(&name, &members(&joins), &members(&leaves));
+            let joins: Vec<Member<'_>> = members_at(&joins, node)
+                .into_iter()
+                .chain(diff.remote_joins.iter().map(StoredMember::member))
+                .collect();
+            let leaves: Vec<Member<'_>> = members_at(&leaves, node)
+                .into_iter()
+                .chain(diff.remote_leaves.iter().map(StoredMember::member))
+                .collect();
+            let frame: Frame = presence::presence_diff(&name, &joins, &leaves);
             for client in &diff.listeners {
                 self.send(client, frame.clone());
                 sent += 1;

@@ -247,11 +247,15 @@ pub struct StatsBody {
 }
 
 /// `POST /api/users/{user}/disconnect`: how many connections ended, and with which reason.
+/// On a scale-out node, `disconnected` counts the connections on the node that answered and
+/// `nodes` how many nodes received the command (absent on a single node).
 #[derive(Debug, Serialize)]
 pub struct UserDisconnected<'a> {
     pub user: &'a str,
     pub disconnected: usize,
     pub reason: super::DisconnectReason,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<usize>,
 }
 
 /// `POST /api/users/{user}/unsubscribe` and `POST /api/channels/{channel}/disconnect`: how
@@ -261,22 +265,35 @@ pub struct Unsubscribed<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<&'a str>,
     pub channel: &'a ChannelName,
+    /// On a scale-out node, on the node that answered (see [`UserDisconnected`]).
     pub unsubscribed: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<usize>,
 }
 
-/// `GET /api/users/{user}`: the user's connections now (none when offline).
+/// `GET /api/users/{user}`: the user's connections now (none when offline). On a scale-out
+/// node: of every node that answered, each connection naming its `node`; `nodes` is how many
+/// nodes were asked (this one included), `answered` how many answered in time.
 #[derive(Debug, Serialize)]
 pub struct UserBody<'a> {
     pub user: &'a str,
     pub connections: Vec<UserConnection>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answered: Option<usize>,
 }
 
-#[derive(Debug, Serialize)]
+/// One connection in [`UserBody`]; also what one node tells another (so it deserializes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserConnection {
     pub client: String,
-    pub transport: &'static str,
+    pub transport: String,
     pub channels: Vec<ChannelName>,
     pub connected_at_ms: u64,
+    /// The node holding it, on a scale-out node (client ids are per node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 #[cfg(test)]

@@ -71,6 +71,14 @@ impl Serialize for ChannelName {
     }
 }
 
+/// Read back only where crier itself wrote the name (between nodes); checked all the same.
+impl<'de> Deserialize<'de> for ChannelName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Self::parse(&name).map_err(|_| serde::de::Error::custom("invalid channel name"))
+    }
+}
+
 /// A channel's numbering generation: 48 random bits as 12 hex digits. A new channel (after a
 /// restart, or after an idle channel was forgotten) always gets a new epoch.
 #[derive(Clone, PartialEq, Eq)]

@@ -11,6 +11,9 @@ use super::names::ChannelName;
 #[derive(Debug, Clone, Serialize)]
 pub struct Member<'a> {
     pub client: String,
+    /// On a scale-out node, the node holding the connection (client ids are per node).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]

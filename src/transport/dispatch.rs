@@ -183,9 +183,10 @@ fn hub_error(error: &HubError, id: Option<Id<'_>>) -> Frame {
     server::error(error.code(), &error.to_string(), id)
 }
 
-/// With a cluster broker, `subscribe` and `publish` wait for it: they run on a task of their
-/// own and their reply joins the client's queue when they end (so it may follow the replies
-/// to frames sent after them). Every other frame is handed back to be handled at once.
+/// With a cluster broker, `subscribe`, `publish`, `presence` and `presence_stats` wait for it:
+/// they run on a task of their own and their reply joins the client's queue when they end (so
+/// it may follow the replies to frames sent after them). Every other frame is handed back to
+/// be handled at once.
 fn through_broker<'a>(
     hub: &Hub,
     client: &Arc<Client>,
@@ -215,10 +216,40 @@ fn through_broker<'a>(
         ClientFrame::Publish { channel, data, id } => {
             let id = id.map(ToOwned::to_owned);
             let data = data.get().to_owned();
+            let from = publisher(&client);
             tokio::spawn(async move {
                 let id = id.as_deref();
-                let reply = match hub.client_publish_stored(&channel, &data).await {
+                let published = hub.client_publish_stored(&channel, &data, Some(&from));
+                let reply = match published.await {
                     Ok(published) => server::published(&published, id),
+                    Err(e) => hub_error(&e, id),
+                };
+                hub.send(&client, reply);
+            });
+            None
+        }
+        ClientFrame::Presence {
+            channel,
+            cursor,
+            id,
+        } => {
+            let id = id.map(ToOwned::to_owned);
+            tokio::spawn(async move {
+                let id = id.as_deref();
+                let reply = match hub.presence_stored(&channel, cursor.unwrap_or(0)).await {
+                    Ok(members) => presence::presence(&members.page(), id),
+                    Err(e) => hub_error(&e, id),
+                };
+                hub.send(&client, reply);
+            });
+            None
+        }
+        ClientFrame::PresenceStats { channel, id } => {
+            let id = id.map(ToOwned::to_owned);
+            tokio::spawn(async move {
+                let id = id.as_deref();
+                let reply = match hub.presence_stats_stored(&channel).await {
+                    Ok(stats) => presence::presence_stats(&channel, stats, id),
                     Err(e) => hub_error(&e, id),
                 };
                 hub.send(&client, reply);

@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, Semaphore};
 use tokio::time::{sleep_until, Instant};
@@ -16,14 +17,19 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::token::unix_now_ms;
+use crate::hub::broker::ClusterBroker;
 use crate::hub::HubEvent;
 
 use super::payload::{outgoing, EventKind, Fields, Outgoing};
 use super::send::{deliver, Delivery};
 use super::{Counters, RateLimitedWarn, WebhookConfig};
 
+mod cluster;
+
 /// What the dispatcher shares with its deliveries.
 struct Context {
+    /// On a cluster node: where `user_online`/`user_offline` are decided (`cluster`).
+    cluster: Option<Arc<dyn ClusterBroker>>,
     config: Arc<WebhookConfig>,
     counters: Counters,
     http: reqwest::Client,
@@ -81,6 +87,7 @@ impl Going {
 }
 
 pub(super) async fn dispatch(
+    cluster: Option<Arc<dyn ClusterBroker>>,
     mut events: mpsc::Receiver<HubEvent>,
     config: Arc<WebhookConfig>,
     counters: Counters,
@@ -101,6 +108,7 @@ pub(super) async fn dispatch(
         }
     };
     let cx = Context {
+        cluster,
         permits: Arc::new(Semaphore::new(config.concurrency)),
         config,
         counters,
@@ -116,11 +124,12 @@ pub(super) async fn dispatch(
             biased;
             () = stop.cancelled() => break,
             event = events.recv() => match event {
-                Some(event) => cx.translate(event, &mut going),
+                Some(event) => cx.translate_any(event, &mut going).await,
                 None => break,
             },
             () = sleep_until(next_offline.unwrap_or_else(Instant::now)), if next_offline.is_some() => {
-                cx.offline(going.take_due(Some(Instant::now())))
+                let due = going.take_due(Some(Instant::now()));
+                cx.offline_any(due, &mut going, None).await
             }
         };
         cx.send_all(out, None, &stop).await;
@@ -163,6 +172,8 @@ impl Context {
                 None
             }
             HubEvent::Connected { .. } | HubEvent::Disconnected { .. } => None,
+            // Only a cluster node's broker sends these; `cluster` handles them there.
+            HubEvent::ClusterUser { .. } => None,
             HubEvent::ChannelOccupied { channel } => Some(make(
                 EventKind::ChannelOccupied,
                 Fields::Channel { channel: &channel },
@@ -278,15 +289,22 @@ impl Context {
     async fn drain(&self, mut events: mpsc::Receiver<HubEvent>, mut going: Going) {
         let deadline = Instant::now() + self.config.shutdown_grace;
         let mut out = Vec::new();
+        let urls = self.config.urls.len() as u64;
         while let Ok(event) = events.try_recv() {
-            out.extend(self.translate(event, &mut going));
+            // A cluster node asks Redis per user: not past the shutdown grace.
+            if self.cluster.is_some() && Instant::now() >= deadline {
+                self.counters.dropped.inc_by(urls);
+                continue;
+            }
+            out.extend(self.translate_any(event, &mut going).await);
         }
         // From here on the sink's pushes fail, and are counted there.
         events.close();
-        out.extend(self.offline(going.take_due(None)));
+        let due = going.take_due(None);
+        let drain = Some((Duration::ZERO, deadline));
+        out.extend(self.offline_any(due, &mut going, drain).await);
         self.send_all(out, Some(deadline), &CancellationToken::new())
             .await;
-        let urls = self.config.urls.len() as u64;
         // Every permit back means every delivery is over.
         let all = self.config.concurrency as u32;
         if tokio::time::timeout_at(deadline, self.permits.acquire_many(all))

@@ -13,7 +13,9 @@
 //! counted (`webhook_dropped`) and logged, never silent.
 //!
 //! - [`payload`] — the event kinds, their JSON bodies, and the HMAC-SHA256 signature.
-//! - [`deliver`] — the dispatcher (users' online state, the semaphore), the shutdown drain.
+//! - [`deliver`] — the dispatcher (users' online state, the semaphore), the shutdown drain;
+//!   on a cluster node `deliver::cluster` asks Redis before announcing a user, so exactly one
+//!   node does.
 //! - `send` — one delivery: attempts with timeouts, retries with backoff and jitter, outcome.
 //!
 //! Plain `http://` only: reqwest is built without TLS, because with a rustls feature on,
@@ -81,6 +83,7 @@ impl Webhooks {
         }
         let stop = CancellationToken::new();
         tracker.spawn(deliver::dispatch(
+            hub.cluster().cloned(),
             rx,
             Arc::new(config),
             counters,
@@ -124,6 +127,7 @@ impl Sink {
                 ..
             } => presence,
             HubEvent::Connected { .. } | HubEvent::Disconnected { .. } => false,
+            HubEvent::ClusterUser { .. } => presence,
             HubEvent::ChannelOccupied { .. } => kinds.has(EventKind::ChannelOccupied),
             HubEvent::ChannelVacated { .. } => kinds.has(EventKind::ChannelVacated),
             HubEvent::MemberAdded { .. } => kinds.has(EventKind::MemberAdded),

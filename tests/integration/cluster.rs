@@ -2,114 +2,13 @@
 //! `redis-server` started on a free loopback port. Skipped (with a message) only where
 //! redis-server is not installed; CI installs it.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-
 use serde_json::{json, Value};
 
 use crate::common::{offsets, wait_until, within, TestServer, Ws};
-
-/// A `redis-server` of our own, without persistence (a restart forgets everything, the
-/// harshest case for the nodes).
-struct Redis {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl Redis {
-    /// `None` (after saying why) when redis-server is not installed.
-    async fn start() -> Option<Self> {
-        if Command::new("redis-server")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
-            eprintln!("SKIPPED: redis-server is not installed (apt-get install redis-server)");
-            return None;
-        }
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut redis = Self { port, child: None };
-        redis.spawn().await;
-        Some(redis)
-    }
-
-    async fn spawn(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server starts");
-        self.child = Some(child);
-        let url = self.url();
-        within("redis-server to answer", async {
-            loop {
-                if let Ok(client) = redis::Client::open(url.as_str()) {
-                    if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
-                        let pong: redis::RedisResult<String> =
-                            redis::cmd("PING").query_async(&mut conn).await;
-                        if pong.is_ok() {
-                            return;
-                        }
-                    }
-                }
-                tokio::task::spawn_blocking(|| {
-                    std::thread::sleep(std::time::Duration::from_millis(10))
-                })
-                .await
-                .unwrap();
-            }
-        })
-        .await;
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    async fn restart(&mut self) {
-        self.stop();
-        self.spawn().await;
-    }
-
-    async fn command(&self, args: &[&str]) -> redis::Value {
-        let client = redis::Client::open(self.url()).unwrap();
-        let mut conn = within(
-            "a Redis connection",
-            client.get_multiplexed_async_connection(),
-        )
-        .await
-        .unwrap();
-        let mut cmd = redis::cmd(args[0]);
-        for arg in &args[1..] {
-            cmd.arg(*arg);
-        }
-        within("a Redis command", cmd.query_async(&mut conn))
-            .await
-            .unwrap()
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
+use crate::redis_server::Redis;
 
 /// Reads frames until `count` messages of `channel` arrived; returns all frames read.
-async fn messages(ws: &mut Ws, count: usize) -> Vec<Value> {
+pub async fn messages(ws: &mut Ws, count: usize) -> Vec<Value> {
     let mut frames = Vec::new();
     while offsets(&frames).len() < count {
         frames.push(ws.recv().await);
@@ -117,7 +16,7 @@ async fn messages(ws: &mut Ws, count: usize) -> Vec<Value> {
     frames
 }
 
-async fn subscribed(node: &TestServer, channel: &str) -> (Ws, Value) {
+pub async fn subscribed(node: &TestServer, channel: &str) -> (Ws, Value) {
     let mut ws = node.ws("/ws").await;
     let reply = ws.subscribe(channel).await;
     (ws, reply)

@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use crate::common::*;
 use crate::control::{token, ws_of, SECRET};
 
-const API_KEY: &str = "webhook-test-key";
+pub const API_KEY: &str = "webhook-test-key";
 
 #[derive(Clone, Debug)]
 struct Hit {
@@ -30,8 +30,8 @@ struct Hit {
 }
 
 #[derive(Clone)]
-struct Receiver {
-    url: String,
+pub struct Receiver {
+    pub url: String,
     hits: Arc<Mutex<Vec<Hit>>>,
     /// The status the receiver answers with.
     status: Arc<AtomicU16>,
@@ -40,7 +40,7 @@ struct Receiver {
 }
 
 impl Receiver {
-    async fn start() -> Self {
+    pub async fn start() -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         let receiver = Self {
@@ -64,14 +64,14 @@ impl Receiver {
         self.hits().into_iter().map(|h| h.event).collect()
     }
 
-    fn of_kind(&self, kind: &str) -> Vec<Value> {
+    pub fn of_kind(&self, kind: &str) -> Vec<Value> {
         self.events()
             .into_iter()
             .filter(|e| e["event"] == kind)
             .collect()
     }
 
-    async fn wait_for(&self, what: &str, condition: impl Fn(&[Value]) -> bool) {
+    pub async fn wait_for(&self, what: &str, condition: impl Fn(&[Value]) -> bool) {
         wait_until(what, || condition(&self.events())).await;
     }
 }

@@ -6,11 +6,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::protocol::{server, Missed, MissedReason, Payload, Since};
+use crate::protocol::{server, Missed, MissedReason, Since};
 
 use super::super::broker::Snapshot;
 use super::super::client::Client;
 use super::super::queue::PushError;
+use super::super::stored;
 use super::{Channel, ChannelState, HistoryLimits};
 
 /// What became of one message the broker delivered.
@@ -52,7 +53,7 @@ impl Channel {
             return Live::Gap;
         }
         state.last_offset = offset;
-        let frame = server::message(&self.name, &state.epoch, offset, &Payload::data(data));
+        let frame = server::message(&self.name, &state.epoch, offset, &stored::decode(data));
         Live::Applied(self.append(state, frame, limits, now, overflowed))
     }
 
@@ -94,7 +95,7 @@ impl Channel {
                 continue;
             }
             state.last_offset = offset;
-            let frame = server::message(&self.name, &state.epoch, offset, &Payload::data(data));
+            let frame = server::message(&self.name, &state.epoch, offset, &stored::decode(data));
             self.append(state, frame, limits, now, overflowed);
             appended += 1;
         }

@@ -6,13 +6,21 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use super::super::client::{Client, ClientId};
+use super::super::cluster_presence::StoredMember;
 use super::ChannelState;
+
+/// Other nodes' joins plus leaves one channel keeps between two flushes; past it they are
+/// dropped (counted by the caller): a listener then misses some, and can ask `presence`.
+pub const REMOTE_PENDING_MAX: usize = 4096;
 
 /// What a flush sends on one channel, and to whom.
 #[derive(Default)]
 pub(crate) struct PresenceDiff {
     pub joins: Vec<Arc<Client>>,
     pub leaves: Vec<Arc<Client>>,
+    /// Other nodes' (on a cluster node).
+    pub remote_joins: Vec<StoredMember>,
+    pub remote_leaves: Vec<StoredMember>,
     pub listeners: Vec<Arc<Client>>,
 }
 
@@ -28,6 +36,9 @@ pub(crate) struct Presence {
     /// scan: a reconnect storm of N members stays O(N) under the channel lock.
     joins: HashMap<ClientId, Arc<Client>>,
     leaves: Vec<Arc<Client>>,
+    /// The same for other nodes' members, keyed by `node:client`.
+    remote_joins: HashMap<String, StoredMember>,
+    remote_leaves: Vec<StoredMember>,
     /// Queued for the next flush already.
     pub dirty: bool,
 }
@@ -71,6 +82,41 @@ impl ChannelState {
         presence.mark_dirty()
     }
 
+    /// Other nodes' joins and leaves, kept for the next flush only while a member here
+    /// listens. Returns (newly dirty, how many were dropped past [`REMOTE_PENDING_MAX`]).
+    pub fn remote_presence(
+        &mut self,
+        joins: Vec<StoredMember>,
+        leaves: Vec<StoredMember>,
+    ) -> (bool, usize) {
+        let Some(presence) = self.presence.as_mut() else {
+            return (false, 0);
+        };
+        if presence.listeners.is_empty() {
+            return (false, 0);
+        }
+        let mut dropped = 0;
+        for member in joins {
+            if presence.remote_pending() >= REMOTE_PENDING_MAX {
+                dropped += 1;
+                continue;
+            }
+            presence.remote_joins.insert(member.key(), member);
+        }
+        for member in leaves {
+            // A leave that cancels a join of the same window costs nothing.
+            if presence.remote_joins.remove(&member.key()).is_some() {
+                continue;
+            }
+            if presence.remote_pending() >= REMOTE_PENDING_MAX {
+                dropped += 1;
+                continue;
+            }
+            presence.remote_leaves.push(member);
+        }
+        (presence.mark_dirty(), dropped)
+    }
+
     /// Distinct users (with tokens on) among the members.
     pub fn presence_users(&self) -> usize {
         self.presence.as_ref().map_or(0, |p| p.users.len())
@@ -85,6 +131,10 @@ impl ChannelState {
         PresenceDiff {
             joins: std::mem::take(&mut presence.joins).into_values().collect(),
             leaves: std::mem::take(&mut presence.leaves),
+            remote_joins: std::mem::take(&mut presence.remote_joins)
+                .into_values()
+                .collect(),
+            remote_leaves: std::mem::take(&mut presence.remote_leaves),
             listeners: presence
                 .listeners
                 .iter()
@@ -109,8 +159,15 @@ impl ChannelState {
 }
 
 impl Presence {
+    fn remote_pending(&self) -> usize {
+        self.remote_joins.len() + self.remote_leaves.len()
+    }
+
     fn mark_dirty(&mut self) -> bool {
-        let has_news = !self.joins.is_empty() || !self.leaves.is_empty();
+        let has_news = !self.joins.is_empty()
+            || !self.leaves.is_empty()
+            || !self.remote_joins.is_empty()
+            || !self.remote_leaves.is_empty();
         if has_news && !self.dirty && !self.listeners.is_empty() {
             self.dirty = true;
             return true;
@@ -119,6 +176,8 @@ impl Presence {
             // Nobody listens: nothing to keep for a flush.
             self.joins.clear();
             self.leaves.clear();
+            self.remote_joins.clear();
+            self.remote_leaves.clear();
         }
         false
     }

@@ -35,6 +35,57 @@ impl ClusterBroker for FakeBroker {
     fn admit(&self) -> Result<Permit, HubError> {
         Ok(self.0.clone().try_acquire_owned().unwrap())
     }
+    fn broadcast<'a>(
+        &'a self,
+        _: &'a crate::hub::ControlCommand,
+    ) -> BoxFuture<'a, Result<usize, HubError>> {
+        Box::pin(async { Err(HubError::BrokerUnavailable("fake".into())) })
+    }
+    fn gather_user<'a>(
+        &'a self,
+        _: &'a str,
+    ) -> BoxFuture<'a, Result<crate::hub::control::Gathered, HubError>> {
+        Box::pin(async { Err(HubError::BrokerUnavailable("fake".into())) })
+    }
+    fn node(&self) -> &str {
+        "fake"
+    }
+}
+
+impl crate::hub::cluster_presence::ClusterPresence for FakeBroker {
+    fn member_changed(
+        &self,
+        _: &ChannelName,
+        _: ClientId,
+        _: crate::hub::cluster_presence::MemberChange,
+    ) {
+    }
+    fn presence_page<'a>(
+        &'a self,
+        _: &'a ChannelName,
+        _: u64,
+    ) -> BoxFuture<'a, Result<crate::hub::cluster_presence::StoredPage, HubError>> {
+        Box::pin(async { Err(HubError::BrokerUnavailable("fake".into())) })
+    }
+    fn presence_stats<'a>(
+        &'a self,
+        _: &'a ChannelName,
+    ) -> BoxFuture<'a, Result<crate::protocol::PresenceStats, HubError>> {
+        Box::pin(async { Err(HubError::BrokerUnavailable("fake".into())) })
+    }
+    fn user_up<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<bool, HubError>> {
+        Box::pin(async { Err(HubError::BrokerUnavailable("fake".into())) })
+    }
+    fn user_down<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<bool, HubError>> {
+        Box::pin(async { Err(HubError::BrokerUnavailable("fake".into())) })
+    }
+    fn user_offline<'a>(
+        &'a self,
+        _: &'a str,
+        _: Duration,
+    ) -> BoxFuture<'a, Result<crate::hub::cluster_presence::OfflineCheck, HubError>> {
+        Box::pin(async { Err(HubError::BrokerUnavailable("fake".into())) })
+    }
 }
 
 fn node() -> Hub {
