@@ -138,8 +138,11 @@ fn iovecs<'a>(
     used
 }
 
-/// Writes up to `FRAMES_PER_WRITE` of `frames` with one vectored `try_write`, without
-/// waiting: how a flusher (`hub::direct`) writes to a parked connection.
+/// Writes up to `FRAMES_PER_WRITE` of `frames` with one non-blocking `send`/`sendmsg`:
+/// how a flusher (`hub::direct`) writes to a parked connection. Straight to the socket, past
+/// tokio's readiness bookkeeping (the flusher never waits, and a `WouldBlock` here leaves
+/// tokio's readiness stale, which only costs the session one extra try when it takes over):
+/// one cold cache line fewer per delivery.
 pub(super) fn try_write_frames(
     stream: &tokio::net::TcpStream,
     frames: &mut dyn Iterator<Item = &Frame>,
@@ -159,12 +162,12 @@ pub(super) fn try_write_frames(
         let mut buf = [0u8; 10 + SMALL_FRAME];
         buf[..len].copy_from_slice(&header[..len]);
         buf[len..len + chunk[0].len()].copy_from_slice(chunk[0].as_bytes());
-        return stream.try_write(&buf[..len + chunk[0].len()]);
+        return socket2::SockRef::from(stream).send(&buf[..len + chunk[0].len()]);
     }
     let mut headers = [([0u8; 10], 0u8); FRAMES_PER_WRITE];
     let mut slices = [IoSlice::new(&[]); 2 * FRAMES_PER_WRITE];
     let used = iovecs(chunk[..count].iter().copied(), 0, &mut headers, &mut slices);
-    stream.try_write_vectored(&slices[..used])
+    socket2::SockRef::from(stream).send_vectored(&slices[..used])
 }
 
 /// The bytes `frame` takes on the wire: header and payload.
