@@ -50,9 +50,9 @@ for line in open(sys.argv[1]):
     rows.append((stack.split(";"), int(weight)))
 total = sum(w for _, w in rows) or 1
 places = [
-    ("flushers (hub::direct): writes to parked sockets", "crier::hub::direct"),
+    ("flushers (hub::direct): writes to parked sockets", "crier::hub::direct::Flusher::run"),
     ("connection tasks (ws::session)", "crier::transport::ws::session"),
-    ("HTTP: publish requests (hyper, axum, crier::http)", "hyper::"),
+    ("publish requests: HTTP, fan-out into queues", "hyper::"),
     ("housekeeping, timers, other tasks", ""),
 ]
 by_place = collections.Counter()

@@ -20,14 +20,16 @@ def load(out, hub, run):
 def figures(out, hub):
     idle = load(out, hub, "idle15k")["memory"]["hub_rss_per_connection"] / 1024
     sat = load(out, hub, "sat")["hub_cpu_us_per_delivery"]
+    moderate = load(out, hub, "rate20k")["hub_cpu_us_per_delivery"]
     p99 = load(out, hub, "rate20k")["latency"]["p99_ms"]
     slow = load(out, hub, "slow")["with_slow"]["memory"]
     growth = (slow["hub_peak_rss"] - slow["hub_rss_after_ramp"]) / (1 << 20)
-    return [idle, sat, p99, growth]
+    return [idle, moderate, sat, p99, growth]
 
 
 PANELS = [
     ("RSS per idle WebSocket, 15k connections", "KiB"),
+    ("hub CPU per delivery at 20k deliveries/s", "µs"),
     ("hub CPU per delivery at saturation", "µs"),
     ("p99 publish→receive at 20k deliveries/s", "ms"),
     ("memory growth, 200 stuck clients of 2000", "MiB"),
