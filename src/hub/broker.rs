@@ -23,6 +23,7 @@ use super::channel::Live;
 use super::cluster_presence::ClusterPresence;
 use super::control::Gathered;
 use super::registry::TooManyChannels;
+pub use super::stored::Snapshot;
 use super::{Client, ControlCommand, Frame, HistoryPage, Hub, HubError};
 
 /// Where a hub's channels get their positions.
@@ -40,16 +41,6 @@ pub enum Broker {
 pub struct Stored {
     pub epoch: Epoch,
     pub offset: u64,
-}
-
-/// A channel as the broker holds it: its generation, its last offset, and the entries
-/// ([`super::stored`]) of the messages its history still holds, oldest first (consecutive offsets ending at
-/// `last_offset`).
-#[derive(Debug, Clone)]
-pub struct Snapshot {
-    pub epoch: Epoch,
-    pub last_offset: u64,
-    pub data: Vec<String>,
 }
 
 /// What a cluster broker does for the hub. Every call is bounded by the broker's own

@@ -28,20 +28,7 @@ impl fmt::Display for ClientId {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum TransportKind {
-    WebSocket,
-    LongPoll,
-}
-
-impl TransportKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::WebSocket => "websocket",
-            Self::LongPoll => "long_poll",
-        }
-    }
-}
+pub use super::transport_kind::TransportKind;
 
 #[derive(Debug)]
 pub struct Client {

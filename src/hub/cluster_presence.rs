@@ -6,11 +6,10 @@
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
-use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 
-use crate::protocol::{ChannelName, Member, PresenceStats};
+use crate::protocol::{ChannelName, PresenceStats};
 
+pub use super::channel::StoredMember;
 use super::client::{Client, ClientId};
 use super::presence::Members;
 pub use super::presence::PRESENCE_PAGE;
@@ -74,44 +73,6 @@ pub enum OfflineCheck {
     Wait(std::time::Duration),
     /// Nothing to announce (back online, or decided elsewhere).
     Nothing,
-}
-
-/// A member as the broker stores it: the `presence` member plus the node holding it.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct StoredMember {
-    client: String,
-    node: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    user: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    info: Option<Box<RawValue>>,
-}
-
-impl StoredMember {
-    /// `node:client`: unique across the cluster.
-    pub(super) fn key(&self) -> String {
-        format!("{}:{}", self.node, self.client)
-    }
-
-    pub(super) fn member(&self) -> Member<'_> {
-        Member {
-            client: self.client.clone(),
-            node: Some(&self.node),
-            user: self.user.as_deref(),
-            info: self.info.as_deref(),
-        }
-    }
-
-    fn json_of(client: &Client, node: &str) -> String {
-        let principal = client.identity().map(|i| i.principal());
-        let member = Member {
-            client: client.id.to_string(),
-            node: Some(node),
-            user: principal.as_ref().map(|p| &*p.user),
-            info: principal.as_ref().and_then(|p| p.info.as_deref()),
-        };
-        serde_json::to_string(&member).unwrap_or_default()
-    }
 }
 
 /// One member of this node, as a resync states it: channel, client, user, stored JSON.

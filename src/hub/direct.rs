@@ -23,7 +23,6 @@
 //! [`ClientQueue::unpark`]: super::queue::ClientQueue
 
 use std::fmt;
-use std::io;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
@@ -31,22 +30,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::queue::Flushed;
+pub use super::queue::FrameSink;
 use super::stats::DirectStats;
 use super::{Client, Frame, Hub};
 
 /// Clients a flusher writes to before it lets other tasks run (a few hundred microseconds).
 const YIELD_EVERY: usize = 128;
-
-/// A connection's socket, lent to the flushers by its transport (which knows the framing).
-pub trait FrameSink: Send + Sync {
-    /// Writes as many of `frames` as the socket takes now, without waiting. Returns the bytes
-    /// written (as counted by [`Self::wire_len`]), or the socket's error (`WouldBlock` when
-    /// it takes nothing).
-    fn try_write(&self, frames: &mut dyn Iterator<Item = &Frame>) -> io::Result<usize>;
-
-    /// The bytes `frame` takes on the wire, framing included.
-    fn wire_len(&self, frame: &Frame) -> usize;
-}
 
 /// How a client's queue reaches a flusher: set once, by the transport, for connections whose
 /// socket can be written from outside their task.

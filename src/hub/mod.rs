@@ -10,7 +10,8 @@
 //! - `registry` — the two dashmaps (clients, channels) and channel lifetime.
 //! - [`channel`] — one channel: offset counter, subscribers; its history ring in
 //!   `channel::history` (pages, replays, trimming).
-//! - [`client`] — the handle kept per connection (queue, subscriptions).
+//! - [`client`] — the handle kept per connection (queue, subscriptions); `transport_kind`, the
+//!   leaf naming which transport it came by.
 //! - [`direct`] — flusher tasks that write published frames straight to idle connections'
 //!   sockets (one wake-up per publish, not one per subscriber).
 //! - [`queue`] — the bounded per-client frame queue (frames and replay cursors), closed with
@@ -43,6 +44,7 @@ pub mod queue;
 mod registry;
 pub mod stats;
 pub mod stored;
+mod transport_kind;
 
 mod budget;
 pub mod cluster_presence;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::auth::Principal;
 use crate::protocol::{presence, ChannelName, Frame, Member, PresenceStats};
 
-use super::cluster_presence::StoredMember;
+use super::channel::StoredMember;
 use super::{Client, Hub, HubError};
 
 /// Most members one `presence` page lists.

@@ -6,7 +6,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use super::client::TransportKind;
+use super::transport_kind::TransportKind;
 use crate::protocol::DisconnectReason;
 
 type Labels = [(&'static str, &'static str); 1];

@@ -12,9 +12,8 @@
 
 use std::borrow::Cow;
 
-use crate::protocol::{server, ChannelName, Payload};
+use crate::protocol::{server, ChannelName, Epoch, Payload};
 
-use super::broker::Snapshot;
 use super::HistoryPage;
 
 const STAMPED: char = '@';
@@ -117,4 +116,14 @@ mod tests {
             assert_eq!((payload.data, payload.from), (entry, None));
         }
     }
+}
+
+/// A channel as the broker holds it: its generation, its last offset, and the entries
+/// (see [`encode`]) of the messages its history still holds, oldest first (consecutive
+/// offsets ending at `last_offset`). Re-exported by [`super::broker`], the seam it crosses.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub epoch: Epoch,
+    pub last_offset: u64,
+    pub data: Vec<String>,
 }

@@ -256,6 +256,8 @@ mod history;
 mod mirror;
 mod presence;
 
+pub use presence::StoredMember;
+
 pub use history::{HistoryLimits, HistoryPage};
 pub use mirror::Live;
 

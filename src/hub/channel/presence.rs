@@ -5,8 +5,12 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::protocol::Member;
+
 use super::super::client::{Client, ClientId};
-use super::super::cluster_presence::StoredMember;
 use super::ChannelState;
 
 /// Other nodes' joins plus leaves one channel keeps between two flushes; past it they are
@@ -180,5 +184,43 @@ impl Presence {
             self.remote_leaves.clear();
         }
         false
+    }
+}
+
+/// A member as the broker stores it: the `presence` member plus the node holding it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StoredMember {
+    client: String,
+    node: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    info: Option<Box<RawValue>>,
+}
+
+impl StoredMember {
+    /// `node:client`: unique across the cluster.
+    pub(in crate::hub) fn key(&self) -> String {
+        format!("{}:{}", self.node, self.client)
+    }
+
+    pub(in crate::hub) fn member(&self) -> Member<'_> {
+        Member {
+            client: self.client.clone(),
+            node: Some(&self.node),
+            user: self.user.as_deref(),
+            info: self.info.as_deref(),
+        }
+    }
+
+    pub(in crate::hub) fn json_of(client: &Client, node: &str) -> String {
+        let principal = client.identity().map(|i| i.principal());
+        let member = Member {
+            client: client.id.to_string(),
+            node: Some(node),
+            user: principal.as_ref().map(|p| &*p.user),
+            info: principal.as_ref().and_then(|p| p.info.as_deref()),
+        };
+        serde_json::to_string(&member).unwrap_or_default()
     }
 }

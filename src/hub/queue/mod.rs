@@ -107,6 +107,18 @@ struct QueueState {
     cut: Option<(Frame, usize)>,
 }
 
+/// A connection's socket, lent to the flushers (`hub::direct`) by its transport (which knows
+/// the framing). Here, beside the queue that writes through it.
+pub trait FrameSink: Send + Sync {
+    /// Writes as many of `frames` as the socket takes now, without waiting. Returns the bytes
+    /// written (as counted by [`Self::wire_len`]), or the socket's error (`WouldBlock` when
+    /// it takes nothing).
+    fn try_write(&self, frames: &mut dyn Iterator<Item = &Frame>) -> std::io::Result<usize>;
+
+    /// The bytes `frame` takes on the wire, framing included.
+    fn wire_len(&self, frame: &Frame) -> usize;
+}
+
 /// What one flusher turn did for one queue.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Flushed {
@@ -261,7 +273,7 @@ impl ClientQueue {
     /// `sink`, as far as the socket takes it without waiting. What the socket does not take
     /// (or a catch-up, which only the consumer reads) is handed back: the consumer is
     /// unparked and woken.
-    pub(crate) fn flush(&self, sink: &dyn super::direct::FrameSink) -> Flushed {
+    pub(crate) fn flush(&self, sink: &dyn FrameSink) -> Flushed {
         let mut done = Flushed::default();
         let mut state = lock(&self.state);
         state.dirty = false;
