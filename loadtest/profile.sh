@@ -8,7 +8,8 @@
 # deliveries/s, the moderate-load row of docs/BENCHMARKS.md), 25 s; perf samples 12 s of the
 # measured phase (cpu-clock at 499 Hz, DWARF unwinding: release builds have no frame pointers: this VM has no hardware counters). Needs perf and
 # inferno (`cargo install inferno`). Output in OUT (default target/profile): NAME.folded,
-# NAME.svg, NAME.txt (the breakdown), NAME.json (the loadtest's report).
+# NAME.svg, NAME.txt (the breakdown), NAME.json (the loadtest's report). FANOUT replaces the
+# fanout arguments, e.g. FANOUT="-n 9000 -c 10 --rate 50 --duration 25s --transport lp".
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -30,8 +31,8 @@ trap 'kill $HUB 2>/dev/null || true; wait $HUB 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
 
 "$BIN/crier-loadtest" --url "http://127.0.0.1:$PORT" --server-pid "$HUB" --progress none \
-    --save-json "$OUT/$NAME.json" fanout -n 10000 -c 10 --rate 20 --size 256 --duration 25s \
-    --ramp-rate 20000 >"$OUT/$NAME.loadtest.txt" 2>&1 &
+    --save-json "$OUT/$NAME.json" fanout ${FANOUT:--n 10000 -c 10 --rate 20 --size 256 --duration 25s --ramp-rate 20000} \
+    >"$OUT/$NAME.loadtest.txt" 2>&1 &
 LOAD=$!
 # The ramp takes about a second; sample the middle of the measured phase.
 sleep 8
@@ -39,7 +40,7 @@ perf record -e cpu-clock -F 499 --call-graph dwarf,16384 -p "$HUB" -o "$OUT/$NAM
 wait $LOAD || true
 
 perf script -i "$OUT/$NAME.perf" 2>/dev/null | inferno-collapse-perf --all >"$OUT/$NAME.folded"
-inferno-flamegraph --title "crier $NAME: 20k deliveries/s" <"$OUT/$NAME.folded" >"$OUT/$NAME.svg"
+inferno-flamegraph --title "crier $NAME: ${FANOUT:-20k deliveries/s}" <"$OUT/$NAME.folded" >"$OUT/$NAME.svg"
 
 # Breakdown: where each sample's stack passes (first match wins), and the top leaf frames.
 python3 - "$OUT/$NAME.folded" <<'PY' | tee "$OUT/$NAME.txt"
@@ -52,6 +53,7 @@ total = sum(w for _, w in rows) or 1
 places = [
     ("flushers (hub::direct): writes to parked sockets", "crier::hub::direct::Flusher::run"),
     ("connection tasks (ws::session)", "crier::transport::ws::session"),
+    ("long-poll requests on the bare socket (server::lp)", "crier::server::lp"),
     ("publish requests: HTTP, fan-out into queues", "hyper::"),
     ("housekeeping, timers, other tasks", ""),
 ]
