@@ -87,3 +87,27 @@ where
         }
     }
 }
+
+/// `--ws-flushers 0` is the path before the flushers: every frame written by the connection's
+/// own task. Both paths deliver the same frames; only the default one counts flusher writes.
+#[tokio::test]
+async fn with_and_without_flushers_every_frame_arrives_in_order() {
+    for (args, flushed) in [(&["--ws-flushers", "0"][..], false), (&[][..], true)] {
+        let server = TestServer::with(args).await;
+        let mut ws = server.ws("/ws?channel=watch").await;
+        ws.recv_type("subscribed").await;
+        let mut published = Vec::new();
+        for n in 0..50 {
+            let reply = server.publish("watch", &json!(n)).await;
+            published.push(reply["offset"].as_u64().unwrap());
+        }
+        let mut got = Vec::new();
+        while got.len() < published.len() {
+            got.push(ws.recv_type("message").await);
+        }
+        assert_eq!(offsets(&got), published, "{args:?}");
+        let frames = server.hub.stats().direct.frames.get();
+        assert_eq!(frames > 0, flushed, "{args:?}: {frames} frames by flushers");
+        ws.close().await;
+    }
+}
