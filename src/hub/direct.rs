@@ -29,7 +29,6 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::queue::Flushed;
 pub use super::queue::FrameSink;
 use super::stats::DirectStats;
 use super::{Client, Frame, Hub};
@@ -55,12 +54,6 @@ pub(crate) struct Flusher {
     handed: Mutex<Vec<Arc<Client>>>,
     wake: Notify,
     stats: DirectStats,
-}
-
-/// The hub's flushers (`--ws-flushers`), each serving the connections assigned to it.
-#[derive(Default)]
-pub(crate) struct Flushers {
-    all: Vec<Arc<Flusher>>,
 }
 
 impl Flusher {
@@ -92,15 +85,13 @@ impl Flusher {
                 if turn.is_empty() {
                     break;
                 }
-                let mut done = Flushed::default();
+                let (mut writes, mut frames, mut handed_back) = (0, 0, 0);
                 for (i, client) in turn.drain(..).enumerate() {
                     if let Some(direct) = client.direct.get() {
                         let flushed = client.queue.flush(&*direct.sink);
-                        done.writes += flushed.writes;
-                        done.frames += flushed.frames;
-                        self.stats
-                            .handed_back
-                            .inc_by(u64::from(flushed.handed_back));
+                        writes += flushed.writes;
+                        frames += flushed.frames;
+                        handed_back += u64::from(flushed.handed_back);
                     }
                     // A turn can hold thousands of clients (a write each): let the
                     // connections' own tasks and the publishers run in between.
@@ -108,8 +99,9 @@ impl Flusher {
                         tokio::task::yield_now().await;
                     }
                 }
-                self.stats.writes.inc_by(done.writes);
-                self.stats.frames.inc_by(done.frames);
+                self.stats.writes.inc_by(writes);
+                self.stats.frames.inc_by(frames);
+                self.stats.handed_back.inc_by(handed_back);
                 tokio::task::yield_now().await;
             }
         }
@@ -120,18 +112,16 @@ impl Hub {
     /// Starts `count` flusher tasks (see [`self`]); 0 leaves every write to the connections'
     /// own tasks. Call once, before connections attach sinks.
     pub fn start_flushers(&self, count: usize, tracker: &TaskTracker) {
-        let flushers = Flushers {
-            all: (0..count)
-                .map(|_| {
-                    Arc::new(Flusher {
-                        handed: Mutex::default(),
-                        wake: Notify::new(),
-                        stats: self.inner.stats.direct.clone(),
-                    })
+        let flushers: Vec<Arc<Flusher>> = (0..count)
+            .map(|_| {
+                Arc::new(Flusher {
+                    handed: Mutex::default(),
+                    wake: Notify::new(),
+                    stats: self.inner.stats.direct.clone(),
                 })
-                .collect(),
-        };
-        for flusher in &flushers.all {
+            })
+            .collect();
+        for flusher in &flushers {
             let flusher = flusher.clone();
             let shutdown = self.inner.shutdown.clone();
             tracker.spawn(async move { flusher.run(shutdown).await });
@@ -142,16 +132,11 @@ impl Hub {
     /// Lends `client`'s socket to a flusher. `false` when the hub runs none: the transport
     /// then writes everything itself (and must not park the queue).
     pub fn attach_sink(&self, client: &Client, sink: Arc<dyn FrameSink>) -> bool {
-        let Some(all) = self.inner.flushers.get().map(|f| &f.all) else {
+        let Some(all) = self.inner.flushers.get().filter(|all| !all.is_empty()) else {
             return false;
         };
-        let Some(flusher) = usize::try_from(client.id.0)
-            .ok()
-            .and_then(|id| all.get(id % all.len().max(1)))
-        else {
-            return false;
-        };
-        let flusher = flusher.clone();
+        // Clients are spread over the flushers by id.
+        let flusher = all[(client.id.0 % all.len() as u64) as usize].clone();
         client.direct.set(Direct { sink, flusher }).is_ok()
     }
 }
@@ -172,6 +157,7 @@ impl Client {
         }
         Ok(())
     }
+
     /// Parks the client's queue if it has a sink and nothing queued: published frames then
     /// go straight to its socket through a flusher. `false`: the consumer waits as usual.
     pub fn park(&self) -> bool {

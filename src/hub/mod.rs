@@ -99,7 +99,7 @@ struct HubInner {
     users: events::UserIndex,
     broker: Broker,
     /// The flusher tasks that write published frames to parked connections (`direct`).
-    flushers: OnceLock<direct::Flushers>,
+    flushers: OnceLock<Vec<Arc<direct::Flusher>>>,
 }
 
 impl Hub {

@@ -5,7 +5,6 @@
 
 use futures_util::StreamExt;
 use serde_json::{json, Value};
-use tokio::net::TcpSocket;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::backpressure::Bystanders;
@@ -23,11 +22,7 @@ async fn frames_cut_short_by_a_full_socket_arrive_whole_and_in_order() {
     let mut bystanders = Bystanders::join(&server).await;
 
     // A subscriber with a tiny receive buffer that does not read at first.
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let stream = within("connect", socket.connect(server.addr))
-        .await
-        .unwrap();
+    let stream = server.connect_small_window().await;
     let url = format!("ws://{}/ws?channel=watch", server.addr);
     let (mut slow, _) = within("handshake", tokio_tungstenite::client_async(url, stream))
         .await

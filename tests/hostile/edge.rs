@@ -124,11 +124,7 @@ async fn a_response_nobody_reads_is_dropped() {
     let server = TestServer::with(&["--write-timeout", "2s", "--socket-send-buffer", "4096"]).await;
     let mut bystanders = Bystanders::join(&server).await;
     let base = server.sockets.open();
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let mut stream = within("connect", socket.connect(server.addr))
-        .await
-        .unwrap();
+    let mut stream = server.connect_small_window().await;
     // Pipelined: far more response bytes than both sockets' buffers hold.
     let requests = "GET /api/stats HTTP/1.1\r\nHost: x\r\n\r\n".repeat(400);
     within("send", stream.write_all(requests.as_bytes()))

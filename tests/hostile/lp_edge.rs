@@ -326,11 +326,7 @@ async fn answers_nobody_reads_are_dropped_after_the_write_timeout() {
     let server = TestServer::with(&["--write-timeout", "2s", "--socket-send-buffer", "4096"]).await;
     let mut bystanders = Bystanders::join(&server).await;
     let base = server.sockets.open();
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let mut stream = within("connect", socket.connect(server.addr))
-        .await
-        .unwrap();
+    let mut stream = server.connect_small_window().await;
     let requests = "POST /lp/close?session=nope HTTP/1.1\r\nHost: x\r\n\r\n".repeat(2000);
     // The hub stops reading once its 32 KiB are full and the answers stall: the rest of the
     // requests may never be taken, so the write is not waited for.

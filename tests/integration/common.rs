@@ -196,6 +196,14 @@ impl TestServer {
         }
     }
 
+    /// A raw TCP connection whose receive buffer is the smallest the kernel allows: what
+    /// the hub writes to it fills both sockets' buffers quickly unless it is read.
+    pub async fn connect_small_window(&self) -> TcpStream {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        within("connect", socket.connect(self.addr)).await.unwrap()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }

@@ -198,9 +198,7 @@ async fn slow_client_is_evicted_while_a_fast_one_gets_everything() {
     ])
     .await;
     // The slow client reads nothing, with a tiny receive window so the kernel holds little.
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let stream = socket.connect(server.addr).await.unwrap();
+    let stream = server.connect_small_window().await;
     let (mut slow, _) =
         tokio_tungstenite::client_async(format!("ws://{}/ws?channel=hot", server.addr), stream)
             .await

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use super::http1::{Http1Conn, Request};
+use super::http1::{Http1Conn, Request, Response};
 use super::subscriber::{Subscriber, Wake};
 use super::{Ending, SessionEnd};
 use crate::ctx::{error_kind, Counters, Ctx, ErrorClass, HTTP_TIMEOUT};
@@ -160,7 +160,6 @@ async fn poll_loop(
     session: &str,
 ) -> (SessionEnd, Option<Http1Conn>) {
     let ctx = sub.ctx;
-    let source = sub.source;
     // The idle connection. A poll takes it; a poll that fails or is abandoned drops it (the
     // socket closes at once), and the next poll opens a new one.
     let mut idle = Some(conn);
@@ -170,47 +169,11 @@ async fn poll_loop(
         let path = format!("/lp/poll?session={session}&ack={ack}");
         // A poll in flight is never abandoned for the drain (a second poll would find the
         // hub still holding it: 409): it goes on, and `next` ends the session once drained.
-        let wake = {
-            let poll = async {
-                let mut conn = match idle.take() {
-                    Some(c) => c,
-                    None => Http1Conn::open(ctx, source).await?,
-                };
-                let request = Request {
-                    method: "GET",
-                    path: &path,
-                    body: b"",
-                    fields: &[],
-                };
-                let resp = tokio::time::timeout(POLL_TIMEOUT, conn.request(request))
-                    .await
-                    .context("lp poll timed out")??;
-                Ok::<_, anyhow::Error>((conn, resp))
-            };
-            tokio::pin!(poll);
-            loop {
-                match sub.next(poll.as_mut()).await {
-                    Wake::DrainChanged => continue,
-                    wake => break wake,
-                }
-            }
-        };
-        let resp = match wake {
-            Wake::Ready(Ok((conn, resp))) => {
-                idle = Some(conn);
-                resp
-            }
-            Wake::Ready(Err(e)) => {
-                failures += 1;
-                ctx.counters.error(&error_kind("lp poll", &e));
-                if failures >= MAX_POLL_FAILURES {
-                    let kind = "lp poll failed repeatedly".to_owned();
-                    return (SessionEnd::Failed(ErrorClass::Client, kind), None);
-                }
-                continue;
-            }
-            Wake::End(end) => return (end, idle),
-            Wake::DrainChanged => continue,
+        let resp = match poll_once(sub, &mut idle, &path, &[], &mut failures).await {
+            Polled::Response(resp) => resp,
+            Polled::Failed(None) => continue,
+            Polled::Failed(Some(end)) => return (end, None),
+            Polled::End(end) => return (end, idle),
         };
         Counters::inc(&ctx.counters.lp_polls);
         match resp.status {
@@ -251,6 +214,65 @@ async fn poll_loop(
     }
 }
 
+/// What one poll came to.
+enum Polled {
+    Response(Response),
+    /// The poll failed (counted); `Some` once too many failed in a row.
+    Failed(Option<SessionEnd>),
+    /// The run ended the session meanwhile.
+    End(SessionEnd),
+}
+
+/// One `GET path` on the idle connection (or a new one, if the last poll took it), within
+/// `POLL_TIMEOUT`, while the run may end the session; an answered poll leaves its connection
+/// idle again, a failed one drops it.
+async fn poll_once(
+    sub: &mut Subscriber<'_>,
+    idle: &mut Option<Http1Conn>,
+    path: &str,
+    fields: &[(&str, &str)],
+    failures: &mut u32,
+) -> Polled {
+    let (ctx, source) = (sub.ctx, sub.source);
+    let taken = idle.take();
+    let poll = async {
+        let mut conn = match taken {
+            Some(c) => c,
+            None => Http1Conn::open(ctx, source).await?,
+        };
+        let request = Request {
+            method: "GET",
+            path,
+            body: b"",
+            fields,
+        };
+        let resp = tokio::time::timeout(POLL_TIMEOUT, conn.request(request))
+            .await
+            .context("lp poll timed out")??;
+        Ok::<_, anyhow::Error>((conn, resp))
+    };
+    tokio::pin!(poll);
+    loop {
+        match sub.next(poll.as_mut()).await {
+            Wake::DrainChanged => continue,
+            Wake::Ready(Ok((conn, resp))) => {
+                *idle = Some(conn);
+                return Polled::Response(resp);
+            }
+            Wake::Ready(Err(e)) => {
+                *failures += 1;
+                ctx.counters.error(&error_kind("lp poll", &e));
+                let too_many = (*failures >= MAX_POLL_FAILURES).then(|| {
+                    let kind = "lp poll failed repeatedly".to_owned();
+                    SessionEnd::Failed(ErrorClass::Client, kind)
+                });
+                return Polled::Failed(too_many);
+            }
+            Wake::End(end) => return Polled::End(end),
+        }
+    }
+}
+
 /// Generic mode (`--lp-template`, e.g. nchan's long-poll): `GET` the channel's URL again and
 /// again; a `200` body is one published message, `304` and `408` mean nothing arrived within
 /// the hub's hold. Each request carries the last response's `Last-Modified` and `Etag` as
@@ -272,54 +294,17 @@ async fn generic_session(sub: &mut Subscriber<'_>) -> SessionEnd {
     let (mut last_modified, mut etag): (Option<String>, Option<String>) = (None, None);
     let mut failures = 0u32;
     let end = loop {
-        let wake = {
-            let mut fields = Vec::with_capacity(2);
-            if let Some(v) = &last_modified {
-                fields.push(("if-modified-since", v.as_str()));
-            }
-            if let Some(v) = &etag {
-                fields.push(("if-none-match", v.as_str()));
-            }
-            let poll = async {
-                let mut conn = match idle.take() {
-                    Some(c) => c,
-                    None => Http1Conn::open(ctx, source).await?,
-                };
-                let request = Request {
-                    method: "GET",
-                    path: &path,
-                    body: b"",
-                    fields: &fields,
-                };
-                let resp = tokio::time::timeout(POLL_TIMEOUT, conn.request(request))
-                    .await
-                    .context("lp poll timed out")??;
-                Ok::<_, anyhow::Error>((conn, resp))
-            };
-            tokio::pin!(poll);
-            loop {
-                match sub.next(poll.as_mut()).await {
-                    Wake::DrainChanged => continue,
-                    wake => break wake,
-                }
-            }
-        };
-        let resp = match wake {
-            Wake::Ready(Ok((conn, resp))) => {
-                idle = Some(conn);
-                resp
-            }
-            Wake::Ready(Err(e)) => {
-                failures += 1;
-                ctx.counters.error(&error_kind("lp poll", &e));
-                if failures >= MAX_POLL_FAILURES {
-                    let kind = "lp poll failed repeatedly".to_owned();
-                    break SessionEnd::Failed(ErrorClass::Client, kind);
-                }
-                continue;
-            }
-            Wake::End(end) => break end,
-            Wake::DrainChanged => continue,
+        let mut fields = Vec::with_capacity(2);
+        if let Some(v) = &last_modified {
+            fields.push(("if-modified-since", v.as_str()));
+        }
+        if let Some(v) = &etag {
+            fields.push(("if-none-match", v.as_str()));
+        }
+        let resp = match poll_once(sub, &mut idle, &path, &fields, &mut failures).await {
+            Polled::Response(resp) => resp,
+            Polled::Failed(None) => continue,
+            Polled::Failed(Some(end)) | Polled::End(end) => break end,
         };
         Counters::inc(&ctx.counters.lp_polls);
         match resp.status {

@@ -149,14 +149,26 @@ where
     /// Takes the socket back from the flushers before writing anything: finishes a frame a
     /// flusher wrote only part of.
     async fn take_back(&mut self) -> Step {
+        if self.reclaim_socket() {
+            return self.write_loaded().await;
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// Unparks the queue; a frame a flusher cut short is loaded into the writer (unless it
+    /// holds a batch already, which cannot be: the session parks only with nothing pending).
+    /// `true` when there is such a frame to finish.
+    fn reclaim_socket(&mut self) -> bool {
         if !self.direct {
-            return ControlFlow::Continue(());
+            return false;
         }
         let Some((frame, written)) = self.client.unpark() else {
-            return ControlFlow::Continue(());
+            return false;
         };
-        self.writer.load_from(vec![frame], written);
-        self.write_loaded().await
+        if !self.writer.has_pending() {
+            self.writer.load_from(vec![frame], written);
+        }
+        true
     }
 
     fn next_timer(&self) -> Instant {
@@ -268,14 +280,8 @@ where
             return;
         }
         let close_frame = close_frame(reason.close_code(), reason.as_str());
-        if self.direct {
-            // A frame a flusher cut short is finished before the close frame.
-            if let Some((frame, written)) = self.client.unpark() {
-                if !self.writer.has_pending() {
-                    self.writer.load_from(vec![frame], written);
-                }
-            }
-        }
+        // A frame a flusher cut short is finished before the close frame.
+        self.reclaim_socket();
         let writer = &mut self.writer;
         let io = self.ws.get_mut();
         // Written raw, past tungstenite: once a client's close frame has arrived (one with a
