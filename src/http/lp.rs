@@ -1,11 +1,14 @@
 //! Long-poll endpoints: parse the request, call the transport, shape the response.
 
+use std::pin::Pin;
+
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use tokio::time::Sleep;
 
 use crate::protocol::bodies::{
     Accepted, Closed, ConnectChannel, ConnectRequest, SessionOpened, SessionQuery,
@@ -79,11 +82,13 @@ pub async fn poll(
 
 /// `GET /lp/poll` as the router would answer it (handler, origin check and layers), for a
 /// request served on the bare socket (`crate::server::lp`): the batch's JSON body, or the
-/// whole refusal. The request's head is dropped before the poll parks.
+/// whole refusal. The request's head is dropped before the poll parks; `hold` times the
+/// poll's hold (the connection's one timer for all its polls).
 pub async fn poll_direct(
     state: &AppState,
     uri: Uri,
     headers: HeaderMap,
+    hold: Pin<&mut Sleep>,
 ) -> Result<Bytes, Response> {
     state
         .identity
@@ -93,7 +98,7 @@ pub async fn poll_direct(
     drop((uri, headers));
     let batch = state
         .long_poll
-        .poll(id, ack, token.as_deref())
+        .poll_holding(id, ack, token.as_deref(), hold)
         .await
         .map_err(|e| refusal(e.into()))?;
     Ok(batch.0)

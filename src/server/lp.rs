@@ -33,16 +33,20 @@
 //! handler (a parked poll's session is free for the next poll at once). Bytes that arrive
 //! while a request is being answered (a pipelined request) are kept, up to [`MAX_HEAD_BYTES`].
 
-use std::io::{self, IoSlice};
+use std::cell::Cell;
+use std::io::{self, IoSlice, Write as _};
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::{Body, Bytes};
 use axum::extract::ConnectInfo;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
 use axum::response::Response;
 use bytes::BufMut as _;
+use tokio::io::Interest;
 use tokio::net::TcpStream;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 use tower::ServiceExt as _;
 
 use crate::http::deadline::BodyInterrupted;
@@ -58,6 +62,9 @@ pub const MAX_HEADERS: usize = 100;
 
 /// Bytes reserved at a time for reading: a poll's head (a few hundred bytes) fits in one.
 const READ_CHUNK: usize = 1024;
+
+/// A poll batch up to this size is copied behind its head and sent as one buffer.
+const SMALL_BODY: usize = 2048;
 
 /// Largest response body collected from the router (its `/lp/*` answers are small JSON).
 const MAX_RESPONSE_BODY: usize = 1 << 20;
@@ -218,8 +225,17 @@ impl DirectLongPoll {
         let _ = stream.set_nodelay(true);
         let mut buf = read;
         let max_body = self.state.config.max_message_size;
+        // One timer for the heads' deadlines and one for the polls' holds, each only ever
+        // moved later while the connection lives: re-dating a timer is an atomic store, where
+        // a new one is put into the runtime's timer wheel and taken out again each request.
+        let head_timer = tokio::time::sleep(self.edge.handshake_timeout);
+        let hold_timer = tokio::time::sleep(self.state.long_poll.config().hold);
+        tokio::pin!(head_timer, hold_timer);
         loop {
-            let head = match self.read_head(stream, &mut buf, max_body).await {
+            let head = match self
+                .read_head(stream, &mut buf, max_body, head_timer.as_mut())
+                .await
+            {
                 HeadRead::Head(head) => head,
                 HeadRead::NotOurs => return Served::Hyper(buf),
                 HeadRead::Gone => return Served::Closed,
@@ -245,7 +261,7 @@ impl DirectLongPoll {
                 buf = Vec::new();
             }
             let answer = tokio::select! {
-                answer = self.answer(head, body, peer) => answer,
+                answer = self.answer(head, body, peer, hold_timer.as_mut()) => answer,
                 () = client_gone(stream, &mut buf) => return Served::Closed,
             };
             match self.write(stream, answer).await {
@@ -256,8 +272,16 @@ impl DirectLongPoll {
     }
 
     /// Reads until a head is complete, within the handshake timeout and not past shutdown.
-    async fn read_head(&self, stream: &TcpStream, buf: &mut Vec<u8>, max_body: usize) -> HeadRead {
-        let deadline = Instant::now() + self.edge.handshake_timeout;
+    async fn read_head(
+        &self,
+        stream: &TcpStream,
+        buf: &mut Vec<u8>,
+        max_body: usize,
+        mut deadline: Pin<&mut Sleep>,
+    ) -> HeadRead {
+        deadline
+            .as_mut()
+            .reset(Instant::now() + self.edge.handshake_timeout);
         // What was read before (the sniffer's bytes, a pipelined request) is parsed once;
         // after that, only once a blank line may have arrived.
         let mut parse = !buf.is_empty();
@@ -275,11 +299,12 @@ impl DirectLongPoll {
             }
             let scanned = buf.len();
             let read = tokio::select! {
-                read = tokio::time::timeout_at(deadline, read_some(stream, buf, MAX_HEAD_BYTES)) => read,
+                read = read_some(stream, buf, MAX_HEAD_BYTES) => read,
+                () = deadline.as_mut() => return HeadRead::Gone,
                 () = self.edge.shutdown.cancelled() => return HeadRead::Gone,
             };
             match read {
-                Ok(Ok(n)) if n > 0 => parse = blank_line_since(buf, scanned),
+                Ok(n) if n > 0 => parse = blank_line_since(buf, scanned),
                 _ => return HeadRead::Gone,
             }
         }
@@ -304,9 +329,15 @@ impl DirectLongPoll {
         BodyRead::Complete
     }
 
-    async fn answer(&self, head: Head, body: Bytes, peer: SocketAddr) -> Answer {
+    async fn answer(
+        &self,
+        head: Head,
+        body: Bytes,
+        peer: SocketAddr,
+        hold: Pin<&mut Sleep>,
+    ) -> Answer {
         if head.route == Route::Poll {
-            return match http::lp::poll_direct(&self.state, head.uri, head.headers).await {
+            return match http::lp::poll_direct(&self.state, head.uri, head.headers, hold).await {
                 Ok(batch) => Answer::Batch(batch),
                 Err(refusal) => Answer::Response(refusal),
             };
@@ -324,15 +355,24 @@ impl DirectLongPoll {
 
     /// Writes the answer; `Ok(true)` if the connection may carry another request.
     async fn write(&self, stream: &TcpStream, answer: Answer) -> io::Result<bool> {
-        let date = httpdate::fmt_http_date(std::time::SystemTime::now());
+        let date = http_date();
         let (head, body, keep_alive) = match answer {
             Answer::Batch(body) => {
-                let head = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-accel-buffering: no\r\n\
-                     cache-control: no-store\r\ncontent-length: {}\r\ndate: {date}\r\n\r\n",
-                    body.len()
-                );
-                (head.into_bytes(), body, true)
+                let small = body.len() <= SMALL_BODY;
+                let mut head =
+                    Vec::with_capacity(BATCH_HEAD.len() + 64 + if small { body.len() } else { 0 });
+                head.extend_from_slice(BATCH_HEAD);
+                let _ = write!(head, "{}", body.len());
+                head.extend_from_slice(b"\r\ndate: ");
+                head.extend_from_slice(date.as_bytes());
+                head.extend_from_slice(b"\r\n\r\n");
+                if small {
+                    // One buffer: a plain `send` (see `write_all`).
+                    head.extend_from_slice(&body);
+                    (head, Bytes::new(), true)
+                } else {
+                    (head, body, true)
+                }
             }
             Answer::Response(response) => {
                 let (parts, body) = response.into_parts();
@@ -343,16 +383,66 @@ impl DirectLongPoll {
                     .headers
                     .get(header::CONNECTION)
                     .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
-                (response_head(&parts, body.len(), &date), body, keep_alive)
+                (response_head(&parts, body.len(), date), body, keep_alive)
             }
         };
-        write_all(stream, &[&head, &body], self.edge.write_timeout).await?;
+        write_all(stream, &head, &body, self.edge.write_timeout).await?;
         Ok(keep_alive)
     }
 }
 
+/// A poll batch's status line and fields, up to its length.
+const BATCH_HEAD: &[u8] =
+    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-accel-buffering: no\r\n\
+    cache-control: no-store\r\ncontent-length: ";
+
+/// The `date` field's value for now, formatted once a second per thread (as hyper does)
+/// rather than for every response.
+fn http_date() -> HttpDate {
+    thread_local! {
+        static LAST: Cell<(u64, HttpDate)> = const { Cell::new((u64::MAX, HttpDate::EMPTY)) };
+    }
+    let now = SystemTime::now();
+    let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    LAST.with(|last| match last.get() {
+        (at, date) if at == second => date,
+        _ => {
+            let date = HttpDate::format(now);
+            last.set((second, date));
+            date
+        }
+    })
+}
+
+/// An IMF-fixdate (`Wed, 02 Dec 2026 15:00:00 GMT`, 29 bytes), kept without an allocation.
+#[derive(Clone, Copy)]
+struct HttpDate {
+    bytes: [u8; 32],
+    len: u8,
+}
+
+impl HttpDate {
+    const EMPTY: Self = Self {
+        bytes: [0; 32],
+        len: 0,
+    };
+
+    fn format(at: SystemTime) -> Self {
+        let text = httpdate::fmt_http_date(at);
+        let mut date = Self::EMPTY;
+        let len = text.len().min(date.bytes.len());
+        date.bytes[..len].copy_from_slice(&text.as_bytes()[..len]);
+        date.len = len as u8;
+        date
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
 /// The status line and fields hyper would write for `parts` with a body of `len` bytes.
-fn response_head(parts: &axum::http::response::Parts, len: usize, date: &str) -> Vec<u8> {
+fn response_head(parts: &axum::http::response::Parts, len: usize, date: HttpDate) -> Vec<u8> {
     let mut head = Vec::with_capacity(256);
     let status = parts.status;
     head.extend_from_slice(b"HTTP/1.1 ");
@@ -369,15 +459,22 @@ fn response_head(parts: &axum::http::response::Parts, len: usize, date: &str) ->
         head.extend_from_slice(value.as_bytes());
         head.extend_from_slice(b"\r\n");
     }
-    head.extend_from_slice(format!("content-length: {len}\r\n").as_bytes());
+    let _ = write!(head, "content-length: {len}\r\n");
     if !parts.headers.contains_key(header::DATE) {
-        head.extend_from_slice(format!("date: {date}\r\n").as_bytes());
+        head.extend_from_slice(b"date: ");
+        head.extend_from_slice(date.as_bytes());
+        head.extend_from_slice(b"\r\n");
     }
     head.extend_from_slice(b"\r\n");
     head
 }
 
 /// Reads what the socket has into `buf` (never past `cap` bytes); `Ok(0)` at end of stream.
+///
+/// A read that fills less than the room it was given has drained the socket, so the socket's
+/// readiness is cleared then and there (as tokio's own `AsyncRead` does): otherwise the next
+/// wait would find it still set and spend a `read` on `EAGAIN` to learn what this one knew
+/// already — one system call of the three a poll costs.
 async fn read_some(stream: &TcpStream, buf: &mut Vec<u8>, cap: usize) -> io::Result<usize> {
     loop {
         stream.readable().await?;
@@ -385,9 +482,21 @@ async fn read_some(stream: &TcpStream, buf: &mut Vec<u8>, cap: usize) -> io::Res
         if buf.capacity() == buf.len() {
             buf.reserve(READ_CHUNK.min(room));
         }
-        match stream.try_read_buf(&mut (&mut *buf).limit(room)) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            read => return read,
+        let asked = (buf.capacity() - buf.len()).min(room);
+        let mut drained = None;
+        let read = stream.try_io(Interest::READABLE, || {
+            let n = stream.try_read_buf(&mut (&mut *buf).limit(room))?;
+            if n > 0 && n < asked {
+                drained = Some(n);
+                // Tells tokio the socket has nothing more, clearing its readiness.
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            Ok(n)
+        });
+        match (read, drained) {
+            (_, Some(n)) => return Ok(n),
+            (Err(e), None) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            (read, None) => return read,
         }
     }
 }
@@ -405,33 +514,43 @@ async fn client_gone(stream: &TcpStream, buf: &mut Vec<u8>) {
     std::future::pending().await
 }
 
-/// Writes `parts` in full, vectored; a write that makes no progress for `timeout` fails.
+/// Writes `head` then `body` in full; a write that makes no progress for `timeout` fails.
+///
+/// The first attempt goes straight to the socket (`send`, or `sendmsg` for two parts), past
+/// tokio's readiness bookkeeping: a response usually fits the socket's buffer whole, and
+/// `send` costs the kernel less than the `writev` a `TcpStream` write is. Once the socket
+/// would block, attempts go through tokio (`try_io`), which clears the readiness they found
+/// spent, so the wait for room is a real one.
 async fn write_all(
     stream: &TcpStream,
-    parts: &[&[u8]],
+    head: &[u8],
+    body: &[u8],
     timeout: std::time::Duration,
 ) -> io::Result<()> {
-    let total: usize = parts.iter().map(|p| p.len()).sum();
+    let socket = socket2::SockRef::from(stream);
+    let total = head.len() + body.len();
     let mut written = 0;
+    let mut waited = false;
     while written < total {
-        let mut skip = written;
-        let slices: Vec<IoSlice<'_>> = parts
-            .iter()
-            .filter_map(|part| {
-                if skip >= part.len() {
-                    skip -= part.len();
-                    None
-                } else {
-                    let slice = IoSlice::new(&part[skip..]);
-                    skip = 0;
-                    Some(slice)
-                }
-            })
-            .collect();
-        match stream.try_write_vectored(&slices) {
+        let attempt = || {
+            if written >= head.len() {
+                socket.send(&body[written - head.len()..])
+            } else if body.is_empty() {
+                socket.send(&head[written..])
+            } else {
+                socket.send_vectored(&[IoSlice::new(&head[written..]), IoSlice::new(body)])
+            }
+        };
+        let sent = if waited {
+            stream.try_io(Interest::WRITABLE, attempt)
+        } else {
+            attempt()
+        };
+        match sent {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => written += n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                waited = true;
                 tokio::time::timeout(timeout, stream.writable())
                     .await
                     .map_err(|_| {
@@ -441,6 +560,7 @@ async fn write_all(
                         )
                     })??;
             }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
     }
@@ -564,7 +684,8 @@ mod tests {
             .body(())
             .unwrap();
         let (parts, ()) = response.into_parts();
-        let head = response_head(&parts, 7, "Wed, 02 Dec 2026 15:00:00 GMT");
+        let date = HttpDate::format(UNIX_EPOCH + std::time::Duration::from_secs(1_796_223_600));
+        let head = response_head(&parts, 7, date);
         assert_eq!(
             String::from_utf8(head).unwrap(),
             "HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncache-control: no-store\r\n\

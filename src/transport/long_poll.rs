@@ -6,6 +6,7 @@
 //! it, so a response lost in transit loses nothing. A reaper ends sessions nobody polls.
 
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -13,7 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use dashmap::DashMap;
 use serde_json::value::RawValue;
-use tokio::time::{sleep, Instant};
+use tokio::time::{sleep, Instant, Sleep};
 
 use crate::hub::{ChannelName, Client, DisconnectReason, Hub, HubError, Pop, TransportKind};
 use crate::protocol::bodies::{poll_batch_body, ConnectChannel};
@@ -246,6 +247,22 @@ impl LongPoll {
         ack: u64,
         token: Option<&str>,
     ) -> Result<PollBatch, TransportError> {
+        let hold = sleep(self.inner.config.hold);
+        tokio::pin!(hold);
+        self.poll_holding(id, ack, token, hold).await
+    }
+
+    /// [`Self::poll`], its hold timed by `hold`, which is re-dated here. A connection that
+    /// polls again and again keeps one timer for all its polls: a timer moved to a later
+    /// deadline is only re-dated, where a new one is put into the runtime's timer wheel and
+    /// taken out again every poll.
+    pub async fn poll_holding(
+        &self,
+        id: SessionId,
+        ack: u64,
+        token: Option<&str>,
+        mut hold: Pin<&mut Sleep>,
+    ) -> Result<PollBatch, TransportError> {
         let session = self.session(id, token)?;
         {
             let mut state = session.lock();
@@ -277,10 +294,11 @@ impl LongPoll {
             in_flight: &self.inner.polls_in_flight,
         };
         let client = &session.client;
+        hold.as_mut().reset(Instant::now() + self.inner.config.hold);
         tokio::select! {
             // Also wakes when the client is disconnected: that closes the queue.
             () = client.queue.ready() => {}
-            () = sleep(self.inner.config.hold) => {}
+            () = hold => {}
         }
         let mut frames = Vec::new();
         let mut bytes = 0;
