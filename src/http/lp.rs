@@ -94,7 +94,11 @@ pub async fn poll_direct(
         .identity
         .check_origin(&headers)
         .map_err(|e| refusal(e.into()))?;
-    let (id, ack, token) = session_id(Query::try_from_uri(&uri), &headers).map_err(refusal)?;
+    let query = match uri.query().and_then(SessionQuery::from_plain) {
+        Some(plain) => Ok(Query(plain)),
+        None => Query::try_from_uri(&uri),
+    };
+    let (id, ack, token) = session_id(query, &headers).map_err(refusal)?;
     drop((uri, headers));
     let batch = state
         .long_poll

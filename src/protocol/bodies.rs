@@ -95,6 +95,45 @@ pub struct SessionQuery {
     pub token: Option<String>,
 }
 
+impl SessionQuery {
+    /// The query read without the general form decoder when it is plain — `session`, `ack`
+    /// and `token` each at most once, no `%` or `+` in any name or in their values, `ack`
+    /// plain digits — as every poll a client library makes is. `None` for anything else:
+    /// the decoder then reads it and words any error. Other fields are ignored, as the
+    /// decoder ignores them.
+    pub fn from_plain(query: &str) -> Option<Self> {
+        let (mut session, mut ack, mut token) = (None, None, None);
+        for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            if name.contains(['%', '+']) {
+                return None;
+            }
+            let slot = match name {
+                "session" => &mut session,
+                "ack" => &mut ack,
+                "token" => &mut token,
+                _ => continue,
+            };
+            if slot.is_some() || !pair.contains('=') || value.contains(['%', '+']) {
+                return None;
+            }
+            *slot = Some(value);
+        }
+        let ack = match ack {
+            None => 0,
+            Some(digits) if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => {
+                digits.parse().ok()?
+            }
+            Some(_) => return None,
+        };
+        Some(Self {
+            session: session?.to_owned(),
+            ack,
+            token: token.map(str::to_owned),
+        })
+    }
+}
+
 // ---- responses ----
 
 /// `{"error": {"code", "message", "limit"?}}`, the body of every HTTP error.
@@ -321,6 +360,45 @@ mod tests {
             v,
             json!({"channel":"news","epoch":null,"offset":0,"next":null,"messages":[]})
         );
+    }
+
+    #[test]
+    fn plain_session_queries_read_as_the_form_decoder_reads_them() {
+        let id = "0123456789abcdef0123456789abcdef";
+        let plain = [
+            format!("session={id}&ack=3"),
+            format!("ack=0&session={id}"),
+            format!("session={id}"),
+            format!("session={id}&ack=12&token=a.b-c_d"),
+            format!("session={id}&&x=%41&y&ack=007"),
+            "session=&ack=1".to_owned(),
+        ];
+        for query in &plain {
+            let fast = SessionQuery::from_plain(query).expect(query);
+            let full: SessionQuery = serde_urlencoded::from_str(query).unwrap();
+            assert_eq!(
+                (fast.session, fast.ack, fast.token),
+                (full.session, full.ack, full.token),
+                "{query}"
+            );
+        }
+        // Escapes, repeats, odd numbers and missing fields are the decoder's (and its errors').
+        let not_plain = [
+            format!("session={id}&session={id}"),
+            format!("session={id}&ack=1&ack=2"),
+            format!("session={id}&ack="),
+            format!("session={id}&ack=-1"),
+            format!("session={id}&ack=99999999999999999999999"),
+            format!("session={id}&ack"),
+            format!("s%65ssion={id}"),
+            format!("session={id}&token=a%2Bb"),
+            format!("session={id}&token=a+b"),
+            "ack=1".to_owned(),
+            String::new(),
+        ];
+        for query in &not_plain {
+            assert!(SessionQuery::from_plain(query).is_none(), "{query}");
+        }
     }
 
     #[test]

@@ -60,6 +60,10 @@ use super::MAX_HEAD_BYTES;
 /// hyper and gets its `431`.
 pub const MAX_HEADERS: usize = 100;
 
+/// The fields a poll reads: `Origin` and `Host` (the origin check) and `Authorization` (the
+/// token). See [`http::lp::poll_direct`].
+const POLL_FIELDS: [HeaderName; 3] = [header::ORIGIN, header::HOST, header::AUTHORIZATION];
+
 /// Bytes reserved at a time for reading: a poll's head (a few hundred bytes) fits in one.
 const READ_CHUNK: usize = 1024;
 
@@ -141,24 +145,37 @@ fn parse_head(buf: &[u8], max_body: usize) -> Result<Option<Head>, NotOurs> {
         _ => return Err(NotOurs),
     };
     let uri: Uri = target.parse().map_err(|_| NotOurs)?;
-    let mut headers = HeaderMap::with_capacity(request.headers.len());
+    // A poll reads three fields (the origin check's two and the token's); the other routes
+    // hand the router every field.
+    let mut headers = if route == Route::Poll {
+        HeaderMap::new()
+    } else {
+        HeaderMap::with_capacity(request.headers.len())
+    };
     let mut body_len = None;
     for field in request.headers.iter() {
         let name = HeaderName::from_bytes(field.name.as_bytes()).map_err(|_| NotOurs)?;
-        let value = HeaderValue::from_bytes(field.value).map_err(|_| NotOurs)?;
+        let value = field.value;
+        // What `HeaderValue::from_bytes` accepts, checked without making one.
+        if !value.iter().all(|&b| b >= 32 && b != 127 || b == b'\t') {
+            return Err(NotOurs);
+        }
         if name == header::TRANSFER_ENCODING || name == header::EXPECT || name == header::UPGRADE {
             return Err(NotOurs);
         }
-        if name == header::CONNECTION && !value.as_bytes().eq_ignore_ascii_case(b"keep-alive") {
+        if name == header::CONNECTION && !value.eq_ignore_ascii_case(b"keep-alive") {
             return Err(NotOurs);
         }
         if name == header::CONTENT_LENGTH {
             if body_len.is_some() {
                 return Err(NotOurs);
             }
-            body_len = Some(content_length(value.as_bytes()).ok_or(NotOurs)?);
+            body_len = Some(content_length(value).ok_or(NotOurs)?);
         }
-        headers.append(name, value);
+        if route != Route::Poll || POLL_FIELDS.contains(&name) {
+            let value = HeaderValue::from_bytes(value).map_err(|_| NotOurs)?;
+            headers.append(name, value);
+        }
     }
     let body_len = body_len.unwrap_or(0);
     let takes_body = matches!(route, Route::Connect | Route::Send);
@@ -477,7 +494,9 @@ fn response_head(parts: &axum::http::response::Parts, len: usize, date: HttpDate
 /// already — one system call of the three a poll costs.
 async fn read_some(stream: &TcpStream, buf: &mut Vec<u8>, cap: usize) -> io::Result<usize> {
     loop {
-        stream.readable().await?;
+        // The socket's one reader slot, not `readable()`'s list of waiters (which takes a lock
+        // again to leave it): only this task reads.
+        std::future::poll_fn(|cx| stream.poll_read_ready(cx)).await?;
         let room = cap.saturating_sub(buf.len());
         if buf.capacity() == buf.len() {
             buf.reserve(READ_CHUNK.min(room));

@@ -106,6 +106,14 @@ async fn the_bare_socket_answers_as_hyper_does() {
         format!(
             "GET /lp/poll?session={session}&ack=1 HTTP/1.1\r\nHost: x\r\nOrigin: http://evil.example\r\n\r\n"
         ),
+        // Fields a poll does not read, and queries the plain reader leaves to the decoder
+        // (an escaped name, a repeat, an empty number).
+        format!(
+            "GET /lp/poll?s%65ssion={session}&ack=1&x=%41 HTTP/1.1\r\nHost: x\r\nUser-Agent: t\r\n\
+             X-Custom: y\r\nCookie: a=b\r\n\r\n"
+        ),
+        format!("GET /lp/poll?session={session}&ack=1&ack=1 HTTP/1.1\r\nHost: x\r\n\r\n"),
+        format!("GET /lp/poll?session={session}&ack= HTTP/1.1\r\nHost: x\r\n\r\n"),
         format!(
             "POST /lp/send?session={session} HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\n{{\"a\":1"
         ),

@@ -366,6 +366,56 @@ async fn long_poll_sessions_belong_to_their_user() {
     server.assert_no_clients().await;
 }
 
+/// A poll read on the bare socket (a connection that opens with it) takes its token from
+/// `Authorization: Bearer` as hyper's path does: the owner's is served, another user's and
+/// none are as unknown as a wrong id.
+#[tokio::test]
+async fn bare_socket_polls_read_the_bearer_token() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = token_server(&[]).await;
+    let ada_token = ada(60);
+    let session = server
+        .lp_connect("", Some(json!({"channels": ["watch"], "token": ada_token})))
+        .await;
+    let bob = token_for("bob", 60, &["watch"], &[]);
+    for (bearer, expected) in [
+        (Some(bob.as_str()), "404 Not Found"),
+        (None, "404 Not Found"),
+        (Some(ada_token.as_str()), "200 OK"),
+    ] {
+        let mut stream = within("connect", tokio::net::TcpStream::connect(server.addr))
+            .await
+            .unwrap();
+        let authorization = bearer
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        let request = format!(
+            "GET /lp/poll?session={session}&ack=0 HTTP/1.1\r\nHost: x\r\n{authorization}\r\n"
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = Vec::new();
+        while !String::from_utf8_lossy(&response).contains("\r\n\r\n") {
+            let mut chunk = [0u8; 4096];
+            let n = within("the answer", stream.read(&mut chunk)).await.unwrap();
+            assert!(n > 0, "closed before the answer");
+            response.extend_from_slice(&chunk[..n]);
+        }
+        let response = String::from_utf8_lossy(&response);
+        assert!(
+            response.starts_with(&format!("HTTP/1.1 {expected}\r\n")),
+            "{bearer:?}: {response}"
+        );
+    }
+    server
+        .http
+        .post(server.url(&format!("/lp/close?session={session}")))
+        .bearer_auth(&ada_token)
+        .send()
+        .await
+        .unwrap();
+    server.assert_no_clients().await;
+}
+
 /// Publishes `count` messages on `channel`, one at a time (each acknowledged by the hub).
 async fn publish_n(server: &TestServer, channel: &str, from: u64, count: u64) {
     for n in from..from + count {
