@@ -258,15 +258,17 @@ cell_ldr() { # hub: lost / duplicated / reordered over every run of that hub
     echo "| lost / duplicated / reordered (healthy clients, all runs) | $(cell_ldr nchan) | $(cell_ldr crier) |"
     # The moderate-load rows of the performance issue, every hub and every round.
     if wants rate20k || wants rate10k; then
+        # Kernel (stime) and user-space (utime) shares of the hub's CPU per delivery.
+        split='.result as $r | if $r.hub_cpu_kernel_share == null then null else "\($r.hub_cpu_us_per_delivery * $r.hub_cpu_kernel_share * 10 | round / 10) / \($r.hub_cpu_us_per_delivery * (1 - $r.hub_cpu_kernel_share) * 10 | round / 10) µs" end'
         echo
-        echo "| hub | run | hub CPU per delivery | deliveries/s | p50 / p99 | machine busy |"
-        echo "|---|---|---|---|---|---|"
+        echo "| hub | run | hub CPU per delivery | of it, kernel / user space | deliveries/s | p50 / p99 | machine busy |"
+        echo "|---|---|---|---|---|---|---|"
         for name in rate20k rate10k; do
             wants "$name" || continue
             for hub in $HUBS; do
                 for f in "$OUT/$hub-$name".json "$OUT/$hub-$name"-r*.json; do
                     [[ -s $f ]] || continue
-                    echo "| $hub | $(basename "$f" .json | sed "s/^$hub-//") | $(j "$f" '.result.hub_cpu_us_per_delivery | . * 10 | round / 10') µs | $(j "$f" '.result.deliveries_per_s | round') | $(j "$f" ".result.latency.p50_ms | $msf") / $(j "$f" ".result.latency.p99_ms | $msf") | $(j "$f" "$busy") |"
+                    echo "| $hub | $(basename "$f" .json | sed "s/^$hub-//") | $(j "$f" '.result.hub_cpu_us_per_delivery | . * 10 | round / 10') µs | $(j "$f" "$split") | $(j "$f" '.result.deliveries_per_s | round') | $(j "$f" ".result.latency.p50_ms | $msf") / $(j "$f" ".result.latency.p99_ms | $msf") | $(j "$f" "$busy") |"
                 done
             done
         done

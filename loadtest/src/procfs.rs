@@ -31,20 +31,62 @@ pub fn peak_rss_bytes(pid: u32) -> Option<u64> {
     status_kb(pid, "VmHWM")
 }
 
-/// utime + stime of a process in seconds.
-pub fn cpu_seconds(pid: u32) -> Option<f64> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_stat_cpu(&text)
+/// A process's CPU time in seconds, split: its own code (`utime`) and the kernel's work on its
+/// behalf (`stime`). With tick accounting and no IRQ time accounting (this machine's kernel,
+/// `CONFIG_IRQ_TIME_ACCOUNTING` off) softirq work is charged to the task it interrupted: on
+/// loopback a `send` runs the receiver's TCP path and its ACK in softirq, and that counts as
+/// the *sender's* kernel time.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CpuTimes {
+    pub user: f64,
+    pub kernel: f64,
 }
 
-pub fn parse_stat_cpu(text: &str) -> Option<f64> {
+impl CpuTimes {
+    pub fn total(self) -> f64 {
+        self.user + self.kernel
+    }
+
+    /// What was spent between `before` and `self`.
+    pub fn since(self, before: Self) -> Self {
+        Self {
+            user: self.user - before.user,
+            kernel: self.kernel - before.kernel,
+        }
+    }
+}
+
+impl std::iter::Sum for CpuTimes {
+    fn sum<I: Iterator<Item = Self>>(iter: I) -> Self {
+        iter.fold(Self::default(), |a, b| Self {
+            user: a.user + b.user,
+            kernel: a.kernel + b.kernel,
+        })
+    }
+}
+
+/// utime + stime of a process in seconds.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    cpu_times(pid).map(CpuTimes::total)
+}
+
+/// utime and stime of a process in seconds.
+pub fn cpu_times(pid: u32) -> Option<CpuTimes> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat_times(&text)
+}
+
+pub fn parse_stat_times(text: &str) -> Option<CpuTimes> {
     // The command name (field 2) is in parentheses and may contain spaces: split after the
     // last ')'. Fields after it start at field 3 (state); utime is 14, stime 15.
     let after = &text[text.rfind(')')? + 1..];
     let fields: Vec<&str> = after.split_whitespace().collect();
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) as f64 / CLOCK_TICKS_PER_SEC)
+    Some(CpuTimes {
+        user: utime as f64 / CLOCK_TICKS_PER_SEC,
+        kernel: stime as f64 / CLOCK_TICKS_PER_SEC,
+    })
 }
 
 /// Kernel memory in TCP socket buffers (all sockets on the machine, both ends of loopback),
@@ -135,7 +177,11 @@ impl HubProcs {
     }
 
     pub fn cpu_seconds(&self) -> Option<f64> {
-        self.sum(cpu_seconds)
+        self.cpu_times().map(CpuTimes::total)
+    }
+
+    pub fn cpu_times(&self) -> Option<CpuTimes> {
+        self.sum(cpu_times)
     }
 }
 
@@ -200,7 +246,21 @@ mod tests {
     fn parses_stat_with_spaces_in_name() {
         let text =
             "1234 (my (odd) name) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 4 0 100 0 0";
-        assert_eq!(parse_stat_cpu(text), Some(3.0));
+        let times = parse_stat_times(text).unwrap();
+        assert_eq!(times.total(), 3.0);
+        assert_eq!((times.user, times.kernel), (2.5, 0.5));
+        let later = CpuTimes {
+            user: 3.0,
+            kernel: 2.0,
+        };
+        assert_eq!(
+            later.since(times),
+            CpuTimes {
+                user: 0.5,
+                kernel: 1.5
+            }
+        );
+        assert_eq!([times, later].into_iter().sum::<CpuTimes>().total(), 8.0);
     }
 
     #[test]

@@ -211,6 +211,10 @@ pub struct Outcome {
     pub machine: MachineFigures,
     pub hub_cpu_seconds: Option<f64>,
     pub hub_cpu_us_per_delivery: Option<f64>,
+    /// The kernel's share (`stime`) of `hub_cpu_seconds`, 0–1: on loopback it includes the
+    /// receivers' TCP work that the hub's sends run (see `procfs::CpuTimes`). Read from
+    /// clock ticks (10 ms each): about ±1 % over a 20 s run at 25 % of a core.
+    pub hub_cpu_kernel_share: Option<f64>,
     pub tally: Tally,
     pub tally_by_transport: BTreeMap<String, Tally>,
     /// Connections the hub ended during the measured phase (healthy clients).

@@ -148,7 +148,14 @@ pub fn delivery_section(o: &Outcome) -> Section {
         s.row("hub CPU time", format!("{cpu:.2} s"));
     }
     if let Some(us) = o.hub_cpu_us_per_delivery {
-        s.row("hub CPU per delivery", format!("{us:.2} µs"));
+        let split = o.hub_cpu_kernel_share.map_or(String::new(), |k| {
+            format!(
+                " ({:.2} µs kernel, {:.2} µs user space)",
+                us * k,
+                us * (1.0 - k)
+            )
+        });
+        s.row("hub CPU per delivery", format!("{us:.2} µs{split}"));
     }
     s
 }

@@ -20,7 +20,7 @@ pub(super) struct MeasureStart {
     pub(super) at: Instant,
     pub(super) hub_closes: u64,
     pub(super) deliveries: u64,
-    pub(super) hub_cpu: Option<f64>,
+    pub(super) hub_cpu: Option<procfs::CpuTimes>,
     pub(super) own_cpu: Option<f64>,
     /// `/proc/stat` ticks, for the machine's busy share.
     pub(super) machine_ticks: Option<(u64, u64)>,
@@ -30,7 +30,7 @@ pub(super) struct MeasureStart {
 pub(super) struct Measured {
     pub(super) start: MeasureStart,
     pub(super) seconds: f64,
-    pub(super) hub_cpu_after: Option<f64>,
+    pub(super) hub_cpu_after: Option<procfs::CpuTimes>,
     pub(super) hub_closes: u64,
     pub(super) storm: Option<StormFigures>,
 }
@@ -51,7 +51,7 @@ impl Run<'_> {
         let start = MeasureStart {
             hub_closes: Counters::get(&ctx.counters.hub_closes),
             deliveries: Counters::get(&ctx.counters.deliveries),
-            hub_cpu: hub.and_then(procfs::HubProcs::cpu_seconds),
+            hub_cpu: hub.and_then(procfs::HubProcs::cpu_times),
             own_cpu: procfs::cpu_seconds(std::process::id()),
             machine_ticks: procfs::machine_cpu_ticks(),
             loadavg: procfs::loadavg(),
@@ -78,7 +78,7 @@ impl Run<'_> {
         }
         Measured {
             seconds: start.at.elapsed().as_secs_f64(),
-            hub_cpu_after: hub.and_then(procfs::HubProcs::cpu_seconds),
+            hub_cpu_after: hub.and_then(procfs::HubProcs::cpu_times),
             hub_closes: Counters::get(&ctx.counters.hub_closes) - start.hub_closes,
             storm,
             start,

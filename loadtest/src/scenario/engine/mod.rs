@@ -81,7 +81,7 @@ struct Phases {
 }
 
 struct Drained {
-    hub_cpu_after: Option<f64>,
+    hub_cpu_after: Option<procfs::CpuTimes>,
     machine: MachineFigures,
     deliveries: u64,
     latency: Percentiles,
@@ -242,10 +242,7 @@ impl<'a> Run<'a> {
         while self.subscribers.any_running() && Instant::now() < deadline && !self.interrupted {
             self.tick(Duration::from_millis(20)).await;
         }
-        let hub_cpu_after = ctx
-            .hub_procs
-            .as_ref()
-            .and_then(procfs::HubProcs::cpu_seconds);
+        let hub_cpu_after = ctx.hub_procs.as_ref().and_then(procfs::HubProcs::cpu_times);
         let machine = MachineFigures {
             loadavg_before: start.loadavg,
             loadavg_after: procfs::loadavg(),
@@ -286,10 +283,14 @@ impl<'a> Run<'a> {
         );
         let hub_stats_after = ctx.hub_stats().await;
         let samples = monitor.finish().await;
-        let hub_cpu_seconds = delta(
+        let hub_cpu = match (
             measured.start.hub_cpu,
             drained.hub_cpu_after.or(measured.hub_cpu_after),
-        );
+        ) {
+            (Some(before), Some(after)) => Some(after.since(before)),
+            _ => None,
+        };
+        let hub_cpu_seconds = hub_cpu.map(procfs::CpuTimes::total);
         let seconds = measured.seconds;
         let deliveries = drained.deliveries;
         let publishes_accepted = ctx.ledger.accepted_total();
@@ -312,6 +313,9 @@ impl<'a> Run<'a> {
             hub_cpu_us_per_delivery: hub_cpu_seconds
                 .filter(|_| deliveries > 0)
                 .map(|s| s * 1e6 / deliveries as f64),
+            hub_cpu_kernel_share: hub_cpu
+                .filter(|cpu| cpu.total() > 0.0)
+                .map(|cpu| cpu.kernel / cpu.total()),
             tally: tallies.messages,
             tally_by_transport: tallies.by_transport,
             hub_closes_during_run: measured.hub_closes,
