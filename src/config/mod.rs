@@ -182,9 +182,11 @@ pub struct Config {
     pub socket_send_buffer: usize,
 
     /// Flusher tasks that write published frames straight to idle WebSocket connections'
-    /// sockets: one wake-up per publish instead of one per subscriber. 0 = every connection's
-    /// own task writes everything (as before 0.3).
-    #[arg(long, env = "CRIER_WS_FLUSHERS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(0..=64))]
+    /// sockets: one wake-up per publish instead of one per subscriber. The first writes; the
+    /// others help it while writes carry one frame each (far below saturation), so a publish
+    /// goes out on several cores. 0 = every connection's own task writes everything (as
+    /// before 0.3).
+    #[arg(long, env = "CRIER_WS_FLUSHERS", default_value_t = 2, value_parser = clap::value_parser!(u16).range(0..=64))]
     pub ws_flushers: u16,
 
     /// Frames one client may send per second (either transport; each frame of a long-poll

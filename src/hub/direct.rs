@@ -19,10 +19,19 @@
 //! under its own write timeout and eviction rules.
 //! Catch-ups (replay cursors) are always the task's.
 //!
+//! One flusher or several: every client is handed to the first flusher, which batches best
+//! alone (at saturation its turns are long, and frames pile up between two visits to a
+//! client). The others help only while nothing batches — its last turn wrote about one frame
+//! per write, as far below saturation — and a turn has many clients: it gives each idle
+//! helper an equal share, so one publish's deliveries go out on every core at once instead of
+//! one after another (lower latency at moderate load). Under load, when writes carry several
+//! frames each, nothing is shared, and batching is as with one flusher.
+//!
 //! [`ClientQueue::park`]: super::queue::ClientQueue
 //! [`ClientQueue::unpark`]: super::queue::ClientQueue
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
@@ -35,6 +44,14 @@ use super::{Client, Frame, Hub};
 
 /// Clients a flusher writes to before it lets other tasks run (a few hundred microseconds).
 const YIELD_EVERY: usize = 128;
+
+/// The fewest clients in a turn worth sharing with idle helpers (below it, one flusher is
+/// done about as soon as a helper would have woken).
+const SHARE_FROM: usize = 64;
+
+/// Frames per write in the last turn at or below which a turn is shared: writes are not
+/// batching, so halving the time between two visits to a client costs nothing.
+const SHARE_BELOW_FRAMES_PER_WRITE: u64 = 2;
 
 /// How a client's queue reaches a flusher: set once, by the transport, for connections whose
 /// socket can be written from outside their task.
@@ -53,6 +70,8 @@ impl fmt::Debug for Direct {
 pub(crate) struct Flusher {
     handed: Mutex<Vec<Arc<Client>>>,
     wake: Notify,
+    /// Waiting for work: a helper that is may be given a share (claimed by clearing it).
+    idle: AtomicBool,
     stats: DirectStats,
 }
 
@@ -70,13 +89,35 @@ impl Flusher {
         }
     }
 
-    async fn run(&self, shutdown: CancellationToken) {
+    /// Hands `clients` to this helper if it is idle (claiming it); gives them back if not.
+    fn help(&self, clients: &mut Vec<Arc<Client>>) -> bool {
+        if self
+            .idle
+            .compare_exchange(true, false, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            return false;
+        }
+        self.handed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .append(clients);
+        self.wake.notify_one();
+        true
+    }
+
+    async fn run(&self, helpers: &[Arc<Flusher>], shutdown: CancellationToken) {
         let mut turn = Vec::new();
+        let mut share = Vec::new();
         loop {
+            self.idle.store(true, Ordering::Release);
             tokio::select! {
                 () = self.wake.notified() => {}
                 () = shutdown.cancelled() => return,
             }
+            self.idle.store(false, Ordering::Release);
+            // Coming from idle, the last turn's batching says nothing: count it as none.
+            let (mut last_writes, mut last_frames) = (1, 1);
             loop {
                 std::mem::swap(
                     &mut turn,
@@ -84,6 +125,22 @@ impl Flusher {
                 );
                 if turn.is_empty() {
                     break;
+                }
+                let batching = last_frames > SHARE_BELOW_FRAMES_PER_WRITE * last_writes;
+                if !helpers.is_empty() && !batching && turn.len() >= SHARE_FROM {
+                    // Equal shares for this flusher and each helper; a helper that turns
+                    // out busy leaves its share here.
+                    let each = turn.len().div_ceil(helpers.len() + 1);
+                    for helper in helpers {
+                        if turn.len() <= each {
+                            break;
+                        }
+                        share.extend(turn.drain(turn.len() - each..));
+                        if !helper.help(&mut share) {
+                            turn.append(&mut share);
+                            break;
+                        }
+                    }
                 }
                 let (mut writes, mut frames, mut handed_back) = (0, 0, 0);
                 for (i, client) in turn.drain(..).enumerate() {
@@ -99,6 +156,7 @@ impl Flusher {
                         tokio::task::yield_now().await;
                     }
                 }
+                (last_writes, last_frames) = (writes.max(1), frames);
                 self.stats.writes.inc_by(writes);
                 self.stats.frames.inc_by(frames);
                 self.stats.handed_back.inc_by(handed_back);
@@ -117,14 +175,21 @@ impl Hub {
                 Arc::new(Flusher {
                     handed: Mutex::default(),
                     wake: Notify::new(),
+                    idle: AtomicBool::new(false),
                     stats: self.inner.stats.direct.clone(),
                 })
             })
             .collect();
-        for flusher in &flushers {
+        for (i, flusher) in flushers.iter().enumerate() {
             let flusher = flusher.clone();
+            // The first flusher gets every client and shares with the others; they help.
+            let helpers: Vec<Arc<Flusher>> = if i == 0 {
+                flushers[1..].to_vec()
+            } else {
+                Vec::new()
+            };
             let shutdown = self.inner.shutdown.clone();
-            tracker.spawn(async move { flusher.run(shutdown).await });
+            tracker.spawn(async move { flusher.run(&helpers, shutdown).await });
         }
         let _ = self.inner.flushers.set(flushers);
     }
@@ -132,11 +197,11 @@ impl Hub {
     /// Lends `client`'s socket to a flusher. `false` when the hub runs none: the transport
     /// then writes everything itself (and must not park the queue).
     pub fn attach_sink(&self, client: &Client, sink: Arc<dyn FrameSink>) -> bool {
-        let Some(all) = self.inner.flushers.get().filter(|all| !all.is_empty()) else {
+        let Some(first) = self.inner.flushers.get().and_then(|all| all.first()) else {
             return false;
         };
-        // Clients are spread over the flushers by id.
-        let flusher = all[(client.id.0 % all.len() as u64) as usize].clone();
+        // Every client to the first flusher, which shares with the others (see above).
+        let flusher = first.clone();
         client.direct.set(Direct { sink, flusher }).is_ok()
     }
 }

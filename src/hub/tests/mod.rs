@@ -268,3 +268,79 @@ fn publish_policy_patterns() {
 mod limits;
 
 mod broker;
+
+/// Records which task wrote each frame: a socket stand-in for the flushers.
+#[derive(Default)]
+struct TaskSink {
+    tasks: std::sync::Mutex<std::collections::HashSet<tokio::task::Id>>,
+    frames: std::sync::atomic::AtomicUsize,
+}
+
+impl crate::hub::direct::FrameSink for TaskSink {
+    fn try_write(&self, frames: &mut dyn Iterator<Item = &Frame>) -> std::io::Result<usize> {
+        let mut written = 0;
+        for frame in frames {
+            written += frame.len();
+            self.frames
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        // About what a `send` costs: the flusher is slower than the publish that hands it
+        // clients, as with real sockets.
+        std::thread::sleep(Duration::from_micros(20));
+        if let Some(task) = tokio::task::try_id() {
+            self.tasks.lock().unwrap().insert(task);
+        }
+        Ok(written)
+    }
+
+    fn wire_len(&self, frame: &Frame) -> usize {
+        frame.len()
+    }
+}
+
+/// Parked subscribers of `channel`, each lending `sink`.
+fn parked_subscribers(hub: &Hub, channel: &ChannelName, sink: &Arc<TaskSink>, n: usize) {
+    for _ in 0..n {
+        let client = hub.register(TransportKind::WebSocket).unwrap();
+        hub.subscribe(&client, channel, None, &no_id).unwrap();
+        drain(hub, &client);
+        assert!(hub.attach_sink(&client, sink.clone()));
+        assert!(client.park());
+    }
+}
+
+/// With two flushers, a publish that finds both idle is written by both (the first gives the
+/// idle helper its share); below the sharing threshold, and with one flusher, by one. Every
+/// subscriber gets the message once either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_to_many_parked_subscribers_is_shared_with_an_idle_helper() {
+    for (flushers, subscribers, writers) in [(2, 200, 2), (2, 10, 1), (1, 200, 1)] {
+        let hub = hub();
+        let tracker = tokio_util::task::TaskTracker::new();
+        hub.start_flushers(flushers, &tracker);
+        let channel = name("many");
+        let sink = Arc::new(TaskSink::default());
+        parked_subscribers(&hub, &channel, &sink, subscribers);
+        // Let the flushers reach their idle wait.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        hub.publish(&channel, "1").unwrap();
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while sink.frames.load(std::sync::atomic::Ordering::Relaxed) < subscribers {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("every subscriber written to");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(
+            sink.frames.load(std::sync::atomic::Ordering::Relaxed),
+            subscribers,
+            "once each"
+        );
+        assert_eq!(
+            sink.tasks.lock().unwrap().len(),
+            writers,
+            "{flushers} flushers, {subscribers} subscribers"
+        );
+    }
+}
