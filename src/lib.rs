@@ -89,8 +89,9 @@
 //! - Direct writes ([`hub::direct`]): a direct WebSocket's transport lends the hub a
 //!   [`hub::direct::FrameSink`] (its socket, framing included). While the session waits
 //!   with nothing of its own to write, its queue is *parked*: a publish hands the client to a
-//!   flusher task, which writes what is queued with one non-blocking vectored write. The
-//!   queue stays the only order; flusher and session exclude each other under the queue's
+//!   flusher task, which writes what is queued with one non-blocking vectored write (the
+//!   first flusher takes every client; the others help it with a share of a turn while its
+//!   writes carry one frame each, i.e. far below saturation). The queue stays the only order; flusher and session exclude each other under the queue's
 //!   lock (park/unpark), and whatever the socket does not take at once — a frame cut short
 //!   included — is handed back to the session, with its write timeout and eviction rules.
 //! - The hub encodes the frames it must order under a channel lock (`message`, `subscribed`,

@@ -312,14 +312,32 @@ async fn rights_limit_subscribe_and_publish_and_the_connection_stays_up() {
     server.assert_no_clients().await;
 }
 
-#[tokio::test]
-async fn long_poll_sessions_belong_to_their_user() {
-    let server = token_server(&[]).await;
+/// A long-poll session of ada's on `watch`: its id, ada's token, and a token of bob's.
+async fn ada_session(server: &TestServer) -> (String, String, String) {
     let ada_token = ada(60);
     let session = server
         .lp_connect("", Some(json!({"channels": ["watch"], "token": ada_token})))
         .await;
-    let bob = token_for("bob", 60, &["watch"], &[]);
+    (session, ada_token, token_for("bob", 60, &["watch"], &[]))
+}
+
+/// Closes `session` with its owner's token (`Authorization: Bearer`); nobody is left.
+async fn close_as_owner(server: &TestServer, session: &str, token: &str) {
+    let response = server
+        .http
+        .post(server.url(&format!("/lp/close?session={session}")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    server.assert_no_clients().await;
+}
+
+#[tokio::test]
+async fn long_poll_sessions_belong_to_their_user() {
+    let server = token_server(&[]).await;
+    let (session, ada_token, bob) = ada_session(&server).await;
     let paths = [
         format!("/lp/poll?session={session}&ack=0"),
         format!("/lp/send?session={session}"),
@@ -355,15 +373,7 @@ async fn long_poll_sessions_belong_to_their_user() {
         (status, last_frame(&batch)["type"].as_str()),
         (200, Some("subscribed"))
     );
-    let response = server
-        .http
-        .post(server.url(&format!("/lp/close?session={session}")))
-        .bearer_auth(&ada_token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    server.assert_no_clients().await;
+    close_as_owner(&server, &session, &ada_token).await;
 }
 
 /// A poll read on the bare socket (a connection that opens with it) takes its token from
@@ -373,11 +383,7 @@ async fn long_poll_sessions_belong_to_their_user() {
 async fn bare_socket_polls_read_the_bearer_token() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let server = token_server(&[]).await;
-    let ada_token = ada(60);
-    let session = server
-        .lp_connect("", Some(json!({"channels": ["watch"], "token": ada_token})))
-        .await;
-    let bob = token_for("bob", 60, &["watch"], &[]);
+    let (session, ada_token, bob) = ada_session(&server).await;
     for (bearer, expected) in [
         (Some(bob.as_str()), "404 Not Found"),
         (None, "404 Not Found"),
@@ -406,14 +412,7 @@ async fn bare_socket_polls_read_the_bearer_token() {
             "{bearer:?}: {response}"
         );
     }
-    server
-        .http
-        .post(server.url(&format!("/lp/close?session={session}")))
-        .bearer_auth(&ada_token)
-        .send()
-        .await
-        .unwrap();
-    server.assert_no_clients().await;
+    close_as_owner(&server, &session, &ada_token).await;
 }
 
 /// Publishes `count` messages on `channel`, one at a time (each acknowledged by the hub).
