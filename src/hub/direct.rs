@@ -70,7 +70,8 @@ impl fmt::Debug for Direct {
 pub(crate) struct Flusher {
     handed: Mutex<Vec<Arc<Client>>>,
     wake: Notify,
-    /// Waiting for work: a helper that is may be given a share (claimed by clearing it).
+    /// Set while the flusher waits for work: a waiting helper may be given a share, claimed
+    /// by clearing this.
     idle: AtomicBool,
     stats: DirectStats,
 }
