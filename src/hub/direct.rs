@@ -195,6 +195,21 @@ impl Hub {
         let _ = self.inner.flushers.set(flushers);
     }
 
+    /// Whether every flusher waits for work with nothing handed to it (for tests: no write
+    /// is in flight or pending).
+    #[cfg(test)]
+    pub(crate) fn flushers_idle(&self) -> bool {
+        self.inner.flushers.get().is_some_and(|all| {
+            all.iter().all(|f| {
+                f.idle.load(Ordering::Acquire)
+                    && f.handed
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .is_empty()
+            })
+        })
+    }
+
     /// Lends `client`'s socket to a flusher. `false` when the hub runs none: the transport
     /// then writes everything itself (and must not park the queue).
     pub fn attach_sink(&self, client: &Client, sink: Arc<dyn FrameSink>) -> bool {

@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 
 use crate::cluster::messages;
-use crate::common::{wait_until, within, TestServer, Ws};
+use crate::common::{pause, wait_until, within, TestServer, Ws};
 use crate::control::{ws_of, SECRET};
 use crate::redis_server::Redis;
 
@@ -26,11 +26,7 @@ async fn three_nodes(redis: &Redis, extra: &[&str]) -> [TestServer; 3] {
 async fn control_listeners_reach(redis: &Redis, count: i64) {
     within("the nodes to follow the control channel", async {
         while control_listeners(redis).await < count {
-            tokio::task::spawn_blocking(|| {
-                std::thread::sleep(std::time::Duration::from_millis(10))
-            })
-            .await
-            .unwrap();
+            pause().await;
         }
     })
     .await;

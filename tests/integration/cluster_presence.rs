@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use crate::common::{spawn_binary, within, TestServer, Ws};
+use crate::common::{pause, spawn_binary, within, TestServer, Ws};
 use crate::control::{ws_of, SECRET};
 use crate::redis_server::Redis;
 
@@ -31,11 +31,7 @@ async fn stats_reach(node: &TestServer, clients: u64, users: u64) {
             if stats == json!({"clients": clients, "users": users}) {
                 return;
             }
-            tokio::task::spawn_blocking(|| {
-                std::thread::sleep(std::time::Duration::from_millis(10))
-            })
-            .await
-            .unwrap();
+            pause().await;
         }
     })
     .await;

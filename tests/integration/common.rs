@@ -97,13 +97,19 @@ pub fn content_length(head: &str) -> usize {
 pub async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     within(what, async {
         while !condition() {
-            // A real pause: `tokio::time::sleep` would never end while the clock is stopped.
-            tokio::task::spawn_blocking(|| std::thread::sleep(POLL))
-                .await
-                .unwrap();
+            pause().await;
         }
     })
     .await
+}
+
+/// One polling interval of real time, for loops that wait on state outside this process (a
+/// Redis server's) or with no event to wait on: `tokio::time::sleep` would never end while a
+/// test's clock is stopped.
+pub async fn pause() {
+    tokio::task::spawn_blocking(|| std::thread::sleep(POLL))
+        .await
+        .unwrap();
 }
 
 /// On a paused clock: lets time run (from timer to timer, at once) until `deadline`, which

@@ -4,7 +4,7 @@
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 
-use crate::common::within;
+use crate::common::{pause, within};
 
 /// A `redis-server` of our own, without persistence (a restart forgets everything, the
 /// harshest case for the nodes).
@@ -55,11 +55,7 @@ impl Redis {
                         }
                     }
                 }
-                tokio::task::spawn_blocking(|| {
-                    std::thread::sleep(std::time::Duration::from_millis(10))
-                })
-                .await
-                .unwrap();
+                pause().await;
             }
         })
         .await;

@@ -309,6 +309,17 @@ fn parked_subscribers(hub: &Hub, channel: &ChannelName, sink: &Arc<TaskSink>, n:
     }
 }
 
+/// Waits until every flusher waits for work with nothing handed to it: no write is left.
+async fn flushers_settle(hub: &Hub) {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !hub.flushers_idle() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the flushers to settle");
+}
+
 /// With two flushers, a publish that finds both idle is written by both (the first gives the
 /// idle helper its share); below the sharing threshold, and with one flusher, by one. Every
 /// subscriber gets the message once either way.
@@ -321,21 +332,13 @@ async fn a_publish_to_many_parked_subscribers_is_shared_with_an_idle_helper() {
         let channel = name("many");
         let sink = Arc::new(TaskSink::default());
         parked_subscribers(&hub, &channel, &sink, subscribers);
-        // Let the flushers reach their idle wait.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        flushers_settle(&hub).await;
         hub.publish(&channel, "1").unwrap();
-        tokio::time::timeout(Duration::from_secs(10), async {
-            while sink.frames.load(std::sync::atomic::Ordering::Relaxed) < subscribers {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-        .await
-        .expect("every subscriber written to");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        flushers_settle(&hub).await;
         assert_eq!(
             sink.frames.load(std::sync::atomic::Ordering::Relaxed),
             subscribers,
-            "once each"
+            "every subscriber written to, once"
         );
         assert_eq!(
             sink.tasks.lock().unwrap().len(),
